@@ -1,0 +1,434 @@
+"""Checkpoint files: a msgpack codec for training state, atomic writes, checksums, rotation.
+
+Why not ``torch.save``/pickle: loading a pickle runs whatever code the file names, so a
+checkpoint picked up from a shared working dir could take over the machine. Loading here only
+ever builds containers, numbers, strings, bytes, numpy arrays and torch tensors, and never
+allocates more than the file's own size.
+
+A file (format ``rltasks-checkpoint/1``) is one msgpack map
+``{"format": FORMAT, "sha256": <hex digest of payload>, "payload": <bin: encode(obj)>}``.
+Inside the payload, arrays and tensors are msgpack ext types whose data is itself msgpack
+``[dtype, shape, raw bytes]`` (C order, little-endian):
+
+- ext 1: numpy array. A numpy scalar (``np.float32(1.0)``) is stored with shape ``nil`` and
+  decodes as a numpy scalar of the same dtype, so float32 arithmetic stays float32 on resume.
+- ext 2: torch tensor, saved detached on the CPU; bfloat16 is stored as its int16 bits.
+- ext 3: a python int outside msgpack's 64-bit range (numpy's PCG64 state holds 128-bit ints),
+  as little-endian two's complement bytes.
+
+Tuples come back as lists; dict keys keep their insertion order and may be ints, as in torch
+optimizer state dicts. Encoding is deterministic: the same object gives the same bytes.
+"""
+
+import hashlib
+import math
+import os
+import reprlib
+import sys
+from collections.abc import Callable
+from contextlib import suppress
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import numpy as np
+
+FORMAT = "rltasks-checkpoint/1"
+
+_EXT_ARRAY, _EXT_TENSOR, _EXT_BIGINT = 1, 2, 3
+_NUMPY_DTYPES = {
+    name: np.dtype(name).newbyteorder("<")
+    for name in ("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32",
+                 "uint64", "float16", "float32", "float64", "complex64", "complex128")
+}
+_TENSOR_DTYPES = {*_NUMPY_DTYPES, "bfloat16"}
+_MAX_NDIM, _MAX_ELEMENTS = 64, 2**48
+_KEY_TYPES = (str, int, float, bool, bytes, type(None))
+
+PathLike = str | os.PathLike[str]
+
+
+class CheckpointError(Exception):
+    """A checkpoint file that cannot be read or written; the one-line message names the path
+    and the reason.
+
+    ``path`` and ``reason`` are also kept apart so callers (``Checkpointer.load_latest``, the
+    CLI) can rephrase the error without parsing the message.
+    """
+
+    def __init__(self, message: str, *, path: PathLike | None = None,
+                 reason: str | None = None) -> None:
+        super().__init__(message.replace("\n", " "))
+        self.path = None if path is None else str(path)
+        self.reason = (reason or message).replace("\n", " ")
+
+
+class _Corrupt(ValueError):
+    """Raised inside the decoder with a readable reason; the caller adds the path."""
+
+
+def _unreadable(source: PathLike, reason: str) -> CheckpointError:
+    return CheckpointError(f"cannot load checkpoint {source}: {reason}", path=source, reason=reason)
+
+
+# --------------------------------------------------------------------------------- encoding
+
+def encode(obj: Any) -> bytes:
+    """Serialise ``obj`` to msgpack bytes, deterministically.
+
+    Accepts any nesting of dict/list/tuple/str/int/float/bool/None/bytes, numpy arrays and
+    scalars of an allowed dtype and torch tensors. Anything else raises TypeError (sets,
+    arbitrary objects, string or object arrays), so a task whose state cannot be saved fails
+    when it saves rather than when it resumes.
+    """
+    try:
+        plain = _plain(obj)
+    except RecursionError:
+        raise ValueError("checkpoint object is nested too deeply") from None
+    return msgpack.packb(plain, use_bin_type=True)
+
+
+def _plain(obj: Any) -> Any:
+    """Map ``obj`` onto msgpack's native types, with arrays, tensors and big ints as ext types."""
+    if obj is None or type(obj) in (bool, float, str, bytes):
+        return obj
+    if type(obj) is int:
+        if -(2**63) <= obj < 2**64:
+            return obj
+        return msgpack.ExtType(_EXT_BIGINT, obj.to_bytes(obj.bit_length() // 8 + 1, "little",
+                                                         signed=True))
+    if isinstance(obj, dict):
+        return {_key(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, np.ndarray | np.number | np.bool_):
+        return _array_ext(obj)
+    torch = sys.modules.get("torch")  # a tensor implies torch is imported; keeps `inspect` light
+    if torch is not None and isinstance(obj, torch.Tensor):
+        return _tensor_ext(obj, torch)
+    for base in (int, float, str, bytes):  # subclasses such as IntEnum or np.str_
+        if isinstance(obj, base):
+            return _plain(base(obj))
+    raise TypeError(f"cannot checkpoint a {type(obj).__qualname__}; allowed: dict, list, tuple, "
+                    "str, int, float, bool, None, bytes, numpy arrays, torch tensors")
+
+
+def _key(key: Any) -> Any:
+    if type(key) not in _KEY_TYPES:
+        raise TypeError(f"checkpoint dict keys must be str, int, float, bool, bytes or None, "
+                        f"not {type(key).__qualname__} ({key!r})")
+    return _plain(key)
+
+
+def _array_ext(obj: np.ndarray | np.generic) -> msgpack.ExtType:
+    array = np.asarray(obj)
+    name = array.dtype.name
+    if name not in _NUMPY_DTYPES:
+        raise TypeError(f"cannot checkpoint numpy dtype {array.dtype}; allowed: "
+                        f"{', '.join(_NUMPY_DTYPES)}")
+    shape = None if isinstance(obj, np.generic) else list(array.shape)
+    return _ext(_EXT_ARRAY, name, shape, array)
+
+
+def _tensor_ext(tensor: Any, torch: Any) -> msgpack.ExtType:
+    name = str(tensor.dtype).removeprefix("torch.")
+    if name not in _TENSOR_DTYPES or tensor.layout != torch.strided or tensor.is_quantized:
+        raise TypeError(f"cannot checkpoint a {tensor.layout} tensor of {tensor.dtype}; allowed: "
+                        f"dense tensors of {', '.join(sorted(_TENSOR_DTYPES))}")
+    tensor = tensor.detach().cpu().resolve_conj().resolve_neg().contiguous()
+    if name == "bfloat16":  # numpy has no bfloat16: store the bits
+        tensor = tensor.view(torch.int16)
+    return _ext(_EXT_TENSOR, name, list(tensor.shape), tensor.numpy())
+
+
+def _ext(code: int, name: str, shape: list[int] | None, array: np.ndarray) -> msgpack.ExtType:
+    raw = array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes(order="C")
+    return msgpack.ExtType(code, msgpack.packb([name, shape, raw], use_bin_type=True))
+
+
+# --------------------------------------------------------------------------------- decoding
+
+def decode(data: bytes, *, source: str = "<bytes>") -> Any:
+    """Rebuild the object that ``encode`` wrote; raise CheckpointError naming ``source`` on
+    any malformed, truncated or foreign input (never another exception type)."""
+    return _decode(data, source, _materialise)
+
+
+def _unpack(data: bytes, ext_hook: Callable[[int, bytes], Any]) -> Any:
+    n = len(data)  # no length field may claim more than the data holds
+    return msgpack.unpackb(data, raw=False, strict_map_key=False, ext_hook=ext_hook,
+                           max_bin_len=n, max_str_len=n, max_array_len=n, max_map_len=n,
+                           max_ext_len=n)
+
+
+def _decode(data: bytes, source: PathLike, ext_hook: Callable[[int, bytes], Any]) -> Any:
+    try:
+        obj = _unpack(data, ext_hook)
+        _reject_timestamps(obj)
+        return obj
+    except Exception as err:  # the promise is CheckpointError and nothing else
+        raise _unreadable(source, _describe(err)) from err
+
+
+def _describe(err: Exception) -> str:
+    if isinstance(err, _Corrupt):
+        return str(err)
+    if isinstance(err, msgpack.ExtraData):
+        return "trailing bytes after the msgpack data"
+    if "incomplete input" in str(err):
+        return "truncated (msgpack data ends early)"
+    return f"not valid msgpack data ({type(err).__name__}: {err})"
+
+
+def _reject_timestamps(obj: Any) -> None:
+    """msgpack decodes its timestamp ext (-1) without calling ext_hook; we never write one."""
+    stack = [obj]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, msgpack.Timestamp):
+            raise _Corrupt("unknown ext type -1")
+
+
+def _parse_ext(code: int, data: bytes) -> tuple[str, list[int] | None, bytes]:
+    """Check an array/tensor record: allowed dtype, sane shape, size matching the raw bytes."""
+    fields = _unpack(data, msgpack.ExtType)
+    if not (isinstance(fields, list) and len(fields) == 3):
+        raise _Corrupt(f"malformed array record {reprlib.repr(fields)}")
+    name, shape, raw = fields
+    allowed = _TENSOR_DTYPES if code == _EXT_TENSOR else _NUMPY_DTYPES
+    if not isinstance(name, str) or name not in allowed:
+        raise _Corrupt(f"dtype {reprlib.repr(name)} is not allowed")
+    if not isinstance(raw, bytes):
+        raise _Corrupt("array record without raw bytes")
+    if shape is None and code == _EXT_ARRAY:
+        count = 1
+    elif (isinstance(shape, list) and len(shape) <= _MAX_NDIM
+          and all(type(d) is int and d >= 0 for d in shape)
+          and math.prod(max(d, 1) for d in shape) <= _MAX_ELEMENTS):  # even if one dim is 0
+        count = math.prod(shape)
+    else:
+        raise _Corrupt(f"bad shape {reprlib.repr(shape)}")
+    itemsize = 2 if name == "bfloat16" else _NUMPY_DTYPES[name].itemsize
+    if count * itemsize != len(raw):
+        raise _Corrupt(f"size mismatch: {name} of shape {reprlib.repr(shape)} needs "
+                       f"{count * itemsize} bytes, the file holds {len(raw)}")
+    if name == "bool" and raw.translate(None, b"\x00\x01"):
+        raise _Corrupt("bool array holding bytes other than 0 and 1")
+    return name, shape, raw
+
+
+def _materialise(code: int, data: bytes) -> Any:
+    if code == _EXT_BIGINT:
+        return int.from_bytes(data, "little", signed=True)
+    if code not in (_EXT_ARRAY, _EXT_TENSOR):
+        raise _Corrupt(f"unknown ext type {code}")
+    name, shape, raw = _parse_ext(code, data)
+    dtype = _NUMPY_DTYPES["int16" if name == "bfloat16" else name]
+    flat = np.frombuffer(raw, dtype=dtype).astype(dtype.newbyteorder("="))  # a writable copy
+    if shape is None:
+        return flat[0]  # numpy scalar
+    array = flat.reshape(shape)
+    if code == _EXT_ARRAY:
+        return array
+    import torch
+
+    tensor = torch.from_numpy(array)
+    return tensor.view(torch.bfloat16) if name == "bfloat16" else tensor
+
+
+def _summarise(code: int, data: bytes) -> Any:
+    """Like _materialise, but arrays and tensors become {"dtype", "shape"} (for ``peek``)."""
+    if code in (_EXT_ARRAY, _EXT_TENSOR):
+        name, shape, _ = _parse_ext(code, data)
+        if shape is not None:
+            return {"dtype": name, "shape": shape}
+    return _materialise(code, data)
+
+
+# ------------------------------------------------------------------------------------ files
+
+def _envelope(payload: bytes) -> bytes:
+    sha256 = hashlib.sha256(payload).hexdigest()
+    return msgpack.packb({"format": FORMAT, "sha256": sha256, "payload": payload},
+                         use_bin_type=True)
+
+
+def _sniff(data: bytes) -> str | None:
+    """Name the likely kind of a foreign file, to make the error actionable."""
+    if data[:1] == b"\x80" and data[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+        return "a pickle file, which rltasks never loads"
+    if data[:2] == b"PK":
+        return "a zip file (torch.save?), not an rltasks checkpoint"
+    if data.lstrip()[:1] in (b"{", b"["):
+        return "a JSON or text file, not an rltasks checkpoint"
+    return None
+
+
+def _read_payload(path: PathLike) -> bytes:
+    """Read a checkpoint file and return its payload once the envelope and checksum are good."""
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise _unreadable(path, "no such file") from None
+    except OSError as err:
+        raise _unreadable(path, err.strerror or str(err)) from err
+    if not data:
+        raise _unreadable(path, "empty file")
+    try:
+        envelope = _unpack(data, msgpack.ExtType)
+    except Exception as err:
+        raise _unreadable(path, _sniff(data) or _describe(err)) from err
+    fmt = envelope.get("format") if isinstance(envelope, dict) else None
+    if fmt != FORMAT:
+        foreign = f"foreign format {reprlib.repr(fmt)}" if fmt is not None else None
+        raise _unreadable(path, f"{foreign or _sniff(data) or 'not an rltasks checkpoint'}; "
+                                f"expected format {FORMAT!r}")
+    payload, digest = envelope.get("payload"), envelope.get("sha256")
+    if not isinstance(payload, bytes) or not isinstance(digest, str):
+        raise _unreadable(path, "malformed envelope (no payload or sha256)")
+    if hashlib.sha256(payload).hexdigest() != digest:
+        raise _unreadable(path, "checksum mismatch (file corrupt or modified)")
+    return payload
+
+
+def _write_atomic(path: Path, data: bytes,
+                  before_replace: Callable[[], None] | None = None) -> None:
+    """Write ``data`` to ``path`` via a temp file, so readers see the old file or the new one,
+    never a half-written one; on an OSError the old file stays and the temp file goes."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        if before_replace is not None:
+            before_replace()
+        os.replace(tmp, path)
+    except BaseException as err:
+        with suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        if isinstance(err, OSError):
+            raise CheckpointError(f"cannot write checkpoint {path}: {err}; the previous "
+                                  "checkpoint is intact", path=path, reason=str(err)) from err
+        raise
+    with suppress(OSError):  # make the rename durable; not every OS can fsync a directory
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def save(path: PathLike, obj: Any) -> None:
+    """Write ``obj`` atomically to ``path`` as a checksummed checkpoint file."""
+    _write_atomic(Path(path), _envelope(encode(obj)))
+
+
+def load(path: PathLike) -> Any:
+    """Read a checkpoint written by ``save``; raise CheckpointError naming the path and the
+    reason if the file is missing, truncated, corrupt or foreign."""
+    return decode(_read_payload(path), source=str(path))
+
+
+def peek(path: PathLike) -> dict[str, Any]:
+    """Summarise a checkpoint for ``rltasks inspect`` without building its tensors.
+
+    Returns the format and, if the payload is a dict, its top-level entries except "state";
+    arrays and tensors among them appear as ``{"dtype", "shape"}``.
+    """
+    obj = _decode(_read_payload(path), path, _summarise)
+    entries = {k: v for k, v in obj.items() if k != "state"} if isinstance(obj, dict) else {}
+    return {"format": FORMAT, **entries}
+
+
+class Checkpointer:
+    """Owns the checkpoint files of one working dir: last.ckpt, its rotated copies
+    last.ckpt.1 ... last.ckpt.(keep-1), and best.ckpt.
+
+    Older copies are kept so that a file damaged by a crash, a full disk or a bad sector
+    still leaves an older one to resume from.
+    """
+
+    def __init__(self, workdir: PathLike, keep: int = 3) -> None:
+        if keep < 1:
+            raise ValueError(f"keep must be at least 1, got {keep}")
+        self.workdir = Path(workdir)
+        self.keep = keep
+        self.last = self.workdir / "last.ckpt"
+        self.best = self.workdir / "best.ckpt"
+
+    def _nth(self, i: int) -> Path:
+        return self.last if i == 0 else self.workdir / f"last.ckpt.{i}"
+
+    def _rotate(self) -> None:
+        """Shift last.ckpt.i to last.ckpt.(i+1), dropping the oldest, and make last.ckpt.1 a
+        hard link to last.ckpt, so last.ckpt exists until the new file replaces it."""
+        if self.keep == 1:
+            return
+        self._nth(self.keep - 1).unlink(missing_ok=True)
+        for i in range(self.keep - 2, 0, -1):
+            with suppress(FileNotFoundError):
+                os.replace(self._nth(i), self._nth(i + 1))
+        if self.last.exists():
+            try:
+                os.link(self.last, self._nth(1))
+            except OSError:  # a filesystem without hard links
+                os.replace(self.last, self._nth(1))
+
+    def save(self, obj: Any, best: bool = False) -> Path:
+        """Write ``obj`` as the new last.ckpt after rotating the older ones; with ``best``,
+        also as best.ckpt. Returns the path of last.ckpt."""
+        data = _envelope(encode(obj))
+        _write_atomic(self.last, data, before_replace=self._rotate)
+        if best:
+            _write_atomic(self.best, data)
+        return self.last
+
+    def candidates(self) -> list[Path]:
+        """The existing last.ckpt, last.ckpt.1, ... newest first."""
+        return [p for p in map(self._nth, range(self.keep)) if p.exists()]
+
+    def load_latest(
+        self,
+        check: Callable[[Any], None] | None = None,
+        log: Callable[[str], None] = print,
+    ) -> tuple[Any, Path] | None:
+        """Load the newest usable checkpoint and return ``(obj, path)``, or None if there is none.
+
+        An unreadable file is reported through ``log`` and the next older one is tried.
+        ``check(obj)`` may raise ValueError to refuse a checkpoint of another task, env or
+        hparams: that propagates at once, since an older file would be just as foreign.
+        """
+        paths = self.candidates()
+        if not paths:
+            return None
+        problems = []
+        for i, path in enumerate(paths):
+            try:
+                obj = load(path)
+            except CheckpointError as err:
+                problems.append(f"{path.name}: {err.reason}")
+                if i + 1 < len(paths):
+                    nxt = paths[i + 1]
+                    log(f"checkpoint {path} unusable ({err.reason}); falling back to {nxt}")
+                continue
+            if check is not None:
+                check(obj)
+            return obj, path
+        reason = "; ".join(problems)
+        raise CheckpointError(
+            f"no usable checkpoint in {self.workdir} ({reason}); delete the working dir or "
+            "choose another --workdir", path=self.workdir, reason=reason)
+
+    def clean_tmp(self) -> None:
+        """Remove temp files left by writes that were interrupted (e.g. by SIGKILL)."""
+        for name in (self.last.name, self.best.name):
+            for tmp in self.workdir.glob(f".{name}.*.tmp"):
+                with suppress(OSError):
+                    tmp.unlink()

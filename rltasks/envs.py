@@ -1,0 +1,275 @@
+"""The dataloader of a task: vectorized gymnasium environments.
+
+``VecLoader`` wraps a gymnasium vector env (``SyncVectorEnv``, ``AsyncVectorEnv`` or a native
+numpy-vectorized env such as CartPole's) behind one interface with *same-step* autoreset:
+``step`` returns the first observation of the next episode for a finished env and, apart, the
+real final observation needed to bootstrap a truncated episode. It seeds every env and space,
+keeps episode statistics, and optionally normalises observations and rewards with running
+statistics that are part of the task state.
+
+Checkpoints are taken at epoch boundaries only, and every epoch starts with ``reset`` from a
+seed derived from ``(seed, epoch)``: the state never needs the envs' insides, and an
+interrupted run follows the same path as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv, VectorEnv
+
+VECTORIZATIONS = ("auto", "sync", "async", "native")
+
+
+def derive_seed(seed: int, *keys: int) -> int:
+    """A 32-bit seed derived from ``seed`` and integer keys (epoch, env index, purpose)."""
+    return int(np.random.SeedSequence([seed, *keys]).generate_state(1)[0])
+
+
+def check_env_id(env_id: str) -> gym.envs.registration.EnvSpec:
+    """Return the spec of ``env_id`` or raise a one-line ``ValueError`` naming close matches."""
+    try:
+        return gym.spec(env_id)
+    except gym.error.Error:
+        pass
+    known = list(gym.registry)
+    close = difflib.get_close_matches(env_id, known, n=3, cutoff=0.5)
+    hint = f"did you mean {', '.join(close)}?" if close else (
+        "list them with: python -c 'import gymnasium; gymnasium.pprint_registry()'")
+    raise ValueError(f"unknown env id {env_id!r}: not registered with gymnasium; {hint}")
+
+
+class RunningMeanStd:
+    """Running mean and variance (parallel algorithm of Chan et al.), as in SB3's VecNormalize."""
+
+    def __init__(self, shape: tuple[int, ...] = ()) -> None:
+        self.mean = np.zeros(shape, np.float64)
+        self.var = np.ones(shape, np.float64)
+        self.count = 1e-4
+
+    def update(self, batch: np.ndarray) -> None:
+        b_mean, b_var, b_count = batch.mean(axis=0), batch.var(axis=0), batch.shape[0]
+        delta = b_mean - self.mean
+        total = self.count + b_count
+        self.mean = self.mean + delta * b_count / total
+        m2 = self.var * self.count + b_var * b_count + delta**2 * self.count * b_count / total
+        self.var = m2 / total
+        self.count = total
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"mean": self.mean.copy(), "var": self.var.copy(), "count": float(self.count)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.mean = np.asarray(state["mean"], np.float64).copy()
+        self.var = np.asarray(state["var"], np.float64).copy()
+        self.count = float(state["count"])
+
+
+class _NativeSameStep:
+    """Same-step autoreset over gymnasium's numpy-vectorized CartPole (next-step by design).
+
+    After each step, finished sub-envs are re-initialised at once from the env's own seeded
+    generator, exactly as ``CartPoleVectorEnv.step`` would do one step later.
+    """
+
+    def __init__(self, env: VectorEnv) -> None:
+        self.env = env.unwrapped
+        self.num_envs = env.num_envs
+
+    def reset(self, seed: int) -> np.ndarray:
+        obs, _ = self.env.reset(seed=seed)
+        return obs
+
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, ...]:
+        env = self.env
+        obs, rew, term, trunc, _ = env.step(actions)
+        done = term | trunc
+        final = None
+        if done.any():
+            final = obs.copy()
+            n = int(done.sum())
+            env.state[:, done] = env.np_random.uniform(low=env.low, high=env.high, size=(4, n))
+            env.steps[done] = 0
+            env.prev_done[:] = False
+            obs = env.state.T.astype(np.float32)
+        return obs, rew, term, trunc, final
+
+    def close(self) -> None:
+        self.env.close()
+
+
+class _GymSameStep:
+    """Same-step autoreset over a gymnasium Sync/AsyncVectorEnv."""
+
+    def __init__(self, env: VectorEnv) -> None:
+        self.env = env
+        self.num_envs = env.num_envs
+
+    def reset(self, seed: int) -> np.ndarray:
+        seeds = [derive_seed(seed, i) for i in range(self.num_envs)]
+        obs, _ = self.env.reset(seed=seeds)
+        for i, space in enumerate(getattr(self.env, "envs", [])):
+            space.action_space.seed(seeds[i])
+            space.observation_space.seed(seeds[i])
+        return obs
+
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, ...]:
+        obs, rew, term, trunc, info = self.env.step(actions)
+        final = None
+        if "_final_obs" in info:
+            mask = info["_final_obs"]
+            final = obs.copy()
+            final[mask] = np.stack(info["final_obs"][mask])
+        return obs, rew, term, trunc, final
+
+    def close(self) -> None:
+        self.env.close()
+
+
+def _has_native(env_id: str) -> bool:
+    spec = check_env_id(env_id)
+    return spec.vector_entry_point == (
+        "gymnasium.envs.classic_control.cartpole:CartPoleVectorEnv")
+
+
+class VecLoader:
+    """Vectorized envs for one task: seeding, same-step autoreset, stats and normalisation."""
+
+    def __init__(self, env_id: str, num_envs: int = 8, vectorization: str = "auto",
+                 norm_obs: bool = False, norm_reward: bool = False, gamma: float = 0.99,
+                 env_kwargs: dict[str, Any] | None = None) -> None:
+        spec = check_env_id(env_id)
+        if num_envs < 1:
+            raise ValueError(f"num_envs={num_envs} must be >= 1")
+        if vectorization not in VECTORIZATIONS:
+            raise ValueError(f"vectorization={vectorization!r} is not one of {VECTORIZATIONS}")
+        native = _has_native(env_id) and not env_kwargs
+        if vectorization == "native" and not native:
+            raise ValueError(f"vectorization='native': gymnasium has no numpy-vectorized "
+                             f"{env_id}; use 'sync' or 'async'")
+        if vectorization == "auto":
+            vectorization = "native" if native else "sync"
+        self.env_id, self.num_envs, self.vectorization = env_id, num_envs, vectorization
+        kwargs = dict(env_kwargs or {})
+        if vectorization == "native":
+            venv = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="vector_entry_point")
+            self._venv: _NativeSameStep | _GymSameStep = _NativeSameStep(venv)
+        else:
+            fns: list[Callable[[], gym.Env]] = [
+                lambda: gym.make(spec.id, **kwargs) for _ in range(num_envs)]
+            cls = AsyncVectorEnv if vectorization == "async" else SyncVectorEnv
+            venv = cls(fns, autoreset_mode=AutoresetMode.SAME_STEP)
+            self._venv = _GymSameStep(venv)
+        self.single_observation_space = venv.single_observation_space
+        self.single_action_space = venv.single_action_space
+        self.max_episode_steps = spec.max_episode_steps
+        self.obs_rms = RunningMeanStd(self.single_observation_space.shape) if norm_obs else None
+        self.ret_rms = RunningMeanStd(()) if norm_reward else None
+        self.gamma = gamma
+        self._returns = np.zeros(num_envs)  # discounted, for reward normalisation
+        self._ep_return = np.zeros(num_envs)
+        self._ep_length = np.zeros(num_envs, np.int64)
+        self.episodes: list[tuple[float, int]] = []  # finished since the last pop_episodes()
+
+    # -- the data path ---------------------------------------------------------------------
+    def reset(self, seed: int) -> np.ndarray:
+        """Reset every env from ``seed`` (derived per env) and forget running episodes."""
+        obs = self._venv.reset(seed)
+        self._returns[:] = 0.0
+        self._ep_return[:] = 0.0
+        self._ep_length[:] = 0
+        return self.normalize_obs(obs, update=True)
+
+    def step(self, actions: np.ndarray, train: bool = True
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+        """Step every env.
+
+        Returns ``(obs, reward, terminated, truncated, final_obs)``. For a finished env,
+        ``obs`` is the first observation of its next episode and ``final_obs`` (``None`` when
+        no env finished) holds the last observation of the finished one. Rewards and
+        observations are normalised when asked; statistics update only when ``train``.
+        """
+        obs, rew, term, trunc, final = self._venv.step(actions)
+        rew = np.asarray(rew, np.float64)
+        self._ep_return += rew
+        self._ep_length += 1
+        done = term | trunc
+        if done.any():
+            for i in np.flatnonzero(done):
+                self.episodes.append((float(self._ep_return[i]), int(self._ep_length[i])))
+            self._ep_return[done] = 0.0
+            self._ep_length[done] = 0
+        if self.ret_rms is not None:
+            self._returns = self._returns * self.gamma + rew
+            if train:
+                self.ret_rms.update(self._returns)
+            rew = np.clip(rew / np.sqrt(self.ret_rms.var + 1e-8), -10.0, 10.0)
+            self._returns[done] = 0.0
+        obs = self.normalize_obs(obs, update=train)
+        if final is not None:
+            final = self.normalize_obs(final, update=False)
+        return obs, rew.astype(np.float32), term, trunc, final
+
+    def normalize_obs(self, obs: np.ndarray, update: bool = False) -> np.ndarray:
+        """Normalise observations with the running statistics (identity when disabled)."""
+        if self.obs_rms is None:
+            return obs
+        if update:
+            self.obs_rms.update(obs)
+        norm = (obs - self.obs_rms.mean) / np.sqrt(self.obs_rms.var + 1e-8)
+        return np.clip(norm, -10.0, 10.0).astype(np.float32)
+
+    def pop_episodes(self) -> list[tuple[float, int]]:
+        """Return and clear the (return, length) of episodes finished since the last call."""
+        episodes, self.episodes = self.episodes, []
+        return episodes
+
+    def close(self) -> None:
+        self._venv.close()
+
+    # -- state -------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Normalisation statistics (all the loader keeps across epochs)."""
+        return {
+            "obs_rms": None if self.obs_rms is None else self.obs_rms.state_dict(),
+            "ret_rms": None if self.ret_rms is None else self.ret_rms.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for name in ("obs_rms", "ret_rms"):
+            rms = getattr(self, name)
+            if (rms is None) != (state[name] is None):
+                raise ValueError(f"checkpoint {name} does not match this loader's normalisation")
+            if rms is not None:
+                rms.load_state_dict(state[name])
+
+
+def evaluate_policy(env_id: str, act: Callable[[np.ndarray], np.ndarray], episodes: int,
+                    seed: int, normalize: Callable[[np.ndarray], np.ndarray],
+                    vectorization: str = "auto") -> dict[str, float]:
+    """Run ``episodes`` episodes in parallel, one per env, each from its own derived seed.
+
+    ``act`` maps a batch of (normalised) observations to actions; it should be deterministic
+    and must not touch the training RNG, so evaluating never changes the task state.
+    """
+    loader = VecLoader(env_id, num_envs=episodes,
+                       vectorization="sync" if vectorization == "async" else vectorization)
+    try:
+        obs = normalize(loader.reset(seed))
+        returns = np.zeros(episodes)
+        lengths = np.zeros(episodes, np.int64)
+        running = np.ones(episodes, bool)
+        while running.any():
+            obs, rew, term, trunc, _ = loader.step(act(obs), train=False)
+            obs = normalize(obs)
+            returns[running] += rew[running]
+            lengths[running] += 1
+            running &= ~(term | trunc)
+    finally:
+        loader.close()
+    return {"return_mean": float(returns.mean()), "return_std": float(returns.std()),
+            "length_mean": float(lengths.mean()), "episodes": int(episodes)}

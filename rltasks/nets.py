@@ -1,0 +1,79 @@
+"""Network bodies and heads shared by every task."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU}
+
+
+def layer_init(layer: nn.Linear, gain: float = math.sqrt(2), bias: float = 0.0) -> nn.Linear:
+    """Orthogonal weights and constant bias, as in the PPO implementation details."""
+    nn.init.orthogonal_(layer.weight, gain)
+    nn.init.constant_(layer.bias, bias)
+    return layer
+
+
+def mlp(n_in: int, hidden: Sequence[int], n_out: int, activation: str = "tanh",
+        out_gain: float = 1.0) -> nn.Sequential:
+    """A multilayer perceptron ``n_in -> hidden... -> n_out`` with orthogonal init."""
+    act = ACTIVATIONS[activation]
+    layers: list[nn.Module] = []
+    last = n_in
+    for width in hidden:
+        layers += [layer_init(nn.Linear(last, width)), act()]
+        last = width
+    layers.append(layer_init(nn.Linear(last, n_out), gain=out_gain))
+    return nn.Sequential(*layers)
+
+
+class CategoricalHead:
+    """Log-probabilities, entropy and sampling of a categorical policy given logits.
+
+    Sampling draws from the task's own ``torch.Generator`` so that the run is reproducible and
+    its random state can be checkpointed.
+    """
+
+    @staticmethod
+    def sample(logits: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        probs = torch.softmax(logits, dim=-1)
+        return torch.multinomial(probs, 1, generator=gen).squeeze(-1)
+
+    @staticmethod
+    def mode(logits: torch.Tensor) -> torch.Tensor:
+        return logits.argmax(dim=-1)
+
+    @staticmethod
+    def log_prob(logits: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        logp = torch.log_softmax(logits, dim=-1)
+        return logp.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
+
+    @staticmethod
+    def entropy(logits: torch.Tensor) -> torch.Tensor:
+        logp = torch.log_softmax(logits, dim=-1)
+        return -(logp.exp() * logp).sum(-1)
+
+
+class GaussianHead:
+    """Diagonal Gaussian with a state-independent log standard deviation."""
+
+    @staticmethod
+    def sample(mean: torch.Tensor, log_std: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        noise = torch.randn(mean.shape, generator=gen, dtype=mean.dtype)
+        return mean + log_std.exp() * noise
+
+    @staticmethod
+    def log_prob(mean: torch.Tensor, log_std: torch.Tensor, actions: torch.Tensor
+                 ) -> torch.Tensor:
+        var = (2 * log_std).exp()
+        logp = -((actions - mean) ** 2) / (2 * var) - log_std - 0.5 * math.log(2 * math.pi)
+        return logp.sum(-1)
+
+    @staticmethod
+    def entropy(log_std: torch.Tensor, batch: int) -> torch.Tensor:
+        ent = (0.5 + 0.5 * math.log(2 * math.pi) + log_std).sum(-1)
+        return ent.expand(batch)

@@ -1,0 +1,86 @@
+"""Observers of the epoch loop: checkpointing, the metrics log, progress lines.
+
+They see the task after each epoch. Wall-clock figures (steps per second, elapsed time) are
+computed here and go to the log, never into the task state, which stays a pure function of
+the computation.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+from rltasks.checkpoint import Checkpointer
+
+
+def checkpoint_payload(task: Any) -> dict[str, Any]:
+    """The top level of a task checkpoint (``DESIGN.md`` "Checkpoints")."""
+    return {"task": task.name, "hparams": task.hparams(), "fixed": dict(task.fixed),
+            "epoch": task.epoch, "env_steps": task.env_steps, "state": task.state_dict()}
+
+
+class Checkpointing:
+    """Write ``last.ckpt`` every ``every`` epochs (and at ``final_epoch``).
+
+    With ``eval_every`` > 0 the task is evaluated every that many epochs and ``best.ckpt``
+    keeps the best evaluation so far. Evaluation does not touch the training state.
+    """
+
+    def __init__(self, checkpointer: Checkpointer, every: int = 1, final_epoch: int | None = None,
+                 eval_every: int = 0, eval_episodes: int = 10) -> None:
+        self.checkpointer, self.every, self.final_epoch = checkpointer, every, final_epoch
+        self.eval_every, self.eval_episodes = eval_every, eval_episodes
+        self.best: float | None = None
+
+    def on_epoch_end(self, task: Any, metrics: dict[str, Any]) -> None:
+        best = False
+        if self.eval_every and task.epoch % self.eval_every == 0:
+            score = task.evaluate(self.eval_episodes)["return_mean"]
+            metrics["eval_return_mean"] = score
+            best = self.best is None or score > self.best
+            self.best = score if best else self.best
+        if best or task.epoch % self.every == 0 or task.epoch == self.final_epoch:
+            self.checkpointer.save(checkpoint_payload(task), best=best)
+
+
+class MetricsLog:
+    """Append one JSON line per epoch to ``metrics.jsonl``, with steps per second."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._t0 = time.perf_counter()
+        self._last_t = self._t0
+        self._last_steps: int | None = None
+
+    def on_epoch_end(self, task: Any, metrics: dict[str, Any]) -> None:
+        now = time.perf_counter()
+        if self._last_steps is None:  # first epoch of this process (maybe a resumed run)
+            self._last_steps = task.history[-2]["env_steps"] if len(task.history) > 1 else 0
+        sps = (task.env_steps - self._last_steps) / max(now - self._last_t, 1e-9)
+        self._last_t, self._last_steps = now, task.env_steps
+        row = {**metrics, "sps": round(sps, 1), "elapsed": round(now - self._t0, 3),
+               "time": time.time()}
+        with self.path.open("a", encoding="utf8") as f:
+            f.write(json.dumps(row) + "\n")
+        metrics["sps"] = row["sps"]
+
+
+class ProgressLog:
+    """One plain line per epoch on a stream (stderr by default, so stdout stays parseable)."""
+
+    def __init__(self, epochs: int, stream: TextIO | None = None) -> None:
+        self.epochs, self.stream = epochs, stream or sys.stderr
+
+    def on_epoch_end(self, task: Any, metrics: dict[str, Any]) -> None:
+        ret = metrics.get("return_mean")
+        parts = [f"epoch {task.epoch}/{self.epochs}", f"env_steps {task.env_steps}",
+                 f"return {ret:.1f}" if ret is not None else "return -"]
+        if "eval_return_mean" in metrics:
+            parts.append(f"eval {metrics['eval_return_mean']:.1f}")
+        if "sps" in metrics:
+            parts.append(f"sps {metrics['sps']:.0f}")
+        print(f"[{task.name}] " + "  ".join(parts), file=self.stream, flush=True)

@@ -1,0 +1,104 @@
+"""Hyperparameter declarations: a default, an Orion prior, and what counts as valid.
+
+Every block of a task (its own update rule, the optimizer, the lr schedule) declares its
+hyperparameters as :class:`HP` objects. ``Task.get_space()`` is the union of the priors of the
+declared hyperparameters that were not fixed at ``make_task``; ``Task.init()`` validates the
+values it gets with :meth:`HP.coerce`, so a bad value fails before any network is built.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class HP:
+    """One hyperparameter.
+
+    ``prior`` is the Orion prior string (``'loguniform(1e-5, 1e-2)'``). ``low``/``high`` bound
+    the *valid* values, which may be wider than the prior (a user may fix ``lr=0.05`` even if
+    the hunt never proposes it); ``low_open``/``high_open`` make a bound exclusive.
+    """
+
+    default: Any
+    prior: str
+    kind: type = float
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    choices: tuple[Any, ...] | None = None
+    help: str = ""
+
+    def coerce(self, name: str, value: Any) -> Any:
+        """Return ``value`` converted to this kind, or raise ``ValueError`` naming the problem."""
+        try:
+            value = _convert(self.kind, value)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"hyperparameter {name}={value!r} is not a valid {self.kind.__name__}"
+            ) from None
+        if self.choices is not None and value not in self.choices:
+            raise ValueError(
+                f"hyperparameter {name}={value!r} is not one of {list(self.choices)}"
+            )
+        if self.kind in (int, float):
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"hyperparameter {name}={value!r} must be finite")
+            below = self.low is not None and (
+                value < self.low or (self.low_open and value == self.low)
+            )
+            above = self.high is not None and (
+                value > self.high or (self.high_open and value == self.high)
+            )
+            if below or above:
+                raise ValueError(f"hyperparameter {name}={value!r} is out of range: {self.valid()}")
+        return value
+
+    def valid(self) -> str:
+        """Human description of the valid values, for error messages and docs."""
+        if self.choices is not None:
+            return f"one of {list(self.choices)}"
+        lo = "(" if self.low_open else "["
+        hi = ")" if self.high_open else "]"
+        low = "-inf" if self.low is None else repr(self.low)
+        high = "inf" if self.high is None else repr(self.high)
+        return f"{self.kind.__name__} in {lo}{low}, {high}{hi}"
+
+
+def _convert(kind: type, value: Any) -> Any:
+    if kind is bool:
+        if isinstance(value, str):
+            low = value.strip().lower()
+            if low in ("true", "1", "yes", "on"):
+                return True
+            if low in ("false", "0", "no", "off"):
+                return False
+            raise ValueError(value)
+        if isinstance(value, (bool, int)) and value in (0, 1):
+            return bool(value)
+        raise ValueError(value)
+    if kind is int:
+        # Orion hands integers and fidelities over as floats ("3.666"): parse, then round.
+        if isinstance(value, bool):
+            raise TypeError(value)
+        number = float(value)
+        if not math.isfinite(number):
+            raise ValueError(value)
+        return int(round(number))
+    if kind is float:
+        if isinstance(value, bool):
+            raise TypeError(value)
+        return float(value)
+    if kind is str:
+        if not isinstance(value, str):
+            raise TypeError(value)
+        return value
+    return kind(value)
+
+
+def choices(*values: Any) -> str:
+    """Orion prior string for a categorical."""
+    return f"choices({list(values)!r})"

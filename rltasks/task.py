@@ -1,0 +1,287 @@
+"""The ``Task`` base: the contract every algorithm implements (see ``DESIGN.md``).
+
+The base owns what every algorithm shares: hyperparameter declaration and validation, the
+Orion space, the epoch loop with its observers, seeding, evaluation, state aggregation and
+the ``BadResume`` guard. An algorithm subclass only builds its networks (``setup``), trains
+one epoch (``train_epoch``), acts greedily (``act``) and names its extra state.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable
+from typing import Any, ClassVar, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from rltasks.envs import VecLoader, derive_seed, evaluate_policy
+from rltasks.optim import OPTIM_HPARAMS, SCHEDULE_HPARAMS, scheduled
+from rltasks.space import HP
+
+#: make_task arguments that are not hyperparameters (they are "fixed" by construction).
+LOADER_ARGS = ("env", "num_envs", "seed", "steps_per_epoch", "horizon", "vectorization",
+               "norm_obs", "norm_reward")
+
+# Seed-derivation keys: one stream per purpose, all derived from the task seed.
+_INIT, _TORCH, _NUMPY, _EPOCH, _EVAL = 0, 1, 2, 3, 4
+
+
+class BadResume(RuntimeError):
+    """Raised when a task whose ``fit`` failed is used again: its state may be half-updated."""
+
+
+class NonFiniteError(ValueError):
+    """A loss or statistic became NaN or infinite during training."""
+
+
+class Observer(Protocol):
+    """Hooks into the epoch loop (checkpointing, logging, early stopping)."""
+
+    def on_epoch_end(self, task: Task, metrics: dict[str, Any]) -> None: ...
+
+
+class Task:
+    """An RL algorithm as a resumable, tunable task. Subclasses set ``name`` and ``HPARAMS``."""
+
+    name: ClassVar[str] = ""
+    #: the algorithm's own hyperparameters; the optimizer and schedule blocks are added
+    HPARAMS: ClassVar[dict[str, HP]] = {}
+    #: rl-zoo style per-env overrides of the defaults
+    ENV_DEFAULTS: ClassVar[dict[str, dict[str, Any]]] = {}
+    DEFAULT_STEPS_PER_EPOCH: ClassVar[int] = 4096
+
+    def __init__(self, env: str, num_envs: int = 8, seed: int = 0, device: str = "cpu",
+                 steps_per_epoch: int | None = None, horizon: int | None = None,
+                 vectorization: str = "auto", norm_obs: bool = False,
+                 norm_reward: bool = False, observers: Iterable[Observer] = (),
+                 **fixed_hparams: Any) -> None:
+        specs = self.hparam_specs()
+        unknown = sorted(set(fixed_hparams) - set(specs))
+        if unknown:
+            raise ValueError(f"unknown hyperparameter(s) {unknown} for task {self.name!r}; "
+                             f"valid: {sorted(specs)}")
+        steps_per_epoch = steps_per_epoch or self.DEFAULT_STEPS_PER_EPOCH
+        if not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ValueError(f"seed={seed!r} must be a non-negative integer")
+        if not isinstance(steps_per_epoch, (int, np.integer)) or steps_per_epoch < 1:
+            raise ValueError(f"steps_per_epoch={steps_per_epoch!r} must be a positive integer")
+        if horizon is not None and horizon < 1:
+            raise ValueError(f"horizon={horizon!r} must be a positive number of epochs")
+        self.fixed: dict[str, Any] = {
+            "env": env, "num_envs": int(num_envs), "seed": int(seed),
+            "steps_per_epoch": int(steps_per_epoch), "horizon": horizon,
+            "vectorization": vectorization, "norm_obs": bool(norm_obs),
+            "norm_reward": bool(norm_reward),
+            **{k: specs[k].coerce(k, v) for k, v in fixed_hparams.items()},
+        }
+        self.env_id, self.seed, self.device = env, int(seed), torch.device(device)
+        self.num_envs, self.steps_per_epoch, self.horizon = int(num_envs), steps_per_epoch, horizon
+        self.loader = VecLoader(env, num_envs, vectorization, norm_obs, norm_reward)
+        self.observation_space = self.loader.single_observation_space
+        self.action_space = self.loader.single_action_space
+        self.check_env()
+        self.observers: list[Observer] = list(observers)
+        self.hp: dict[str, Any] = {}
+        self.modules: dict[str, nn.Module] = {}
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        self.epoch = 0
+        self.env_steps = 0
+        self.history: list[dict[str, Any]] = []
+        self._poisoned: str | None = None
+
+    # -- hyperparameters ----------------------------------------------------------------------
+    @classmethod
+    def hparam_specs(cls) -> dict[str, HP]:
+        """Every hyperparameter of the task: its own, then the optimizer and schedule blocks."""
+        return {**cls.HPARAMS, **OPTIM_HPARAMS, **SCHEDULE_HPARAMS}
+
+    def defaults(self) -> dict[str, Any]:
+        """Default hyperparameters for this env (class defaults, then per-env overrides)."""
+        values = {k: hp.default for k, hp in self.hparam_specs().items()}
+        values.update(self.ENV_DEFAULTS.get(self.env_id, {}))
+        return values
+
+    def get_space(self, **fidelities: str) -> dict[str, str]:
+        """Orion priors of every hyperparameter not fixed at ``make_task``, plus fidelities."""
+        space = {k: hp.prior for k, hp in self.hparam_specs().items() if k not in self.fixed}
+        space.update(fidelities)
+        return space
+
+    def init(self, **hparams: Any) -> Task:
+        """Validate hyperparameters (defaults for the missing ones) and build the agent.
+
+        Unknown names, out-of-range values and values that contradict ``make_task`` raise
+        ``ValueError``. Networks are initialised from the task seed, so two tasks built with
+        the same arguments start identical.
+        """
+        self._guard()
+        specs = self.hparam_specs()
+        unknown = sorted(set(hparams) - set(specs))
+        if unknown:
+            raise ValueError(f"unknown hyperparameter(s) {unknown} for task {self.name!r}; "
+                             f"valid: {sorted(specs)}")
+        values = self.defaults()
+        for key, value in hparams.items():
+            value = specs[key].coerce(key, value)
+            if key in self.fixed and self.fixed[key] != value:
+                raise ValueError(f"hyperparameter {key}={value!r} contradicts the value "
+                                 f"{self.fixed[key]!r} fixed at make_task")
+            values[key] = value
+        values.update({k: v for k, v in self.fixed.items() if k in specs})
+        schedules = {k: v for k, v in values.items() if k.endswith("_schedule") and v != "constant"}
+        if schedules and self.horizon is None:
+            raise ValueError(f"{schedules} need a horizon: pass make_task(..., horizon=EPOCHS) "
+                             f"or --horizon")
+        if not schedules:  # nothing depends on the horizon: do not let it pin a checkpoint
+            self.horizon = self.fixed["horizon"] = None
+        self.hp = values
+        self.loader.gamma = float(values.get("gamma", 0.99))
+        self.gen = torch.Generator().manual_seed(derive_seed(self.seed, _TORCH))
+        self.np_rng = np.random.default_rng(derive_seed(self.seed, _NUMPY))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(derive_seed(self.seed, _INIT))
+            self.modules, self.optimizers = {}, {}
+            self.setup()
+        self.epoch, self.env_steps, self.history = 0, 0, []
+        return self
+
+    def hparams(self) -> dict[str, Any]:
+        """The hyperparameters in force (after ``init``)."""
+        return dict(self.hp)
+
+    # -- the loop -------------------------------------------------------------------------------
+    def fit(self, epochs: int) -> list[dict[str, Any]]:
+        """Train until ``self.epoch == epochs`` (absolute, so a no-op once past it).
+
+        Every epoch starts from envs reset with seeds derived from ``(seed, epoch)``; observers
+        run after each epoch. If anything raises, the task is poisoned (``BadResume``).
+        """
+        self._guard()
+        if not self.hp:
+            raise RuntimeError("call init() before fit()")
+        if int(epochs) != epochs or epochs < 0:
+            raise ValueError(f"epochs={epochs!r} must be a non-negative integer")
+        try:
+            while self.epoch < epochs:
+                self.obs = self.loader.reset(derive_seed(self.seed, _EPOCH, self.epoch))
+                metrics = self.train_epoch()
+                episodes = self.loader.pop_episodes()
+                returns = [r for r, _ in episodes]
+                row = {"epoch": self.epoch + 1, "env_steps": self.env_steps,
+                       "episodes": len(episodes),
+                       "return_mean": float(np.mean(returns)) if returns else None,
+                       "length_mean": float(np.mean([n for _, n in episodes]))
+                       if episodes else None,
+                       **metrics}
+                _check_finite(row, self.epoch + 1)
+                self.epoch += 1
+                self.history.append(row)
+                # observers may annotate their copy (eval score, steps per second) for the
+                # log; the history row itself stays a pure function of the computation.
+                shown = dict(row)
+                for observer in self.observers:
+                    observer.on_epoch_end(self, shown)
+        except BaseException as err:
+            self._poisoned = f"{type(err).__name__}: {err}"
+            raise
+        return self.history
+
+    def progress(self) -> float:
+        """Fraction of the horizon done, from the env-step counter (drives every schedule)."""
+        if self.horizon is None:
+            return 0.0
+        return self.env_steps / (self.horizon * self.steps_per_epoch)
+
+    def scheduled(self, key: str, schedule_key: str) -> float:
+        """Current value of hyperparameter ``key`` under the schedule named by ``schedule_key``."""
+        return scheduled(self.hp[key], self.hp[schedule_key], self.progress())
+
+    @torch.inference_mode()
+    def evaluate(self, episodes: int = 10) -> dict[str, float]:
+        """Mean/std return and mean length of ``episodes`` deterministic episodes.
+
+        Eval envs have their own seeds, fixed for the task, and the training RNGs are not
+        touched: evaluating never changes the state, and the same policy scores the same.
+        """
+        self._guard()
+        if episodes < 1:
+            raise ValueError(f"episodes={episodes!r} must be >= 1")
+        return evaluate_policy(self.env_id, self.act, episodes, derive_seed(self.seed, _EVAL),
+                               normalize=self.loader.normalize_obs,
+                               vectorization=self.loader.vectorization)
+
+    # -- state ---------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Everything the next epoch needs; only msgpack-serialisable values and tensors."""
+        self._guard()
+        return {
+            "epoch": self.epoch,
+            "env_steps": self.env_steps,
+            "history": [dict(row) for row in self.history],
+            "rng": {"torch": self.gen.get_state(),
+                    "numpy": json.dumps(self.np_rng.bit_generator.state)},
+            "loader": self.loader.state_dict(),
+            "modules": {k: m.state_dict() for k, m in self.modules.items()},
+            "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
+            "extra": self.extra_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a ``state_dict``; call ``init`` with the same hyperparameters first."""
+        self._guard()
+        if not self.hp:
+            raise RuntimeError("call init() with the checkpoint's hyperparameters first")
+        self.epoch, self.env_steps = int(state["epoch"]), int(state["env_steps"])
+        self.history = [dict(row) for row in state["history"]]
+        self.gen.set_state(state["rng"]["torch"])
+        self.np_rng.bit_generator.state = json.loads(state["rng"]["numpy"])
+        self.loader.load_state_dict(state["loader"])
+        for key, module in self.modules.items():
+            module.load_state_dict(state["modules"][key])
+        for key, opt in self.optimizers.items():
+            opt.load_state_dict(state["optimizers"][key])
+        self.load_extra_state(state["extra"])
+
+    # -- hooks for algorithms -----------------------------------------------------------------
+    def check_env(self) -> None:
+        """Raise ``ValueError`` if the env's spaces do not fit the algorithm."""
+
+    def setup(self) -> None:
+        """Build networks into ``self.modules`` and optimizers into ``self.optimizers``."""
+        raise NotImplementedError
+
+    def train_epoch(self) -> dict[str, float]:
+        """Collect ``steps_per_epoch`` env steps from ``self.obs``, update, return metrics."""
+        raise NotImplementedError
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        """Deterministic actions for a batch of (normalised) observations."""
+        raise NotImplementedError
+
+    def extra_state(self) -> dict[str, Any]:
+        """Algorithm state beyond modules and optimizers (buffers, noise processes)."""
+        return {}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        """Restore ``extra_state``."""
+
+    # -- helpers --------------------------------------------------------------------------------
+    def _guard(self) -> None:
+        if self._poisoned is not None:
+            raise BadResume(f"task {self.name!r} is unusable after a failed fit "
+                            f"({self._poisoned}); build a new task and load the last checkpoint")
+
+    def close(self) -> None:
+        """Close the envs."""
+        self.loader.close()
+
+
+def _check_finite(metrics: dict[str, Any], epoch: int) -> None:
+    for key, value in metrics.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise NonFiniteError(
+                f"{key} became {value} in epoch {epoch}: training diverged; lower lr or "
+                f"max_grad_norm, or enable norm_obs/norm_reward (the last good checkpoint is kept)")

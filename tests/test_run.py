@@ -1,0 +1,130 @@
+"""scripts/ppo.py and rltasks.run: options, config files, results, and bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rltasks import checkpoint
+from rltasks.run import main, resolve
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST = ["--steps-per-epoch", "256", "--num-envs", "2", "--eval-episodes", "2"]
+
+
+def script(*args: str, cwd: Path = ROOT, env: dict[str, str] | None = None
+           ) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "scripts" / "ppo.py"), *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "RLTASKS_THREADS": "1", **(env or {})})
+
+
+def test_script_trains_alone_and_prints_a_final_json_line(tmp_path):
+    proc = script("--env", "CartPole-v1", "--epochs", "2", "--workdir", str(tmp_path), *FAST)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["epoch"] == 2 and result["env_steps"] == 512
+    assert result["objective"] == -result["return_mean"]
+    assert json.loads((tmp_path / "results.json").read_text())["objective"] == result["objective"]
+    ckpt = checkpoint.load(tmp_path / "last.ckpt")
+    assert ckpt["task"] == "ppo" and ckpt["epoch"] == 2 and ckpt["fixed"]["env"] == "CartPole-v1"
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2]
+    assert "sps" in json.loads(lines[0]) and "sps" not in ckpt["state"]["history"][0]
+
+
+def test_orion_working_dir_is_the_default_workdir(tmp_path):
+    proc = script("--epochs", "1", *FAST, env={"ORION_WORKING_DIR": str(tmp_path / "trial"),
+                                                "ORION_RESULTS_PATH": str(tmp_path / "r.json")})
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "trial" / "last.ckpt").exists()
+    reported = json.loads((tmp_path / "r.json").read_text())
+    objective = [r for r in reported if r["type"] == "objective"][0]["value"]
+    results = json.loads((tmp_path / "trial" / "results.json").read_text())
+    assert objective == -results["return_mean"]
+
+
+def test_config_file_is_parsed_by_content_and_cli_wins(tmp_path):
+    conf = tmp_path / "trial_abc.conf"  # Orion's copies always end in .conf
+    conf.write_text("lr: 0.002\noptimizer: sgd\nclip-range: 0.3\nepochs: 4\n"
+                    "ent_coef: 'orion~uniform(0, 0.1)'\n")
+    options, hparams = resolve("ppo", ["--config", str(conf), "--lr", "0.005"])
+    assert hparams == {"lr": 0.005, "optimizer": "sgd", "clip_range": 0.3}
+    assert options["epochs"] == 4
+    conf.write_text('{"lr": 0.001, "norm_adv": "false"}')
+    assert resolve("ppo", ["--config", str(conf)])[1] == {"lr": 0.001, "norm_adv": "false"}
+    assert resolve("ppo", ["--norm-adv", "false", "--clip_range", "0.1"])[1] == {
+        "norm_adv": False, "clip_range": 0.1}
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["--env", "CartPoel-v1"], "unknown env id 'CartPoel-v1'"),
+    (["--learning-rate", "0.1"], "unrecognized arguments: --learning-rate"),
+    (["--lr", "-0.001"], "lr=-0.001 is out of range"),
+    (["--epochs", "0"], "--epochs 0"),
+    (["--optimizer", "lbfgs"], "optimizer='lbfgs'"),
+])
+def test_bad_input_is_one_line_naming_the_value(args, needle, tmp_path):
+    proc = script(*args, "--workdir", str(tmp_path), *FAST)
+    assert proc.returncode == 2
+    assert needle in proc.stderr
+    assert "Traceback" not in proc.stderr
+    error_lines = [line for line in proc.stderr.splitlines() if "error" in line]
+    assert len(error_lines) == 1, proc.stderr
+
+
+def test_bad_config_file(tmp_path, capsys):
+    conf = tmp_path / "x.conf"
+    conf.write_text("lr: [unclosed\n")
+    assert main("ppo", ["--config", str(conf), "--workdir", str(tmp_path)]) == 2
+    assert "is not YAML or JSON" in capsys.readouterr().err
+    conf.write_text("lr: 0.001\nlearning_rate: 3\n")
+    assert main("ppo", ["--config", str(conf)]) == 2
+    assert "unknown option(s) ['learning_rate']" in capsys.readouterr().err
+    assert main("ppo", ["--config", str(tmp_path / "missing.yaml")]) == 2
+    assert "cannot read --config" in capsys.readouterr().err
+
+
+def test_resume_continues_and_refuses_a_foreign_checkpoint(tmp_path, capsys):
+    args = ["--workdir", str(tmp_path), *FAST]
+    assert main("ppo", ["--epochs", "1", *args]) == 0
+    assert main("ppo", ["--epochs", "2", *args]) == 0
+    out = capsys.readouterr()
+    assert "resumed from" in out.err
+    assert json.loads(out.out.strip().splitlines()[-1])["resumed_from"] == 1
+    assert main("ppo", ["--epochs", "2", "--lr", "0.01", *args]) == 2
+    assert "holds a checkpoint of another run (lr=0.0003 there, 0.01 here)" in (
+        capsys.readouterr().err)
+    assert main("ppo", ["--epochs", "2", "--env", "Acrobot-v1", *args]) == 2
+    assert "env='CartPole-v1' there, 'Acrobot-v1' here" in capsys.readouterr().err
+
+
+def test_corrupt_last_checkpoint_falls_back_to_the_previous_one(tmp_path, capsys):
+    args = ["--workdir", str(tmp_path), *FAST]
+    assert main("ppo", ["--epochs", "2", *args]) == 0
+    (tmp_path / "last.ckpt").write_bytes(b"\x00garbage")
+    capsys.readouterr()
+    assert main("ppo", ["--epochs", "3", *args]) == 0
+    out = capsys.readouterr()
+    assert "falling back" in out.err
+    assert json.loads(out.out.strip().splitlines()[-1])["resumed_from"] == 1
+
+
+def test_nan_loss_exits_3_and_keeps_the_last_good_checkpoint(tmp_path, capsys, monkeypatch):
+    from rltasks.tasks.ppo import PPO
+
+    args = ["--workdir", str(tmp_path), *FAST]
+    assert main("ppo", ["--epochs", "1", *args]) == 0
+    good = (tmp_path / "last.ckpt").read_bytes()
+    real = PPO._update
+    monkeypatch.setattr(PPO, "_update",
+                        lambda self, b: {**real(self, b), "value_loss": float("inf")})
+    assert main("ppo", ["--epochs", "3", *args]) == 3
+    err = capsys.readouterr().err
+    assert "value_loss became inf in epoch 2" in err
+    assert (tmp_path / "last.ckpt").read_bytes() == good

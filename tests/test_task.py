@@ -1,0 +1,180 @@
+"""The Task contract of DESIGN.md, exercised through the public API."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from helpers import assert_same_state
+
+import rltasks
+from rltasks import checkpoint
+from rltasks.task import BadResume, NonFiniteError
+
+SMALL = dict(num_envs=4, seed=3, steps_per_epoch=512)
+
+
+def small_task(**kwargs):
+    return rltasks.make_task("ppo", env=kwargs.pop("env", "CartPole-v1"), **{**SMALL, **kwargs})
+
+
+def test_known_tasks_and_unknown_task():
+    assert "ppo" in rltasks.known_tasks()
+    with pytest.raises(ValueError, match="unknown task 'nope'.*ppo"):
+        rltasks.make_task("nope", env="CartPole-v1")
+
+
+def test_unknown_env_names_the_env_and_close_matches():
+    with pytest.raises(ValueError, match="unknown env id 'CartPole-v9'.*CartPole-v1"):
+        rltasks.make_task("ppo", env="CartPole-v9")
+
+
+def test_space_lists_every_hyperparameter_and_fixed_ones_leave_it():
+    task = small_task()
+    space = task.get_space()
+    assert space["lr"] == "loguniform(1e-5, 1e-2)"
+    assert "optimizer" in space and "adam" in space["optimizer"]
+    assert all(len(name) >= 2 for name in space)
+    assert set(space) == set(type(task).hparam_specs())
+    fixed = small_task(lr=1e-3, optimizer="sgd")
+    assert "lr" not in fixed.get_space() and "optimizer" not in fixed.get_space()
+    assert fixed.get_space(epochs="fidelity(1, 64, 4)")["epochs"] == "fidelity(1, 64, 4)"
+    fixed.init()
+    assert fixed.hparams()["lr"] == 1e-3 and fixed.hparams()["optimizer"] == "sgd"
+    with pytest.raises(ValueError, match="lr=0.01 contradicts"):
+        fixed.init(lr=0.01)
+
+
+@pytest.mark.parametrize(("hparams", "message"), [
+    ({"learning_rate": 1e-3}, r"unknown hyperparameter\(s\) \['learning_rate'\]"),
+    ({"lr": -0.1}, r"lr=-0.1 is out of range"),
+    ({"gamma": 1.5}, r"gamma=1.5 is out of range"),
+    ({"optimizer": "lbfgs"}, r"optimizer='lbfgs' is not one of"),
+    ({"n_steps": "many"}, r"n_steps='many' is not a valid int"),
+    ({"lr_schedule": "linear"}, r"need a horizon"),
+])
+def test_init_rejects_bad_hyperparameters_with_one_line(hparams, message):
+    with pytest.raises(ValueError, match=message) as info:
+        small_task().init(**hparams)
+    assert "\n" not in str(info.value)
+
+
+def test_orion_floats_are_rounded_for_int_hyperparameters():
+    task = small_task().init(n_steps=31.7, update_epochs="3.666", norm_adv="False")
+    assert task.hparams()["n_steps"] == 32 and task.hparams()["update_epochs"] == 4
+    assert task.hparams()["norm_adv"] is False
+
+
+def test_fit_is_absolute_and_idempotent():
+    task = small_task().init(update_epochs=2)
+    task.fit(2)
+    assert task.epoch == 2 and len(task.history) == 2
+    assert task.env_steps == 2 * 512
+    before = task.state_dict()
+    task.fit(2)
+    task.fit(1)
+    assert_same_state(before, task.state_dict())
+    row = task.history[-1]
+    assert row["epoch"] == 2 and row["env_steps"] == 1024
+    assert {"loss", "entropy", "approx_kl", "lr"} <= set(row)
+
+
+def test_same_seed_same_state_and_resume_in_process_is_exact(tmp_path):
+    straight = small_task().init(update_epochs=2)
+    straight.fit(3)
+    first = small_task().init(update_epochs=2)
+    first.fit(1)
+    checkpoint.save(tmp_path / "x.ckpt", first.state_dict())
+    resumed = small_task().init(update_epochs=2)
+    resumed.load_state_dict(checkpoint.load(tmp_path / "x.ckpt"))
+    resumed.fit(3)
+    assert_same_state(straight.state_dict(), resumed.state_dict())
+    other_seed = rltasks.make_task("ppo", env="CartPole-v1", **{**SMALL, "seed": 4})
+    other_seed.init(update_epochs=2)
+    other_seed.fit(1)
+    assert not torch.equal(other_seed.state_dict()["modules"]["actor"]["0.weight"],
+                           first.state_dict()["modules"]["actor"]["0.weight"])
+
+
+def test_evaluate_does_not_change_the_state_and_is_repeatable():
+    task = small_task().init(update_epochs=2)
+    task.fit(1)
+    before = task.state_dict()
+    first, second = task.evaluate(episodes=3), task.evaluate(episodes=3)
+    assert first == second
+    assert set(first) >= {"return_mean", "return_std", "length_mean"}
+    assert first["episodes"] == 3
+    assert_same_state(before, task.state_dict())
+
+
+def test_failed_fit_poisons_the_task(monkeypatch):
+    task = small_task().init(update_epochs=1)
+    task.fit(1)
+
+    def boom():
+        raise RuntimeError("simulated failure")
+
+    monkeypatch.setattr(task, "train_epoch", boom)
+    with pytest.raises(RuntimeError, match="simulated"):
+        task.fit(2)
+    for use in (lambda: task.fit(3), task.state_dict, lambda: task.evaluate(1)):
+        with pytest.raises(BadResume, match="simulated failure.*build a new task"):
+            use()
+
+
+def test_nan_loss_stops_with_a_clear_error(monkeypatch):
+    task = small_task().init(update_epochs=1)
+    real_update = task._update
+    monkeypatch.setattr(task, "_update", lambda b: {**real_update(b), "loss": float("nan")})
+    with pytest.raises(NonFiniteError, match="loss became nan in epoch 1.*lower lr"):
+        task.fit(1)
+    assert task.epoch == 0
+
+
+def test_continuous_actions_are_rescaled_into_the_box():
+    task = small_task(env="Pendulum-v1").init(update_epochs=1)
+    task.fit(1)
+    obs = np.random.default_rng(0).normal(size=(16, 3)).astype(np.float32) * 5
+    actions = task.act(obs)
+    assert actions.shape == (16, 1)
+    assert (actions >= -2.0).all() and (actions <= 2.0).all()
+    assert "log_std" in task.state_dict()["modules"]
+
+
+def test_normalisation_statistics_are_part_of_the_state(tmp_path):
+    straight = small_task(norm_obs=True, norm_reward=True).init(update_epochs=1)
+    straight.fit(2)
+    state = straight.state_dict()["loader"]
+    assert state["obs_rms"]["count"] > 1000 and state["ret_rms"] is not None
+    first = small_task(norm_obs=True, norm_reward=True).init(update_epochs=1)
+    first.fit(1)
+    checkpoint.save(tmp_path / "n.ckpt", first.state_dict())
+    resumed = small_task(norm_obs=True, norm_reward=True).init(update_epochs=1)
+    resumed.load_state_dict(checkpoint.load(tmp_path / "n.ckpt"))
+    resumed.fit(2)
+    assert_same_state(straight.state_dict(), resumed.state_dict())
+
+
+def test_sync_and_async_loaders_give_the_same_run():
+    a = small_task(vectorization="sync", num_envs=2).init(update_epochs=1)
+    b = small_task(vectorization="async", num_envs=2).init(update_epochs=1)
+    try:
+        a.fit(1)
+        b.fit(1)
+        assert_same_state(a.state_dict()["modules"], b.state_dict()["modules"])
+    finally:
+        a.close()
+        b.close()
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "adamw", "adamax", "sgd", "rmsprop"])
+def test_every_optimizer_trains_and_resumes(optimizer, tmp_path):
+    straight = small_task().init(optimizer=optimizer, update_epochs=1)
+    straight.fit(2)
+    first = small_task().init(optimizer=optimizer, update_epochs=1)
+    first.fit(1)
+    checkpoint.save(tmp_path / "o.ckpt", first.state_dict())
+    resumed = small_task().init(optimizer=optimizer, update_epochs=1)
+    resumed.load_state_dict(checkpoint.load(tmp_path / "o.ckpt"))
+    resumed.fit(2)
+    assert_same_state(straight.state_dict(), resumed.state_dict())
