@@ -1,0 +1,95 @@
+"""The ``rltasks`` command.
+
+- ``rltasks best NAME``: the best completed trial of an Orion experiment, with the command line
+  that reproduces it alone.
+- ``rltasks inspect FILE``: what a checkpoint holds, without building a model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+from rltasks.checkpoint import CheckpointError, peek
+
+
+def _experiment(name: str) -> Any:
+    """Load an Orion experiment read-only (the storage follows ORION_DB_* and orion's config)."""
+    with warnings.catch_warnings():  # orion warns about optional extras and pkg_resources
+        warnings.simplefilter("ignore")
+        from orion.client import get_experiment
+        from orion.core.utils.exceptions import NoConfigurationError
+    try:
+        return get_experiment(name, mode="r")
+    except NoConfigurationError:
+        raise ValueError(f"no Orion experiment named {name!r} in this database "
+                         f"(check ORION_DB_ADDRESS or `orion list`)") from None
+
+
+def best_trial(name: str) -> dict[str, Any]:
+    """Summary of the best completed trial of experiment ``name``."""
+    exp = _experiment(name)
+    completed = [t for t in exp.fetch_trials_by_status("completed") if t.objective is not None]
+    if not completed:
+        raise ValueError(f"experiment {name!r} has no completed trial yet; `orion status -n "
+                         f"{name}` shows why (broken trials print their error in the hunt log)")
+    best = min(completed, key=lambda t: t.objective.value)
+    params = {k.lstrip("/"): v for k, v in best.params.items()}
+    user_args = list(exp.metadata.get("user_args") or [])
+    command = [a for a in user_args if "orion~" not in a]
+    if "--config" in command:  # the config only holds the search space: pass values instead
+        i = command.index("--config")
+        del command[i:i + 2]
+    command += [f"--{k.replace('_', '-')}={v}" for k, v in params.items()]
+    results_path = Path(best.working_dir or "") / "results.json"
+    results = json.loads(results_path.read_text()) if results_path.is_file() else None
+    return {"experiment": name, "trial": best.id, "objective": best.objective.value,
+            "params": params, "working_dir": best.working_dir, "results": results,
+            "trials": {"completed": len(completed), "total": len(exp.fetch_trials())},
+            "command": shlex.join(command)}
+
+
+def _print_best(info: dict[str, Any]) -> None:
+    print(f"best of {info['trials']['completed']} completed trials "
+          f"({info['trials']['total']} in all) of {info['experiment']!r}:")
+    print(f"  trial      {info['trial']}")
+    print(f"  objective  {info['objective']:.4g}  (-return_mean)")
+    if info["results"]:
+        r = info["results"]
+        print(f"  return     {r['return_mean']:.1f} +- {r['return_std']:.1f} over "
+              f"{r['episodes']} episodes after {r['env_steps']} env steps")
+    print(f"  workdir    {info['working_dir']}")
+    for key, value in info["params"].items():
+        print(f"  {key:<14} {value}")
+    print(f"  rerun with: {info['command']}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``rltasks`` console script."""
+    parser = argparse.ArgumentParser(prog="rltasks", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    best = sub.add_parser("best", help="print the best trial of an Orion experiment")
+    best.add_argument("name", help="experiment name (orion hunt -n NAME)")
+    best.add_argument("--json", action="store_true", help="print JSON")
+    inspect = sub.add_parser("inspect", help="print what a checkpoint holds")
+    inspect.add_argument("file")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "best":
+            info = best_trial(args.name)
+            print(json.dumps(info)) if args.json else _print_best(info)
+        else:
+            print(json.dumps(peek(args.file), indent=2, default=str))
+    except (ValueError, CheckpointError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
