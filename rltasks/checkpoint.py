@@ -296,8 +296,8 @@ def _read_payload(path: PathLike) -> bytes:
     return payload
 
 
-def _write_atomic(path: Path, data: bytes,
-                  before_replace: Callable[[], None] | None = None) -> None:
+def write_atomic(path: Path, data: bytes,
+                 before_replace: Callable[[], None] | None = None) -> None:
     """Write ``data`` to ``path`` via a temp file, so readers see the old file or the new one,
     never a half-written one; on an OSError the old file stays and the temp file goes."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -314,8 +314,9 @@ def _write_atomic(path: Path, data: bytes,
         with suppress(OSError):
             tmp.unlink(missing_ok=True)
         if isinstance(err, OSError):
-            raise CheckpointError(f"cannot write checkpoint {path}: {err}; the previous "
-                                  "checkpoint is intact", path=path, reason=str(err)) from err
+            what = "checkpoint" if path.suffix == ".ckpt" else "file"
+            raise CheckpointError(f"cannot write {what} {path}: {err}; the previous {what} "
+                                  "is intact", path=path, reason=str(err)) from err
         raise
     with suppress(OSError):  # make the rename durable; not every OS can fsync a directory
         fd = os.open(path.parent, os.O_RDONLY)
@@ -327,7 +328,7 @@ def _write_atomic(path: Path, data: bytes,
 
 def save(path: PathLike, obj: Any) -> None:
     """Write ``obj`` atomically to ``path`` as a checksummed checkpoint file."""
-    _write_atomic(Path(path), _envelope(encode(obj)))
+    write_atomic(Path(path), _envelope(encode(obj)))
 
 
 def load(path: PathLike) -> Any:
@@ -385,9 +386,9 @@ class Checkpointer:
         """Write ``obj`` as the new last.ckpt after rotating the older ones; with ``best``,
         also as best.ckpt. Returns the path of last.ckpt."""
         data = _envelope(encode(obj))
-        _write_atomic(self.last, data, before_replace=self._rotate)
+        write_atomic(self.last, data, before_replace=self._rotate)
         if best:
-            _write_atomic(self.best, data)
+            write_atomic(self.best, data)
         return self.last
 
     def candidates(self) -> list[Path]:

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from rltasks.checkpoint import Checkpointer, CheckpointError
+from rltasks.checkpoint import Checkpointer, CheckpointError, write_atomic
 from rltasks.task import NonFiniteError
 
 #: Options every script takes, besides one ``--<hparam>`` per hyperparameter.
@@ -155,16 +155,6 @@ def _checker(task_name: str, task: Any, workdir: Path):
     return check
 
 
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    """Atomically write a JSON file (temp file, fsync, rename)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with tmp.open("w", encoding="utf8") as f:
-        json.dump(data, f, indent=2)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def report_to_orion(results: dict[str, Any]) -> None:
     """Hand the objective and statistics to Orion when running as one of its trials.
 
@@ -219,7 +209,7 @@ def run(task_name: str, options: dict[str, Any], hparams: dict[str, Any],
                "objective": -final["return_mean"], **final, "epoch": task.epoch,
                "env_steps": task.env_steps, "resumed_from": resumed_from,
                "hparams": task.hparams(), "workdir": str(workdir)}
-    write_json(workdir / "results.json", results)
+    write_atomic(workdir / "results.json", json.dumps(results, indent=2).encode())
     report_to_orion(results)
     return results
 
