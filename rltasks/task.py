@@ -49,6 +49,8 @@ class Task:
     name: ClassVar[str] = ""
     #: the algorithm's own hyperparameters; the optimizer and schedule blocks are added
     HPARAMS: ClassVar[dict[str, HP]] = {}
+    #: the task's own defaults for block hyperparameters (e.g. A2C's RMSprop)
+    DEFAULTS: ClassVar[dict[str, Any]] = {}
     #: rl-zoo style per-env overrides of the defaults
     ENV_DEFAULTS: ClassVar[dict[str, dict[str, Any]]] = {}
     DEFAULT_STEPS_PER_EPOCH: ClassVar[int] = 4096
@@ -101,6 +103,7 @@ class Task:
     def defaults(self) -> dict[str, Any]:
         """Default hyperparameters for this env (class defaults, then per-env overrides)."""
         values = {k: hp.default for k, hp in self.hparam_specs().items()}
+        values.update(self.DEFAULTS)
         values.update(self.ENV_DEFAULTS.get(self.env_id, {}))
         return values
 

@@ -121,8 +121,8 @@ def test_nan_loss_exits_3_and_keeps_the_last_good_checkpoint(tmp_path, capsys, m
     args = ["--workdir", str(tmp_path), *FAST]
     assert main("ppo", ["--epochs", "1", *args]) == 0
     good = (tmp_path / "last.ckpt").read_bytes()
-    real = PPO._update
-    monkeypatch.setattr(PPO, "_update",
+    real = PPO.update
+    monkeypatch.setattr(PPO, "update",
                         lambda self, b: {**real(self, b), "value_loss": float("inf")})
     assert main("ppo", ["--epochs", "3", *args]) == 3
     err = capsys.readouterr().err

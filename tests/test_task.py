@@ -124,8 +124,8 @@ def test_failed_fit_poisons_the_task(monkeypatch):
 
 def test_nan_loss_stops_with_a_clear_error(monkeypatch):
     task = small_task().init(update_epochs=1)
-    real_update = task._update
-    monkeypatch.setattr(task, "_update", lambda b: {**real_update(b), "loss": float("nan")})
+    real_update = task.update
+    monkeypatch.setattr(task, "update", lambda b: {**real_update(b), "loss": float("nan")})
     with pytest.raises(NonFiniteError, match="loss became nan in epoch 1.*lower lr"):
         task.fit(1)
     assert task.epoch == 0

@@ -1,0 +1,177 @@
+"""What PPO, A2C and REINFORCE share: actor-critic networks and rollout collection.
+
+``OnPolicyTask`` builds a policy network (categorical logits, or a Gaussian mean with a
+state-independent log std for Box actions) and a value network, collects ``n_steps`` from
+every env into a ``RolloutBuffer`` and computes GAE. A subclass holds only its update rule
+(``update``) and its own hyperparameters.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from torch import nn
+
+from rltasks.buffers import RolloutBuffer
+from rltasks.nets import CategoricalHead, GaussianHead, mlp
+from rltasks.optim import make_optimizer, set_lr
+from rltasks.space import HP, choices
+from rltasks.task import Task
+
+#: Hyperparameters of every on-policy task (a subclass may change the defaults).
+ONPOLICY_HPARAMS: dict[str, HP] = {
+    "n_steps": HP(32, choices(5, 8, 16, 32, 64, 128, 256, 512, 1024), kind=int, low=1,
+                  help="steps per env per rollout"),
+    "gamma": HP(0.99, "uniform(0.9, 0.9999)", low=0.0, high=1.0, help="discount"),
+    "ent_coef": HP(0.0, "uniform(0.0, 0.02)", low=0.0, high=1.0, help="entropy bonus"),
+    "vf_coef": HP(0.5, "uniform(0.1, 1.0)", low=0.0, high=10.0, help="value loss weight"),
+    "max_grad_norm": HP(0.5, "uniform(0.1, 5.0)", low=0.0, low_open=True,
+                        help="global gradient-norm clip"),
+    "hidden": HP(64, choices(32, 64, 128, 256), kind=int, low=1, help="layer width"),
+    "layers": HP(2, choices(1, 2, 3), kind=int, low=1, high=8, help="hidden layers"),
+    "activation": HP("tanh", choices("tanh", "relu"), kind=str, choices=("tanh", "relu"),
+                     help="hidden activation"),
+    "log_std_init": HP(0.0, "uniform(-2.0, 1.0)", low=-20.0, high=5.0,
+                       help="initial log std of a Gaussian policy"),
+}
+
+
+class OnPolicyTask(Task):
+    """Actor-critic on-policy base: networks, sampling, rollouts; subclasses ``update``."""
+
+    def check_env(self) -> None:
+        if not isinstance(self.action_space, (spaces.Discrete, spaces.Box)):
+            raise ValueError(f"{self.name} needs Discrete or Box actions; {self.env_id} has "
+                             f"{self.action_space}")
+        if not isinstance(self.observation_space, spaces.Box):
+            raise ValueError(f"{self.name} needs Box observations; {self.env_id} has "
+                             f"{self.observation_space}")
+
+    def setup(self) -> None:
+        hp = self.hp
+        n_obs = int(np.prod(self.observation_space.shape))
+        self.discrete = isinstance(self.action_space, spaces.Discrete)
+        n_act = int(self.action_space.n) if self.discrete else int(np.prod(self.action_space.shape))
+        hidden = [hp["hidden"]] * hp["layers"]
+        self.actor = mlp(n_obs, hidden, n_act, hp["activation"], out_gain=0.01)
+        self.critic = mlp(n_obs, hidden, 1, hp["activation"], out_gain=1.0)
+        self.log_std = nn.Parameter(torch.full((n_act,), hp["log_std_init"]))
+        self.modules = {"actor": self.actor, "critic": self.critic}
+        self.params = [*self.actor.parameters(), *self.critic.parameters()]
+        if not self.discrete:
+            self.modules["log_std"] = nn.ParameterDict({"log_std": self.log_std})
+            self.params.append(self.log_std)
+            low, high = self.action_space.low, self.action_space.high
+            self.act_center, self.act_scale = (high + low) / 2, (high - low) / 2
+        self.optimizers = {"opt": make_optimizer(self.params, hp)}
+
+    # -- policy -------------------------------------------------------------------------------
+    def sample(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Actions drawn with the task's generator, and their log-probabilities."""
+        out = self.actor(obs)
+        if self.discrete:
+            action = CategoricalHead.sample(out, self.gen)
+            return action, CategoricalHead.log_prob(out, action)
+        action = GaussianHead.sample(out, self.log_std, self.gen)
+        return action, GaussianHead.log_prob(out, self.log_std, action)
+
+    def log_prob_entropy(self, obs: torch.Tensor, actions: torch.Tensor
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Log-probabilities of ``actions`` and the policy entropy, with gradients."""
+        out = self.actor(obs)
+        if self.discrete:
+            return CategoricalHead.log_prob(out, actions), CategoricalHead.entropy(out)
+        return (GaussianHead.log_prob(out, self.log_std, actions),
+                GaussianHead.entropy(self.log_std, len(obs)))
+
+    def value(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.critic(obs).squeeze(-1)
+
+    def to_env(self, actions: torch.Tensor) -> np.ndarray:
+        """Env actions: discrete as they are; Gaussian samples clipped to [-1, 1] and rescaled
+        to the Box bounds (the buffer keeps the unclipped sample for its log-probability)."""
+        a = actions.numpy()
+        if self.discrete:
+            return a
+        return self.act_center + self.act_scale * np.clip(a, -1.0, 1.0)
+
+    @torch.inference_mode()
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        out = self.actor(torch.as_tensor(obs, dtype=torch.float32))
+        return self.to_env(CategoricalHead.mode(out) if self.discrete else out)
+
+    # -- one epoch ----------------------------------------------------------------------------
+    def train_epoch(self) -> dict[str, float]:
+        n, m = self.hp["n_steps"], self.num_envs
+        rollouts = math.ceil(self.steps_per_epoch / (n * m))
+        sums: dict[str, float] = {}
+        for _ in range(rollouts):
+            batch = self.collect(n)
+            for key, value in self.update(batch).items():
+                sums[key] = sums.get(key, 0.0) + value / rollouts
+        return sums
+
+    @torch.no_grad()  # not inference_mode: the update builds its graph on these tensors
+    def collect(self, n: int) -> dict[str, torch.Tensor]:
+        """Run ``n`` steps in every env from ``self.obs``; return the flat rollout with GAE."""
+        hp = self.hp
+        act_shape = () if self.discrete else self.action_space.shape
+        buf = RolloutBuffer(n, self.num_envs, self.observation_space.shape, act_shape,
+                            self.discrete)
+        obs = torch.from_numpy(self.obs)
+        for t in range(n):
+            action, logp = self.sample(obs)
+            value = self.value(obs)
+            next_obs, reward, term, trunc, final = self.loader.step(self.to_env(action))
+            reward = torch.from_numpy(reward)
+            cut = np.flatnonzero(trunc & ~term)
+            if len(cut):  # a time-out is not a failure: bootstrap from the final state
+                reward[cut] += hp["gamma"] * self.value(torch.from_numpy(final[cut]))
+            buf.add(t, obs, action, logp, reward, value, torch.from_numpy(term | trunc).float())
+            obs = torch.from_numpy(next_obs)
+        self.obs = next_obs
+        self.env_steps += n * self.num_envs
+        # the rollout's end is a truncation too: bootstrap from the value of the next state
+        buf.compute_gae(self.value(obs), hp["gamma"], hp.get("gae_lambda", 1.0))
+        return buf.flat()
+
+    def update(self, b: dict[str, torch.Tensor]) -> dict[str, float]:
+        """One actor-critic gradient step on the whole rollout (A2C, REINFORCE).
+
+        Policy loss ``-A log pi(a|s)`` (advantages normalised if ``norm_adv``), value loss
+        ``(R - V(s))**2``, entropy bonus. PPO overrides this with its clipped minibatch epochs.
+        """
+        hp = self.hp
+        lr = self.scheduled("lr", "lr_schedule")
+        set_lr(self.optimizers["opt"], lr)
+        logp, entropy = self.log_prob_entropy(b["obs"], b["actions"])
+        value = self.value(b["obs"])
+        adv = b["adv"]
+        if hp["norm_adv"] and len(adv) > 1:
+            adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+        pg_loss = -(adv * logp).mean()
+        v_loss = ((b["returns"] - value) ** 2).mean()
+        ent = entropy.mean()
+        loss = pg_loss - hp["ent_coef"] * ent + hp["vf_coef"] * v_loss
+        self.step_optimizer(loss)
+        stats = torch.stack([loss, pg_loss, v_loss, ent]).detach().tolist()
+        return {"loss": stats[0], "policy_loss": stats[1], "value_loss": stats[2],
+                "entropy": stats[3],
+                "explained_variance": explained_variance(b["values"], b["returns"]), "lr": lr}
+
+    def step_optimizer(self, loss: torch.Tensor) -> None:
+        """Backward, clip the global gradient norm to ``max_grad_norm``, step."""
+        opt = self.optimizers["opt"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(self.params, self.hp["max_grad_norm"])
+        opt.step()
+
+
+def explained_variance(values: torch.Tensor, returns: torch.Tensor) -> float:
+    """1 - Var[returns - values] / Var[returns]: how much of the return the critic explains."""
+    var = returns.var()
+    return float(1 - (returns - values).var() / var) if var > 0 else 0.0
