@@ -1,0 +1,250 @@
+"""Buffers: what a task fills from the env loader and its update reads.
+
+- ``RolloutBuffer``: on-policy rollouts with GAE (PPO, A2C, REINFORCE).
+- ``ReplayBuffer``: uniform experience replay with optional n-step returns (DQN...).
+- ``PrioritizedReplayBuffer``: proportional prioritized replay over a ``SumTree``
+  (Schaul et al. 2016): priorities ``p**alpha``, importance weights with ``beta``, new
+  transitions at the maximum priority.
+
+Every buffer's contents are part of the task state (``state_dict``), and sampling draws from
+the generator the task passes in, so a resumed run samples exactly what an uninterrupted one
+would.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+
+class RolloutBuffer:
+    """``n_steps x num_envs`` on-policy transitions and their GAE advantages."""
+
+    def __init__(self, n_steps: int, num_envs: int, obs_shape: tuple[int, ...],
+                 act_shape: tuple[int, ...], discrete: bool) -> None:
+        n, m = n_steps, num_envs
+        self.n_steps, self.num_envs = n, m
+        self.obs = torch.zeros((n, m, *obs_shape))
+        self.actions = torch.zeros((n, m, *act_shape), dtype=torch.long if discrete else None)
+        self.logp, self.rewards = torch.zeros((n, m)), torch.zeros((n, m))
+        self.values, self.dones = torch.zeros((n, m)), torch.zeros((n, m))
+        self.adv, self.returns = torch.zeros((n, m)), torch.zeros((n, m))
+
+    def add(self, t: int, obs: torch.Tensor, action: torch.Tensor, logp: torch.Tensor,
+            reward: torch.Tensor, value: torch.Tensor, done: torch.Tensor) -> None:
+        """Store step ``t``; ``done`` marks the end of an episode (terminal or truncated)."""
+        self.obs[t], self.actions[t], self.logp[t] = obs, action, logp
+        self.rewards[t], self.values[t], self.dones[t] = reward, value, done
+
+    def compute_gae(self, next_value: torch.Tensor, gamma: float, gae_lambda: float) -> None:
+        """Generalised advantage estimation; the rollout's end bootstraps from ``next_value``.
+
+        A truncated episode's bootstrap is already folded into its last reward, so every
+        ``done`` cuts the recursion. ``gae_lambda=1`` gives Monte-Carlo returns-to-go minus
+        the baseline (REINFORCE); ``gae_lambda=0`` one-step TD.
+        """
+        last = torch.zeros(self.num_envs)
+        for t in reversed(range(self.n_steps)):
+            nonterminal = 1.0 - self.dones[t]
+            nv = next_value if t == self.n_steps - 1 else self.values[t + 1]
+            delta = self.rewards[t] + gamma * nv * nonterminal - self.values[t]
+            last = delta + gamma * gae_lambda * nonterminal * last
+            self.adv[t] = last
+        self.returns = self.adv + self.values
+
+    def flat(self) -> dict[str, torch.Tensor]:
+        """The rollout as flat ``(n_steps * num_envs, ...)`` tensors."""
+        return {"obs": self.obs.flatten(0, 1), "actions": self.actions.flatten(0, 1),
+                "logp": self.logp.flatten(), "values": self.values.flatten(),
+                "adv": self.adv.flatten(), "returns": self.returns.flatten()}
+
+
+class ReplayBuffer:
+    """A ring buffer of transitions ``(obs, action, return, discount, next_obs)``.
+
+    With ``n_step > 1`` the stored return sums ``n`` discounted rewards and ``discount`` is
+    ``gamma**k`` (``k <= n`` steps actually taken), or 0 after a terminal state, so every
+    update uses the target ``return + discount * Q(next_obs)``. ``flush`` ends the pending
+    n-step windows at an epoch boundary, where the envs are reset (a truncation).
+    """
+
+    def __init__(self, capacity: int, obs_shape: tuple[int, ...], act_shape: tuple[int, ...],
+                 act_dtype: Any, num_envs: int, n_step: int = 1, gamma: float = 0.99,
+                 obs_dtype: Any = np.float32) -> None:
+        self.capacity, self.n_step, self.gamma, self.num_envs = capacity, n_step, gamma, num_envs
+        self.obs = np.zeros((capacity, *obs_shape), obs_dtype)
+        self.next_obs = np.zeros((capacity, *obs_shape), obs_dtype)
+        self.actions = np.zeros((capacity, *act_shape), act_dtype)
+        self.returns = np.zeros(capacity, np.float32)
+        self.discounts = np.zeros(capacity, np.float32)
+        self.pos, self.size = 0, 0
+        self._pending: list[list[tuple[np.ndarray, np.ndarray, float]]] = [
+            [] for _ in range(num_envs)]
+
+    def __len__(self) -> int:
+        return self.size
+
+    def add(self, obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray,
+            next_obs: np.ndarray, terminated: np.ndarray, done: np.ndarray) -> None:
+        """Add one vectorized step. ``next_obs`` must be the real final observation for envs
+        that finished; ``done`` is terminated or truncated."""
+        if self.n_step == 1:
+            self._store(obs, actions, rewards.astype(np.float32),
+                        np.where(terminated, 0.0, self.gamma).astype(np.float32), next_obs)
+            return
+        for i in range(self.num_envs):
+            window = self._pending[i]
+            window.append((obs[i], actions[i], float(rewards[i])))
+            if done[i]:
+                self._emit(i, next_obs[i], bool(terminated[i]), all_=True)
+            elif len(window) == self.n_step:
+                self._emit(i, next_obs[i], False, all_=False)
+
+    def flush(self, next_obs: np.ndarray) -> None:
+        """Emit every pending n-step window as truncated at ``next_obs`` (an epoch boundary)."""
+        for i in range(self.num_envs):
+            if self._pending[i]:
+                self._emit(i, next_obs[i], False, all_=True)
+
+    def _emit(self, i: int, next_obs: np.ndarray, terminated: bool, all_: bool) -> None:
+        window = self._pending[i]
+        while window:
+            ret, disc = 0.0, 1.0
+            for _, _, r in window:
+                ret += disc * r
+                disc *= self.gamma
+            o, a, _ = window.pop(0)
+            self._store(o[None], np.asarray(a)[None], np.array([ret], np.float32),
+                        np.array([0.0 if terminated else disc], np.float32), next_obs[None])
+            if not all_:
+                break
+
+    def _store(self, obs: np.ndarray, actions: np.ndarray, returns: np.ndarray,
+               discounts: np.ndarray, next_obs: np.ndarray) -> None:
+        n = len(obs)
+        idx = (self.pos + np.arange(n)) % self.capacity
+        self.obs[idx], self.actions[idx], self.next_obs[idx] = obs, actions, next_obs
+        self.returns[idx], self.discounts[idx] = returns, discounts
+        self._on_store(idx)
+        self.pos = int((self.pos + n) % self.capacity)
+        self.size = int(min(self.size + n, self.capacity))
+
+    def _on_store(self, idx: np.ndarray) -> None:
+        """Hook for subclasses (priorities of new transitions)."""
+
+    def sample(self, batch_size: int, rng: np.random.Generator, beta: float = 1.0
+               ) -> dict[str, torch.Tensor]:
+        """A uniform batch as tensors, with unit importance weights."""
+        idx = rng.integers(0, self.size, batch_size)
+        return self._batch(idx, np.ones(batch_size, np.float32))
+
+    def _batch(self, idx: np.ndarray, weights: np.ndarray) -> dict[str, torch.Tensor]:
+        return {"obs": torch.from_numpy(self.obs[idx]),
+                "actions": torch.from_numpy(self.actions[idx]),
+                "returns": torch.from_numpy(self.returns[idx]),
+                "discounts": torch.from_numpy(self.discounts[idx]),
+                "next_obs": torch.from_numpy(self.next_obs[idx]),
+                "weights": torch.from_numpy(weights), "indices": torch.from_numpy(idx)}
+
+    def update_priorities(self, indices: torch.Tensor, td_errors: torch.Tensor) -> None:
+        """No-op for uniform replay (prioritized replay overrides it)."""
+
+    def state_dict(self) -> dict[str, Any]:
+        if any(self._pending):
+            raise RuntimeError("flush() the pending n-step windows before saving the buffer")
+        n = self.size
+        return {"obs": self.obs[:n].copy(), "next_obs": self.next_obs[:n].copy(),
+                "actions": self.actions[:n].copy(), "returns": self.returns[:n].copy(),
+                "discounts": self.discounts[:n].copy(), "pos": self.pos, "size": self.size}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        n = int(state["size"])
+        if n > self.capacity:
+            raise ValueError(f"checkpoint buffer holds {n} transitions; capacity {self.capacity}")
+        for key in ("obs", "next_obs", "actions", "returns", "discounts"):
+            getattr(self, key)[:n] = state[key]
+        self.pos, self.size = int(state["pos"]), n
+        self._pending = [[] for _ in range(self.num_envs)]
+
+
+class SumTree:
+    """A binary tree whose leaves hold priorities and whose nodes hold the sums below them.
+
+    Both updating a batch of leaves and sampling a batch are vectorized: one numpy operation
+    per level of the tree.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.leaves = 1 << max(0, int(capacity - 1).bit_length())
+        self.depth = self.leaves.bit_length() - 1
+        self.tree = np.zeros(2 * self.leaves, np.float64)
+
+    @property
+    def total(self) -> float:
+        return float(self.tree[1])
+
+    def get(self, idx: np.ndarray) -> np.ndarray:
+        return self.tree[self.leaves + np.asarray(idx)]
+
+    def set(self, idx: np.ndarray, priorities: np.ndarray) -> None:
+        """Set leaves ``idx`` (last write wins for repeated indices) and refresh their sums."""
+        nodes = self.leaves + np.asarray(idx, np.int64)
+        self.tree[nodes] = priorities
+        for _ in range(self.depth):
+            nodes = np.unique(nodes // 2)
+            self.tree[nodes] = self.tree[2 * nodes] + self.tree[2 * nodes + 1]
+
+    def find(self, mass: np.ndarray) -> np.ndarray:
+        """Leaf index for each cumulative ``mass`` in ``[0, total)``."""
+        nodes = np.ones(len(mass), np.int64)
+        mass = np.array(mass, np.float64)
+        for _ in range(self.depth):
+            left = 2 * nodes
+            right = mass >= self.tree[left]
+            # never descend into an empty subtree (rounding at the right edge)
+            right &= self.tree[left + 1] > 0
+            mass = np.where(right, mass - self.tree[left], mass)
+            nodes = left + right
+        return nodes - self.leaves
+
+
+class PrioritizedReplayBuffer(ReplayBuffer):
+    """Proportional prioritized replay: ``P(i) = p_i**alpha / sum_k p_k**alpha``."""
+
+    def __init__(self, *args: Any, alpha: float = 0.6, eps: float = 1e-6, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.alpha, self.eps = alpha, eps
+        self.tree = SumTree(self.capacity)
+        self.max_priority = 1.0
+
+    def _on_store(self, idx: np.ndarray) -> None:
+        self.tree.set(idx, np.full(len(idx), self.max_priority ** self.alpha))
+
+    def sample(self, batch_size: int, rng: np.random.Generator, beta: float = 0.4
+               ) -> dict[str, torch.Tensor]:
+        """Stratified sampling by priority, with weights ``(N P(i))**-beta / max``."""
+        total = self.tree.total
+        bounds = (np.arange(batch_size) + rng.random(batch_size)) * (total / batch_size)
+        idx = np.minimum(self.tree.find(bounds), self.size - 1)
+        probs = self.tree.get(idx) / total
+        min_prob = self.tree.get(np.arange(self.size)).min() / total
+        weights = (probs / min_prob) ** -beta
+        return self._batch(idx, weights.astype(np.float32))
+
+    def update_priorities(self, indices: torch.Tensor, td_errors: torch.Tensor) -> None:
+        """New priorities ``(|td| + eps)`` for the sampled transitions."""
+        priorities = np.abs(td_errors.detach().cpu().numpy().astype(np.float64)) + self.eps
+        self.tree.set(indices.cpu().numpy(), priorities ** self.alpha)
+        self.max_priority = max(self.max_priority, float(priorities.max()))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "priorities": self.tree.get(np.arange(self.size)),
+                "max_priority": self.max_priority}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.tree = SumTree(self.capacity)
+        self.tree.set(np.arange(self.size), np.asarray(state["priorities"], np.float64))
+        self.max_priority = float(state["max_priority"])

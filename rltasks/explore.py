@@ -1,0 +1,196 @@
+"""Exploration policies for value-based agents (registry ``POLICIES``).
+
+A policy turns a batch of Q-values into actions. Each one declares its own hyperparameters,
+so DQN's ``exploration`` categorical and the policies' parameters form one Orion space and a
+hunt can compare exploration strategies. Every schedule is a function of the env-step
+counter the task state holds; randomness comes from the task's own ``torch.Generator``; the
+one stateful policy (Boltzmann-Gumbel's action counts) checkpoints its state.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+import torch
+
+from rltasks.space import HP
+
+
+class Policy:
+    """Base: ``select(q, steps, gen)`` -> actions; greedy by default."""
+
+    name: ClassVar[str] = ""
+    HPARAMS: ClassVar[dict[str, HP]] = {}
+
+    def __init__(self, hp: dict[str, Any], n_actions: int) -> None:
+        self.hp, self.n_actions = hp, n_actions
+
+    def select(self, q: torch.Tensor, steps: int, gen: torch.Generator) -> torch.Tensor:
+        return q.argmax(-1)
+
+    def scale(self, steps: int) -> float:
+        """The exploration level to log (epsilon, temperature...)."""
+        return 0.0
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+
+def _with_prob(eps: float, shape: torch.Size, gen: torch.Generator) -> torch.Tensor:
+    return torch.rand(shape, generator=gen) < eps
+
+
+def _random_actions(q: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    return torch.randint(q.shape[-1], q.shape[:-1], generator=gen)
+
+
+def _sample(logits: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Gumbel-max sampling from softmax(logits) with the task's generator."""
+    u = torch.rand(logits.shape, generator=gen).clamp_(1e-20, 1.0)
+    return (logits - torch.log(-torch.log(u))).argmax(-1)
+
+
+class Greedy(Policy):
+    """Always the action of highest Q."""
+
+    name = "greedy"
+
+
+class EpsilonGreedy(Policy):
+    """A uniformly random action with probability ``epsilon``, else greedy."""
+
+    name = "epsilon_greedy"
+    HPARAMS = {"epsilon": HP(0.05, "uniform(0.0, 0.3)", low=0.0, high=1.0,
+                             help="probability of a random action")}
+
+    def scale(self, steps: int) -> float:
+        return self.hp["epsilon"]
+
+    def select(self, q: torch.Tensor, steps: int, gen: torch.Generator) -> torch.Tensor:
+        explore = _with_prob(self.scale(steps), q.shape[:-1], gen)
+        return torch.where(explore, _random_actions(q, gen), q.argmax(-1))
+
+
+class AdaptiveEpsilonGreedy(EpsilonGreedy):
+    """Epsilon decays linearly from ``eps_initial`` to ``eps_min`` over ``eps_decay`` steps."""
+
+    name = "adaptive_epsilon"
+    HPARAMS = {
+        "eps_initial": HP(1.0, "uniform(0.5, 1.0)", low=0.0, high=1.0, help="initial epsilon"),
+        "eps_min": HP(0.04, "uniform(0.0, 0.1)", low=0.0, high=1.0, help="final epsilon"),
+        "eps_decay": HP(8000, "loguniform(1000, 100000, discrete=True)", kind=int, low=1,
+                        help="env steps over which epsilon decays linearly"),
+    }
+
+    def scale(self, steps: int) -> float:
+        hp = self.hp
+        frac = min(1.0, steps / hp["eps_decay"])
+        return hp["eps_initial"] + frac * (hp["eps_min"] - hp["eps_initial"])
+
+
+class Softmax(Policy):
+    """Sample from softmax(Q): the policy's probabilities at temperature 1."""
+
+    name = "softmax"
+
+    def select(self, q: torch.Tensor, steps: int, gen: torch.Generator) -> torch.Tensor:
+        return _sample(q, gen)
+
+
+class Boltzmann(Policy):
+    """Sample from softmax(clip(Q / tau, -clip, clip))."""
+
+    name = "boltzmann"
+    HPARAMS = {
+        "boltzmann_tau": HP(1.0, "loguniform(0.01, 10.0)", low=0.0, low_open=True,
+                            help="Boltzmann temperature"),
+        "boltzmann_clip": HP(500.0, "uniform(10.0, 500.0)", low=0.0, low_open=True,
+                             help="clip of Q / tau (numerical safety)"),
+    }
+
+    def scale(self, steps: int) -> float:
+        return self.hp["boltzmann_tau"]
+
+    def logits(self, q: torch.Tensor) -> torch.Tensor:
+        clip = self.hp["boltzmann_clip"]
+        return (q / self.hp["boltzmann_tau"]).clamp(-clip, clip)
+
+    def select(self, q: torch.Tensor, steps: int, gen: torch.Generator) -> torch.Tensor:
+        return _sample(self.logits(q), gen)
+
+
+class MaxBoltzmann(Boltzmann):
+    """With probability ``epsilon`` a Boltzmann sample, else greedy (Wiering 1999)."""
+
+    name = "max_boltzmann"
+    HPARAMS = {**EpsilonGreedy.HPARAMS, **Boltzmann.HPARAMS}
+
+    def select(self, q: torch.Tensor, steps: int, gen: torch.Generator) -> torch.Tensor:
+        explore = _with_prob(self.hp["epsilon"], q.shape[:-1], gen)
+        return torch.where(explore, _sample(self.logits(q), gen), q.argmax(-1))
+
+
+class BoltzmannGumbel(Policy):
+    """argmax(Q + beta * Z), Z ~ Gumbel, beta_a = C / sqrt(N_a) (Cesa-Bianchi et al. 2017).
+
+    ``N_a`` counts how often action ``a`` was taken; the counts are part of the state.
+    """
+
+    name = "boltzmann_gumbel"
+    HPARAMS = {"bg_c": HP(1.0, "loguniform(0.01, 10.0)", low=0.0, low_open=True,
+                          help="Boltzmann-Gumbel exploration constant C")}
+
+    def __init__(self, hp: dict[str, Any], n_actions: int) -> None:
+        super().__init__(hp, n_actions)
+        self.counts = torch.zeros(n_actions, dtype=torch.int64)
+
+    def scale(self, steps: int) -> float:
+        return self.hp["bg_c"] / math.sqrt(max(1, int(self.counts.sum())))
+
+    def select(self, q: torch.Tensor, steps: int, gen: torch.Generator) -> torch.Tensor:
+        beta = self.hp["bg_c"] / self.counts.clamp(min=1).double().sqrt().to(q.dtype)
+        u = torch.rand(q.shape, generator=gen).clamp_(1e-20, 1.0)
+        actions = (q - beta * torch.log(-torch.log(u))).argmax(-1)
+        self.counts += torch.bincount(actions.flatten(), minlength=self.n_actions)
+        return actions
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"counts": self.counts.clone()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.counts = state["counts"].clone()
+
+
+class GumbelSoftmax(Policy):
+    """The Gumbel-max trick on Q / temperature: a sample of softmax(Q / temperature)."""
+
+    name = "gumbel_softmax"
+    HPARAMS = {"gumbel_temperature": HP(1.0, "loguniform(0.01, 10.0)", low=0.0, low_open=True,
+                                        help="Gumbel-softmax temperature")}
+
+    def scale(self, steps: int) -> float:
+        return self.hp["gumbel_temperature"]
+
+    def select(self, q: torch.Tensor, steps: int, gen: torch.Generator) -> torch.Tensor:
+        return _sample(q / self.hp["gumbel_temperature"], gen)
+
+
+#: name -> policy class
+POLICIES: dict[str, type[Policy]] = {cls.name: cls for cls in (
+    Greedy, EpsilonGreedy, AdaptiveEpsilonGreedy, Softmax, Boltzmann, MaxBoltzmann,
+    BoltzmannGumbel, GumbelSoftmax)}
+
+#: every policy's hyperparameters, merged (shared names such as ``epsilon`` appear once)
+POLICY_HPARAMS: dict[str, HP] = {k: v for cls in POLICIES.values() for k, v in cls.HPARAMS.items()}
+
+
+def make_policy(hp: dict[str, Any], n_actions: int) -> Policy:
+    """Build the policy named by ``hp['exploration']``."""
+    name = hp["exploration"]
+    if name not in POLICIES:
+        raise ValueError(f"unknown exploration {name!r}: choose one of {sorted(POLICIES)}")
+    return POLICIES[name](hp, n_actions)
