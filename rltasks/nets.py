@@ -77,3 +77,27 @@ class GaussianHead:
     def entropy(log_std: torch.Tensor, batch: int) -> torch.Tensor:
         ent = (0.5 + 0.5 * math.log(2 * math.pi) + log_std).sum(-1)
         return ent.expand(batch)
+
+
+class QNetwork(nn.Module):
+    """Q-values of every discrete action; with ``dueling``, ``V(s) + A(s, a) - mean_a A``
+    (Wang et al. 2016) from two heads on a shared body."""
+
+    def __init__(self, n_in: int, hidden: Sequence[int], n_actions: int,
+                 activation: str = "relu", dueling: bool = False) -> None:
+        super().__init__()
+        self.dueling = dueling
+        if not dueling:
+            self.net = mlp(n_in, hidden, n_actions, activation)
+            return
+        self.net = mlp(n_in, hidden[:-1], hidden[-1], activation)
+        self.act = ACTIVATIONS[activation]()
+        self.value = layer_init(nn.Linear(hidden[-1], 1), gain=1.0)
+        self.advantage = layer_init(nn.Linear(hidden[-1], n_actions), gain=1.0)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        if not self.dueling:
+            return self.net(obs)
+        h = self.act(self.net(obs))
+        adv = self.advantage(h)
+        return self.value(h) + adv - adv.mean(-1, keepdim=True)

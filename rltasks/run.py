@@ -26,7 +26,7 @@ RUN_OPTIONS: dict[str, tuple[type, Any, str]] = {
     "epochs": (int, 10, "train until this epoch (absolute)"),
     "steps_per_epoch": (int, None, "env steps per epoch, summed over envs"),
     "seed": (int, 0, "seed of everything"),
-    "num_envs": (int, 8, "parallel envs"),
+    "num_envs": (int, None, "parallel envs (default: the task's, 8 on-policy, 1 for dqn)"),
     "horizon": (int, None, "epochs over which lr/clip schedules run (default: --epochs)"),
     "vectorization": (str, "auto", "auto, sync, async or native"),
     "norm_obs": (bool, False, "normalise observations with running statistics"),

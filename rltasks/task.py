@@ -15,6 +15,7 @@ from typing import Any, ClassVar, Protocol
 
 import numpy as np
 import torch
+from gymnasium import spaces
 from torch import nn
 
 from rltasks.envs import VecLoader, derive_seed, evaluate_policy
@@ -54,8 +55,12 @@ class Task:
     #: rl-zoo style per-env overrides of the defaults
     ENV_DEFAULTS: ClassVar[dict[str, dict[str, Any]]] = {}
     DEFAULT_STEPS_PER_EPOCH: ClassVar[int] = 4096
+    DEFAULT_NUM_ENVS: ClassVar[int] = 8
+    #: the gymnasium space types the algorithm handles
+    ACTION_SPACES: ClassVar[tuple[type[spaces.Space], ...]] = (spaces.Discrete, spaces.Box)
+    OBSERVATION_SPACES: ClassVar[tuple[type[spaces.Space], ...]] = (spaces.Box,)
 
-    def __init__(self, env: str, num_envs: int = 8, seed: int = 0, device: str = "cpu",
+    def __init__(self, env: str, num_envs: int | None = None, seed: int = 0, device: str = "cpu",
                  steps_per_epoch: int | None = None, horizon: int | None = None,
                  vectorization: str = "auto", norm_obs: bool = False,
                  norm_reward: bool = False, observers: Iterable[Observer] = (),
@@ -66,6 +71,7 @@ class Task:
             raise ValueError(f"unknown hyperparameter(s) {unknown} for task {self.name!r}; "
                              f"valid: {sorted(specs)}")
         steps_per_epoch = steps_per_epoch or self.DEFAULT_STEPS_PER_EPOCH
+        num_envs = num_envs or self.DEFAULT_NUM_ENVS
         if not isinstance(seed, (int, np.integer)) or seed < 0:
             raise ValueError(f"seed={seed!r} must be a non-negative integer")
         if not isinstance(steps_per_epoch, (int, np.integer)) or steps_per_epoch < 1:
@@ -250,7 +256,24 @@ class Task:
 
     # -- hooks for algorithms -----------------------------------------------------------------
     def check_env(self) -> None:
-        """Raise ``ValueError`` if the env's spaces do not fit the algorithm."""
+        """Raise ``ValueError`` if the env's spaces do not fit the algorithm, naming those
+        that do fit."""
+        for kind, space, allowed in (("action", self.action_space, self.ACTION_SPACES),
+                                     ("observation", self.observation_space,
+                                      self.OBSERVATION_SPACES)):
+            if not isinstance(space, allowed):
+                from rltasks.tasks import tasks_for
+
+                names = "/".join(t.__name__ for t in allowed)
+                fit = ", ".join(tasks_for(self.action_space, self.observation_space))
+                raise ValueError(f"{self.name} needs {names} {kind}s but {self.env_id} has "
+                                 f"{space}; tasks that fit it: {fit or 'none yet'}")
+
+    @classmethod
+    def fits(cls, action_space: spaces.Space, observation_space: spaces.Space) -> bool:
+        """Whether the algorithm handles these spaces."""
+        return (isinstance(action_space, cls.ACTION_SPACES)
+                and isinstance(observation_space, cls.OBSERVATION_SPACES))
 
     def setup(self) -> None:
         """Build networks into ``self.modules`` and optimizers into ``self.optimizers``."""

@@ -9,26 +9,56 @@ import numpy as np
 import torch
 
 
-def assert_same_state(a: Any, b: Any, path: str = "state") -> None:
-    """Assert two nested states are identical: tensors/arrays bit-equal, floats exactly equal."""
+def state_diffs(a: Any, b: Any, path: str = "state") -> list[str]:
+    """Every place where two nested states differ: tensors and arrays must have the same dtype,
+    shape and values, other leaves the same type and value (floats exactly, NaN equal to NaN)."""
     if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
-        assert isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor), path
-        assert a.dtype == b.dtype and a.shape == b.shape, path
-        assert torch.equal(a, b) or (a.is_floating_point() and torch.equal(a.isnan(), b.isnan())
-                                     and torch.equal(a.nan_to_num(), b.nan_to_num())), path
-    elif isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
-        assert isinstance(a, np.ndarray) and isinstance(b, np.ndarray), path
-        assert a.dtype == b.dtype and a.shape == b.shape, path
-        assert np.array_equal(a, b, equal_nan=a.dtype.kind == "f"), path
-    elif isinstance(a, dict):
-        assert isinstance(b, dict) and list(a) == list(b), f"{path}: keys {list(a)} != {list(b)}"
+        if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)):
+            return [f"{path}: {type(a).__name__} vs {type(b).__name__}"]
+        if a.dtype != b.dtype or a.shape != b.shape:
+            return [f"{path}: {a.dtype}{list(a.shape)} vs {b.dtype}{list(b.shape)}"]
+        same = torch.equal(a, b) or (
+            (a.is_floating_point() or a.is_complex()) and torch.equal(a.isnan(), b.isnan())
+            and torch.equal(a[~a.isnan()], b[~b.isnan()]))
+        return [] if same else [f"{path}: tensor values differ"]
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        if not (isinstance(a, np.ndarray) and isinstance(b, np.ndarray)):
+            return [f"{path}: {type(a).__name__} vs {type(b).__name__}"]
+        if a.dtype != b.dtype or a.shape != b.shape:
+            return [f"{path}: {a.dtype}{list(a.shape)} vs {b.dtype}{list(b.shape)}"]
+        same = np.array_equal(a, b, equal_nan=a.dtype.kind in "fc")
+        return [] if same else [f"{path}: array values differ"]
+    if type(a) is not type(b):
+        return [f"{path}: {type(a).__name__} {a!r:.60} vs {type(b).__name__} {b!r:.60}"]
+    if isinstance(a, dict):
+        diffs = [f"{path}.{k}: only in one state" for k in a.keys() ^ b.keys()]
         for key in a:
-            assert_same_state(a[key], b[key], f"{path}.{key}")
-    elif isinstance(a, (list, tuple)):
-        assert isinstance(b, (list, tuple)) and len(a) == len(b), path
-        for i, (x, y) in enumerate(zip(a, b, strict=True)):
-            assert_same_state(x, y, f"{path}[{i}]")
-    elif isinstance(a, float) and math.isnan(a):
-        assert isinstance(b, float) and math.isnan(b), path
-    else:
-        assert a == b, f"{path}: {a!r} != {b!r}"
+            if key in b:
+                diffs += state_diffs(a[key], b[key], f"{path}.{key}")
+        return diffs
+    if isinstance(a, list | tuple):
+        if len(a) != len(b):
+            return [f"{path}: length {len(a)} vs {len(b)}"]
+        return [d for i, (x, y) in enumerate(zip(a, b, strict=True))
+                for d in state_diffs(x, y, f"{path}[{i}]")]
+    if isinstance(a, float | np.floating) and math.isnan(a) and math.isnan(b):
+        return []
+    return [] if a == b else [f"{path}: {a!r:.60} vs {b!r:.60}"]
+
+
+def assert_same_state(a: Any, b: Any) -> None:
+    """Assert two nested states are identical (see ``state_diffs``)."""
+    diffs = state_diffs(a, b)
+    assert not diffs, f"{len(diffs)} differences:\n" + "\n".join(diffs[:40])
+
+
+def train_until(task, threshold: float, max_steps: int, eval_every: int = 1) -> tuple[float, int]:
+    """Fit epoch by epoch; evaluate every few epochs; stop at the threshold or the budget."""
+    best = float("-inf")
+    while task.env_steps + task.steps_per_epoch <= max_steps:
+        task.fit(task.epoch + 1)
+        if task.epoch % eval_every == 0:
+            best = max(best, task.evaluate(episodes=10)["return_mean"])
+            if best >= threshold:
+                break
+    return best, task.env_steps

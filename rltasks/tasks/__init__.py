@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+from gymnasium import spaces
+
 from rltasks.task import Task
 from rltasks.tasks.a2c import A2C
+from rltasks.tasks.dqn import DQN
 from rltasks.tasks.pg import PG
 from rltasks.tasks.ppo import PPO
 
-REGISTRY: dict[str, type[Task]] = {cls.name: cls for cls in (A2C, PG, PPO)}
+REGISTRY: dict[str, type[Task]] = {cls.name: cls for cls in (A2C, DQN, PG, PPO)}
+
+
+def tasks_for(action_space: spaces.Space, observation_space: spaces.Space) -> list[str]:
+    """Names of the registered tasks that handle these spaces, sorted."""
+    return sorted(name for name, cls in REGISTRY.items()
+                  if cls.fits(action_space, observation_space))

@@ -42,14 +42,6 @@ ONPOLICY_HPARAMS: dict[str, HP] = {
 class OnPolicyTask(Task):
     """Actor-critic on-policy base: networks, sampling, rollouts; subclasses ``update``."""
 
-    def check_env(self) -> None:
-        if not isinstance(self.action_space, (spaces.Discrete, spaces.Box)):
-            raise ValueError(f"{self.name} needs Discrete or Box actions; {self.env_id} has "
-                             f"{self.action_space}")
-        if not isinstance(self.observation_space, spaces.Box):
-            raise ValueError(f"{self.name} needs Box observations; {self.env_id} has "
-                             f"{self.observation_space}")
-
     def setup(self) -> None:
         hp = self.hp
         n_obs = int(np.prod(self.observation_space.shape))

@@ -3,22 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from helpers import train_until
 
 import rltasks
 
 pytestmark = pytest.mark.slow
-
-
-def train_until(task, threshold: float, max_steps: int, eval_every: int = 1) -> tuple[float, int]:
-    """Fit epoch by epoch; evaluate every few epochs; stop at the threshold or the budget."""
-    best = float("-inf")
-    while task.env_steps + task.steps_per_epoch <= max_steps:
-        task.fit(task.epoch + 1)
-        if task.epoch % eval_every == 0:
-            best = max(best, task.evaluate(episodes=10)["return_mean"])
-            if best >= threshold:
-                break
-    return best, task.env_steps
 
 
 @pytest.mark.parametrize("seed", [0, 1])

@@ -1,0 +1,82 @@
+"""DQN's switches, exploration choices, target updates and resume, through the public API."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from helpers import assert_same_state
+
+import rltasks
+from rltasks import checkpoint
+from rltasks.explore import POLICIES, POLICY_HPARAMS
+
+FAST = dict(buffer_size=2000, learning_starts=64, train_freq=32, gradient_steps=4,
+            batch_size=32, hidden=32)
+
+
+def dqn(**kwargs):
+    return rltasks.make_task("dqn", env="CartPole-v1", seed=5, steps_per_epoch=256, **kwargs)
+
+
+def test_a_continuous_env_is_refused_naming_the_tasks_that_fit():
+    with pytest.raises(ValueError) as info:
+        rltasks.make_task("dqn", env="Pendulum-v1")
+    message = str(info.value)
+    assert "dqn needs Discrete actions but Pendulum-v1 has Box" in message
+    assert "tasks that fit it: a2c, pg, ppo" in message and "\n" not in message
+
+
+def test_space_offers_every_exploration_policy_and_its_parameters():
+    space = dqn().get_space()
+    assert space["exploration"] == f"choices({list(POLICIES)!r})"
+    assert set(POLICY_HPARAMS) <= set(space)
+    assert {"double", "dueling", "n_step", "loss", "replay", "target_update", "tau",
+            "train_freq", "gradient_steps", "learning_starts"} <= set(space)
+    assert dqn().num_envs == 1
+
+
+@pytest.mark.parametrize("exploration", sorted(POLICIES))
+def test_every_exploration_policy_trains_and_resumes_exactly(exploration, tmp_path):
+    hp = dict(FAST, exploration=exploration, replay="prioritized", n_step=3)
+    straight = dqn().init(**hp)
+    straight.fit(2)
+    first = dqn().init(**hp)
+    first.fit(1)
+    checkpoint.save(tmp_path / "d.ckpt", first.state_dict())
+    resumed = dqn().init(**hp)
+    resumed.load_state_dict(checkpoint.load(tmp_path / "d.ckpt"))
+    resumed.fit(2)
+    assert_same_state(straight.state_dict(), resumed.state_dict())
+    row = straight.history[-1]
+    assert row["gradient_steps"] == 8 * 4 and row["buffer"] == 512
+
+
+@pytest.mark.parametrize("switches", [
+    dict(double=True), dict(dueling=True), dict(n_step=5), dict(loss="mse"),
+    dict(tau=0.05, target_update=1), dict(replay="prioritized", per_alpha=0.0),
+])
+def test_switches_train(switches):
+    task = dqn().init(**FAST, **switches)
+    task.fit(1)
+    assert task.history[-1]["gradient_steps"] > 0
+    assert torch.isfinite(torch.tensor(task.history[-1]["loss"]))
+    if switches.get("dueling"):
+        assert {"value.weight", "advantage.weight"} <= set(task.state_dict()["modules"]["q"])
+
+
+def test_hard_target_update_copies_the_online_network():
+    task = dqn().init(**FAST, target_update=256)  # once per 256-step epoch, after training
+    task.fit(1)
+    state = task.state_dict()["modules"]
+    assert_same_state(state["q"], state["target"])
+    soft = dqn().init(**FAST, target_update=1, tau=0.01)
+    soft.fit(1)
+    s = soft.state_dict()["modules"]
+    assert not torch.equal(s["q"]["net.0.weight"], s["target"]["net.0.weight"])
+
+
+def test_no_gradient_step_before_learning_starts():
+    task = dqn().init(**{**FAST, "learning_starts": 1000})
+    task.fit(2)
+    assert [row["gradient_steps"] for row in task.history] == [0, 0]
+    assert task.history[-1]["buffer"] == 512
