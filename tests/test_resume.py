@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import random
 import signal
@@ -21,17 +20,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
-import torch
+from helpers import state_diffs
 
 from rltasks import checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIMS = Path(__file__).resolve().parent / "shims"
 EPOCHS = 6
-ARGS = ["--env", "CartPole-v1", "--epochs", str(EPOCHS), "--steps-per-epoch", "2048",
-        "--num-envs", "4", "--seed", "7", "--eval-episodes", "3"]
+COMMON = ["--env", "CartPole-v1", "--epochs", str(EPOCHS), "--seed", "7", "--eval-episodes", "3"]
+#: scenario -> (script, arguments): the on-policy core twice, and DQN with prioritized replay,
+#: n-step returns and double targets (replay buffer, priorities and sampling RNG in the state)
+SCENARIOS = {
+    "ppo": ("ppo", [*COMMON, "--steps-per-epoch", "2048", "--num-envs", "4"]),
+    "a2c": ("a2c", [*COMMON, "--steps-per-epoch", "2048", "--num-envs", "4"]),
+    "dqn-per": ("dqn", [*COMMON, "--steps-per-epoch", "1024", "--replay", "prioritized",
+                        "--learning-starts", "256", "--train-freq", "64", "--gradient-steps",
+                        "16", "--n-step", "3", "--double", "true"]),
+}
 RESULT_KEYS = ("return_mean", "return_std", "length_mean", "epoch", "env_steps")
 RUN_TIMEOUT = 180  # seconds; one run takes a few
 MIN_KILLS = 5  # kills at random moments, at least 2 of them after a checkpoint
@@ -40,6 +46,7 @@ MAX_ATTEMPTS = 12
 
 @dataclass
 class Reference:
+    scenario: str
     ckpt: dict[str, Any]
     results: dict[str, Any]
     first_ckpt: float  # seconds from launch until last.ckpt first exists
@@ -51,11 +58,14 @@ def environ(**extra: str) -> dict[str, str]:
     return {**env, "RLTASKS_THREADS": "1", **extra}
 
 
-def launch(workdir: Path, log: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+def launch(scenario: str, workdir: Path, log: Path, env: dict[str, str] | None = None
+           ) -> subprocess.Popen:
     """Start the trial in its own process group (so a kill takes any helper process too)."""
+    script, args = SCENARIOS[scenario]
     with log.open("ab") as out:
         return subprocess.Popen(
-            [sys.executable, str(ROOT / "scripts" / "ppo.py"), *ARGS, "--workdir", str(workdir)],
+            [sys.executable, str(ROOT / "scripts" / f"{script}.py"), *args,
+             "--workdir", str(workdir)],
             cwd=ROOT, env=env or environ(), stdout=out, stderr=subprocess.STDOUT,
             start_new_session=True)
 
@@ -100,43 +110,6 @@ class CkptWatch:
         return self.last
 
 
-def state_diffs(a: Any, b: Any, path: str = "state") -> list[str]:
-    """Every place where two nested states differ: tensors and arrays must have the same dtype,
-    shape and values, other leaves the same type and value (floats exactly, NaN equal to NaN)."""
-    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
-        if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)):
-            return [f"{path}: {type(a).__name__} vs {type(b).__name__}"]
-        if a.dtype != b.dtype or a.shape != b.shape:
-            return [f"{path}: {a.dtype}{list(a.shape)} vs {b.dtype}{list(b.shape)}"]
-        same = torch.equal(a, b) or (
-            (a.is_floating_point() or a.is_complex()) and torch.equal(a.isnan(), b.isnan())
-            and torch.equal(a[~a.isnan()], b[~b.isnan()]))
-        return [] if same else [f"{path}: tensor values differ"]
-    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
-        if not (isinstance(a, np.ndarray) and isinstance(b, np.ndarray)):
-            return [f"{path}: {type(a).__name__} vs {type(b).__name__}"]
-        if a.dtype != b.dtype or a.shape != b.shape:
-            return [f"{path}: {a.dtype}{list(a.shape)} vs {b.dtype}{list(b.shape)}"]
-        same = np.array_equal(a, b, equal_nan=a.dtype.kind in "fc")
-        return [] if same else [f"{path}: array values differ"]
-    if type(a) is not type(b):
-        return [f"{path}: {type(a).__name__} {a!r:.60} vs {type(b).__name__} {b!r:.60}"]
-    if isinstance(a, dict):
-        diffs = [f"{path}.{k}: only in one state" for k in a.keys() ^ b.keys()]
-        for key in a:
-            if key in b:
-                diffs += state_diffs(a[key], b[key], f"{path}.{key}")
-        return diffs
-    if isinstance(a, list | tuple):
-        if len(a) != len(b):
-            return [f"{path}: length {len(a)} vs {len(b)}"]
-        return [d for i, (x, y) in enumerate(zip(a, b, strict=True))
-                for d in state_diffs(x, y, f"{path}[{i}]")]
-    if isinstance(a, float | np.floating) and math.isnan(a) and math.isnan(b):
-        return []
-    return [] if a == b else [f"{path}: {a!r:.60} vs {b!r:.60}"]
-
-
 def assert_same_as_reference(workdir: Path, reference: Reference) -> None:
     ckpt = checkpoint.load(workdir / "last.ckpt")
     assert (ckpt["epoch"], ckpt["env_steps"]) == (reference.ckpt["epoch"],
@@ -147,13 +120,18 @@ def assert_same_as_reference(workdir: Path, reference: Reference) -> None:
     assert {k: results[k] for k in RESULT_KEYS} == {k: reference.results[k] for k in RESULT_KEYS}
 
 
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory) -> Reference:
-    """One uninterrupted run, timed so that the kill moments scale with this machine."""
-    workdir = tmp_path_factory.mktemp("reference")
+_REFERENCES: dict[str, Reference] = {}
+
+
+def reference_run(scenario: str, tmp_path_factory) -> Reference:
+    """One uninterrupted run per scenario, timed so that the kill moments scale with this
+    machine."""
+    if scenario in _REFERENCES:
+        return _REFERENCES[scenario]
+    workdir = tmp_path_factory.mktemp(f"reference-{scenario}")
     log = workdir.parent / f"{workdir.name}.log"
     start = time.monotonic()
-    proc = launch(workdir, log)
+    proc = launch(scenario, workdir, log)
     first_ckpt = None
     while proc.poll() is None and time.monotonic() - start < RUN_TIMEOUT:
         if first_ckpt is None and (workdir / "last.ckpt").exists():
@@ -164,11 +142,14 @@ def reference(tmp_path_factory) -> Reference:
     ckpt = checkpoint.load(workdir / "last.ckpt")
     results = json.loads((workdir / "results.json").read_text())
     assert ckpt["epoch"] == results["epoch"] == EPOCHS and results["resumed_from"] is None
-    return Reference(ckpt, results, first_ckpt or duration, duration)
+    _REFERENCES[scenario] = Reference(scenario, ckpt, results, first_ckpt or duration, duration)
+    return _REFERENCES[scenario]
 
 
+@pytest.mark.parametrize("scenario", SCENARIOS)
 def test_sigkilled_at_random_moments_then_rerun_ends_exactly_as_uninterrupted(
-        reference, tmp_path):
+        scenario, tmp_path, tmp_path_factory):
+    reference = reference_run(scenario, tmp_path_factory)
     rng = random.Random(3)
     workdir, log = tmp_path / "run", tmp_path / "run.log"
     boot = reference.first_ckpt  # start-up plus one epoch
@@ -182,7 +163,7 @@ def test_sigkilled_at_random_moments_then_rerun_ends_exactly_as_uninterrupted(
         left = (EPOCHS - (start_epoch or 0)) / EPOCHS
         delay = rng.uniform(0.2, 1.0) * (boot + span * left)  # a moment in this rerun
         start = time.monotonic()
-        proc = launch(workdir, log)
+        proc = launch(scenario, workdir, log)
         # Wall-clock noise (a busy machine) must not let the run finish before enough kills:
         # while kills after a checkpoint are still missing, the last epochs are not allowed.
         watch = CkptWatch(workdir)
@@ -201,7 +182,7 @@ def test_sigkilled_at_random_moments_then_rerun_ends_exactly_as_uninterrupted(
         pytest.fail(f"{MAX_ATTEMPTS} attempts, still too few kills after a checkpoint: {kills}")
     if proc.returncode == -signal.SIGKILL:  # enough kills: the last rerun goes to the end
         start_epoch = ckpt_epoch(workdir)
-        proc = launch(workdir, log)
+        proc = launch(scenario, workdir, log)
     finish(proc, log)
     after_ckpt = sum(epoch is not None for _, epoch in kills)
     assert after_ckpt >= 2, f"too few kills after a checkpoint existed: {kills}"
@@ -210,12 +191,15 @@ def test_sigkilled_at_random_moments_then_rerun_ends_exactly_as_uninterrupted(
     assert results["resumed_from"] == start_epoch, (kills, log.read_text()[-3000:])
 
 
-@pytest.mark.parametrize("nth_fsync", [1, 7])  # today: epoch 1's and epoch 4's temp file
+# nth fsync: today 1 is epoch 1's temp file, 7 epoch 4's (each atomic write fsyncs twice)
+@pytest.mark.parametrize(("scenario", "nth_fsync"),
+                         [("ppo", 1), ("ppo", 7), ("a2c", 7), ("dqn-per", 7)])
 def test_sigkilled_inside_a_checkpoint_write_then_rerun_ends_exactly_as_uninterrupted(
-        reference, tmp_path, nth_fsync):
+        scenario, nth_fsync, tmp_path, tmp_path_factory):
+    reference = reference_run(scenario, tmp_path_factory)
     workdir, log, marker = tmp_path / "run", tmp_path / "run.log", tmp_path / "stalled"
     pythonpath = os.pathsep.join(filter(None, [str(SHIMS), os.environ.get("PYTHONPATH")]))
-    proc = launch(workdir, log, environ(PYTHONPATH=pythonpath,
+    proc = launch(scenario, workdir, log, environ(PYTHONPATH=pythonpath,
                                         RLTASKS_TEST_STALL_FSYNC=str(marker),
                                         RLTASKS_TEST_STALL_FSYNC_AT=str(nth_fsync)))
     try:
@@ -231,7 +215,7 @@ def test_sigkilled_inside_a_checkpoint_write_then_rerun_ends_exactly_as_uninterr
         assert stalled.exists(), "a checkpoint temp file was written but is gone after SIGKILL"
     start_epoch = ckpt_epoch(workdir)  # loads: the file being replaced is never half-written
 
-    proc = launch(workdir, log)
+    proc = launch(scenario, workdir, log)
     finish(proc, log)
     assert not list(workdir.glob(".last.ckpt.*.tmp")), "the rerun left the killed temp file"
     assert_same_as_reference(workdir, reference)
