@@ -131,8 +131,9 @@ def test_nan_loss_stops_with_a_clear_error(monkeypatch):
     assert task.epoch == 0
 
 
-def test_continuous_actions_are_rescaled_into_the_box():
-    task = small_task(env="Pendulum-v1").init(update_epochs=1)
+@pytest.mark.parametrize("name", ["ppo", "a2c", "pg"])
+def test_continuous_actions_are_rescaled_into_the_box(name):
+    task = rltasks.make_task(name, env="Pendulum-v1", **SMALL).init()
     task.fit(1)
     obs = np.random.default_rng(0).normal(size=(16, 3)).astype(np.float32) * 5
     actions = task.act(obs)
