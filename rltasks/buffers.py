@@ -96,7 +96,8 @@ class ReplayBuffer:
             return
         for i in range(self.num_envs):
             window = self._pending[i]
-            window.append((obs[i], actions[i], float(rewards[i])))
+            # copies: the caller may reuse its arrays in place while the window is pending
+            window.append((np.array(obs[i]), np.array(actions[i]), float(rewards[i])))
             if done[i]:
                 self._emit(i, next_obs[i], bool(terminated[i]), all_=True)
             elif len(window) == self.n_step:
