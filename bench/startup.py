@@ -8,7 +8,7 @@ names an output file, that module installs an import hook (a ``sys.meta_path`` f
 that times the imports of ``torch``, ``gymnasium``, ``rltasks.run`` and ``torch._dynamo``
 (cumulative: a nested import counts in its parent too), records the call stack that first
 imports ``torch._dynamo``, and wraps ``rltasks.envs.VecLoader.step`` and
-``rltasks.tasks.ppo.PPO._update`` once imported, to note ``time.time()`` at the first env
+``rltasks.tasks.ppo.PPO.update`` once imported, to note ``time.time()`` at the first env
 step and at the end of the first update (20 Adam steps); it writes everything as JSON from
 an ``atexit`` handler registered first, so it runs last ("last atexit handler"). The clock
 starts in the parent, just before ``Popen`` of
@@ -77,8 +77,10 @@ SITECUSTOMIZE = textwrap.dedent('''
         _PATCHES = {
             "rltasks.envs": lambda m: setattr(m.VecLoader, "step",
                                               _first("first_step", m.VecLoader.step)),
-            "rltasks.tasks.ppo": lambda m: setattr(m.PPO, "_update",
-                                                   _first("first_update", m.PPO._update)),
+            # the update hook was called ``_update`` before it became ``update``
+            "rltasks.tasks.ppo": lambda m: [
+                setattr(m.PPO, n, _first("first_update", getattr(m.PPO, n)))
+                for n in ("_update", "update") if n in vars(m.PPO)],
         }
 
         class _Probe(importlib.abc.MetaPathFinder):

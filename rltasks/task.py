@@ -19,7 +19,7 @@ from gymnasium import spaces
 from torch import nn
 
 from rltasks.envs import VecLoader, derive_seed, evaluate_policy
-from rltasks.optim import OPTIM_HPARAMS, SCHEDULE_HPARAMS, scheduled
+from rltasks.optim import OPTIM_HPARAMS, SCHEDULE_HPARAMS, Optimizer, scheduled
 from rltasks.space import HP
 
 #: make_task arguments that are not hyperparameters (they are "fixed" by construction).
@@ -94,7 +94,7 @@ class Task:
         self.observers: list[Observer] = list(observers)
         self.hp: dict[str, Any] = {}
         self.modules: dict[str, nn.Module] = {}
-        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        self.optimizers: dict[str, Optimizer] = {}
         self.epoch = 0
         self.env_steps = 0
         self.history: list[dict[str, Any]] = []
