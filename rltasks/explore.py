@@ -1,4 +1,4 @@
-"""Exploration policies for value-based agents (registry ``POLICIES``).
+"""Exploration: policies for value-based agents (``POLICIES``), action noise (``NOISES``).
 
 A policy turns a batch of Q-values into actions. Each one declares its own hyperparameters,
 so DQN's ``exploration`` categorical and the policies' parameters form one Orion space and a
@@ -194,3 +194,111 @@ def make_policy(hp: dict[str, Any], n_actions: int) -> Policy:
     if name not in POLICIES:
         raise ValueError(f"unknown exploration {name!r}: choose one of {sorted(POLICIES)}")
     return POLICIES[name](hp, n_actions)
+
+
+# -- action noise for deterministic continuous policies (registry NOISES) --------------------
+
+
+class Noise:
+    """Additive action noise for ``num_envs`` envs, in the policy's [-1, 1] action units.
+
+    ``sigma`` anneals linearly from ``noise_sigma`` to ``noise_sigma_min`` over
+    ``noise_annealing`` env steps (the step counter comes from the task state).
+    """
+
+    name: ClassVar[str] = ""
+    HPARAMS: ClassVar[dict[str, HP]] = {}
+
+    def __init__(self, hp: dict[str, Any], num_envs: int, act_dim: int) -> None:
+        self.hp, self.shape = hp, (num_envs, act_dim)
+
+    def sigma(self, steps: int) -> float:
+        hp = self.hp
+        frac = min(1.0, steps / hp["noise_annealing"])
+        return hp["noise_sigma"] + frac * (hp["noise_sigma_min"] - hp["noise_sigma"])
+
+    def sample(self, steps: int, gen: torch.Generator) -> torch.Tensor:
+        return torch.zeros(self.shape)
+
+    def reset(self, mask: torch.Tensor | None = None) -> None:
+        """Forget the process state of the envs in ``mask`` (all when None): new episodes."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+
+_SIGMA_HPARAMS = {
+    "noise_mu": HP(0.0, "uniform(-0.1, 0.1)", low=-1.0, high=1.0, help="noise mean"),
+    "noise_sigma": HP(0.1, "uniform(0.05, 0.5)", low=0.0, help="initial noise scale"),
+    "noise_sigma_min": HP(0.1, "uniform(0.0, 0.2)", low=0.0, help="final noise scale"),
+    "noise_annealing": HP(100_000, "loguniform(1000, 1000000, discrete=True)", kind=int, low=1,
+                          help="env steps over which the scale anneals"),
+}
+
+
+class NoNoise(Noise):
+    """No exploration noise (SAC explores through its own stochastic policy)."""
+
+    name = "none"
+
+
+class GaussianNoise(Noise):
+    """White Gaussian noise ``N(mu, sigma**2)``, independent across steps and envs."""
+
+    name = "gaussian"
+    HPARAMS = _SIGMA_HPARAMS
+
+    def sample(self, steps: int, gen: torch.Generator) -> torch.Tensor:
+        return self.hp["noise_mu"] + self.sigma(steps) * torch.randn(self.shape, generator=gen)
+
+
+class OrnsteinUhlenbeckNoise(Noise):
+    """Temporally correlated noise ``dx = theta (mu - x) dt + sigma sqrt(dt) dW`` (DDPG paper);
+    its current value per env is part of the state and restarts at mu for a new episode."""
+
+    name = "ornstein_uhlenbeck"
+    HPARAMS = {**_SIGMA_HPARAMS,
+               "ou_theta": HP(0.15, "uniform(0.05, 1.0)", low=0.0, help="mean reversion"),
+               "ou_dt": HP(1e-2, "loguniform(1e-3, 1.0)", low=0.0, low_open=True,
+                           help="time step")}
+
+    def __init__(self, hp: dict[str, Any], num_envs: int, act_dim: int) -> None:
+        super().__init__(hp, num_envs, act_dim)
+        self.x = torch.full(self.shape, float(hp["noise_mu"]))
+
+    def sample(self, steps: int, gen: torch.Generator) -> torch.Tensor:
+        hp, dt = self.hp, self.hp["ou_dt"]
+        dw = math.sqrt(dt) * torch.randn(self.shape, generator=gen)
+        self.x = self.x + hp["ou_theta"] * (hp["noise_mu"] - self.x) * dt + self.sigma(steps) * dw
+        return self.x
+
+    def reset(self, mask: torch.Tensor | None = None) -> None:
+        if mask is None:
+            self.x.fill_(self.hp["noise_mu"])
+        else:
+            self.x[mask] = self.hp["noise_mu"]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"x": self.x.clone()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.x = state["x"].clone()
+
+
+#: name -> noise process class
+NOISES: dict[str, type[Noise]] = {cls.name: cls for cls in (
+    NoNoise, GaussianNoise, OrnsteinUhlenbeckNoise)}
+
+#: every noise's hyperparameters, merged
+NOISE_HPARAMS: dict[str, HP] = {k: v for cls in NOISES.values() for k, v in cls.HPARAMS.items()}
+
+
+def make_noise(hp: dict[str, Any], num_envs: int, act_dim: int) -> Noise:
+    """Build the noise process named by ``hp['noise']``."""
+    name = hp["noise"]
+    if name not in NOISES:
+        raise ValueError(f"unknown noise {name!r}: choose one of {sorted(NOISES)}")
+    return NOISES[name](hp, num_envs, act_dim)

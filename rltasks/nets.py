@@ -101,3 +101,24 @@ class QNetwork(nn.Module):
         h = self.act(self.net(obs))
         adv = self.advantage(h)
         return self.value(h) + adv - adv.mean(-1, keepdim=True)
+
+
+@torch.no_grad()
+def polyak_update(source: nn.Module, target: nn.Module, tau: float) -> None:
+    """target <- tau * source + (1 - tau) * target; an exact copy when ``tau`` is 1."""
+    for s, t in zip(source.parameters(), target.parameters(), strict=True):
+        t.copy_(s) if tau == 1.0 else t.lerp_(s, tau)
+
+
+class Critic(nn.Module):
+    """``n`` independent Q(s, a) networks (twin critics for TD3 and SAC), stacked outputs."""
+
+    def __init__(self, n_obs: int, n_act: int, hidden: Sequence[int], activation: str = "relu",
+                 n: int = 1) -> None:
+        super().__init__()
+        self.qs = nn.ModuleList(mlp(n_obs + n_act, hidden, 1, activation) for _ in range(n))
+
+    def forward(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Q-values of shape ``(n, batch)``."""
+        x = torch.cat([obs, actions], -1)
+        return torch.stack([q(x).squeeze(-1) for q in self.qs])

@@ -11,17 +11,25 @@ from pathlib import Path
 import rltasks
 
 SPACES = Path(__file__).resolve().parents[1] / "spaces"
-ENVS = {"dqn": "CartPole-v1"}
+
+
+def example_env(name: str) -> str:
+    """An env the task fits (the space does not depend on it)."""
+    from gymnasium import spaces
+
+    from rltasks.tasks import REGISTRY
+
+    return "CartPole-v1" if spaces.Discrete in REGISTRY[name].ACTION_SPACES else "Pendulum-v1"
 
 
 def render(name: str) -> str:
-    task = rltasks.make_task(name, env="CartPole-v1", num_envs=1)
+    task = rltasks.make_task(name, env=example_env(name), num_envs=1)
     lines = [
         f"# Orion search space of the {name} task: every hyperparameter of",
         f"# rltasks.make_task({name!r}, ...).get_space(); scripts/make_spaces.py writes it and",
         "# tests/test_spaces.py keeps it in step with the code. Usage:",
         f"#   orion hunt -n NAME --max-trials 20 python scripts/{name}.py "
-        f"--config spaces/{name}.yaml --epochs 8",
+        f"--config spaces/{name}.yaml --env {example_env(name)} --epochs 8",
     ]
     for key, prior in task.get_space().items():
         quote = '"' if "'" in prior else "'"

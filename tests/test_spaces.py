@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from gymnasium import spaces
 
 import rltasks
+from rltasks.tasks import REGISTRY
 
 SPACES = Path(__file__).resolve().parents[1] / "spaces"
 
@@ -22,7 +24,8 @@ def priors(path: Path) -> dict[str, str]:
 def test_task_space_file_is_exactly_get_space(name):
     path = SPACES / f"{name}.yaml"
     assert path.exists(), f"spaces/{name}.yaml is missing"
-    task = rltasks.make_task(name, env="CartPole-v1")
+    env = "CartPole-v1" if spaces.Discrete in REGISTRY[name].ACTION_SPACES else "Pendulum-v1"
+    task = rltasks.make_task(name, env=env)
     assert priors(path) == task.get_space()
 
 

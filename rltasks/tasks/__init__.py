@@ -6,11 +6,14 @@ from gymnasium import spaces
 
 from rltasks.task import Task
 from rltasks.tasks.a2c import A2C
+from rltasks.tasks.ddpg import DDPG
 from rltasks.tasks.dqn import DQN
 from rltasks.tasks.pg import PG
 from rltasks.tasks.ppo import PPO
+from rltasks.tasks.sac import SAC
+from rltasks.tasks.td3 import TD3
 
-REGISTRY: dict[str, type[Task]] = {cls.name: cls for cls in (A2C, DQN, PG, PPO)}
+REGISTRY: dict[str, type[Task]] = {cls.name: cls for cls in (A2C, DDPG, DQN, PG, PPO, SAC, TD3)}
 
 
 def tasks_for(action_space: spaces.Space, observation_space: spaces.Space) -> list[str]:

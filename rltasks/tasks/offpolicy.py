@@ -1,0 +1,207 @@
+"""What DQN, DDPG, TD3 and SAC share: the off-policy loop and the continuous actor-critic.
+
+``OffPolicyTask`` runs the loop: act (uniformly at random until ``learning_starts``, then with
+the task's exploration), store the transition in the replay buffer, and every ``train_freq``
+env steps take ``gradient_steps`` updates; the epoch ends every pending n-step window as a
+truncation. ``ContinuousActorCritic`` adds, for Box actions, the actor and (twin) critics
+with their target networks, action noise and the [-1, 1] <-> Box rescaling. An algorithm file
+holds only its networks' specifics and its ``train_step``.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import numpy as np
+import torch
+from gymnasium import spaces
+
+from rltasks.buffers import PrioritizedReplayBuffer, ReplayBuffer
+from rltasks.explore import NOISE_HPARAMS, NOISES, make_noise
+from rltasks.nets import Critic, mlp
+from rltasks.optim import make_optimizer, set_lr
+from rltasks.space import HP, choices
+from rltasks.task import Task
+
+#: The replay loop's hyperparameters (a subclass may change the defaults).
+OFFPOLICY_HPARAMS: dict[str, HP] = {
+    "buffer_size": HP(100_000, choices(10_000, 50_000, 100_000, 1_000_000), kind=int, low=1,
+                      help="replay capacity (transitions)"),
+    "batch_size": HP(256, choices(32, 64, 128, 256, 512), kind=int, low=1,
+                     help="transitions per gradient step"),
+    "learning_starts": HP(1000, choices(0, 100, 1000, 5000, 10000), kind=int, low=0,
+                          help="env steps of random actions before training"),
+    "train_freq": HP(1, choices(1, 4, 16, 64, 256), kind=int, low=1,
+                     help="env steps between training phases"),
+    "gradient_steps": HP(1, choices(1, 4, 16, 64, 128), kind=int, low=1,
+                         help="updates per training phase"),
+    "gamma": HP(0.99, "uniform(0.9, 0.9999)", low=0.0, high=1.0, help="discount"),
+    "hidden": HP(256, choices(64, 128, 256, 400), kind=int, low=1, help="layer width"),
+    "layers": HP(2, choices(1, 2, 3), kind=int, low=1, high=8, help="hidden layers"),
+    "activation": HP("relu", choices("tanh", "relu"), kind=str, choices=("tanh", "relu"),
+                     help="hidden activation"),
+}
+
+
+class OffPolicyTask(Task):
+    """The replay loop. Subclasses build ``self.buffer`` in ``setup`` and define ``explore``,
+    ``random_actions`` and ``train_step``."""
+
+    DEFAULT_NUM_ENVS = 1
+
+    def make_buffer(self, act_shape: tuple[int, ...], act_dtype: Any) -> ReplayBuffer:
+        """Uniform or (with ``replay='prioritized'``) prioritized replay, n-step if asked."""
+        hp = self.hp
+        prioritized = hp.get("replay") == "prioritized"
+        cls = PrioritizedReplayBuffer if prioritized else ReplayBuffer
+        extra = {"alpha": hp["per_alpha"]} if prioritized else {}
+        return cls(hp["buffer_size"], self.observation_space.shape, act_shape, act_dtype,
+                   self.num_envs, n_step=hp.get("n_step", 1), gamma=hp["gamma"], **extra)
+
+    def train_epoch(self) -> dict[str, float]:
+        hp, m = self.hp, self.num_envs
+        obs, done_steps, rows = self.obs, 0, []
+        self.episode_ended(np.ones(m, bool))  # the loader reset every env for this epoch
+        while done_steps < self.steps_per_epoch:
+            if self.env_steps < hp["learning_starts"]:
+                stored, env_actions = self.random_actions()
+            else:
+                stored, env_actions = self.explore(obs)
+            next_obs, reward, term, trunc, final = self.loader.step(env_actions)
+            real_next = final if final is not None else next_obs
+            self.buffer.add(obs, stored, reward, real_next, term, term | trunc)
+            self.episode_ended(term | trunc)
+            obs = next_obs
+            before, self.env_steps = self.env_steps, self.env_steps + m
+            done_steps += m
+            if self.env_steps >= hp["learning_starts"] and crossed(before, m, hp["train_freq"]):
+                lr = self.scheduled("lr", "lr_schedule")
+                for opt in self.optimizers.values():
+                    set_lr(opt, lr)
+                rows += [self.train_step() for _ in range(hp["gradient_steps"])]
+            self.after_env_step(before)
+        self.buffer.flush(obs)  # the epoch ends every n-step window as a truncation
+        self.obs = obs
+        metrics = {key: float(torch.stack([r[key] for r in rows]).mean()) if rows else 0.0
+                   for key in self.LOSSES}
+        return {**metrics, "gradient_steps": len(rows), "buffer": len(self.buffer),
+                "lr": self.scheduled("lr", "lr_schedule"), **self.exploration_metrics()}
+
+    #: names of the tensors ``train_step`` returns, averaged into the epoch metrics
+    LOSSES: tuple[str, ...] = ("loss",)
+
+    def random_actions(self) -> tuple[np.ndarray, np.ndarray]:
+        """(actions to store, actions for the env) before ``learning_starts``."""
+        raise NotImplementedError
+
+    def explore(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(actions to store, actions for the env) of the exploring policy."""
+        raise NotImplementedError
+
+    def train_step(self) -> dict[str, torch.Tensor]:
+        """One update on a sampled batch; returns detached losses named in ``LOSSES``."""
+        raise NotImplementedError
+
+    def episode_ended(self, done: np.ndarray) -> None:
+        """Called after every env step with the envs whose episode just ended."""
+
+    def after_env_step(self, before: int) -> None:
+        """Called after every env step (``before`` is the step counter before it)."""
+
+    def exploration_metrics(self) -> dict[str, float]:
+        return {}
+
+
+def crossed(before: int, step: int, every: int) -> bool:
+    """Whether a counter passed a multiple of ``every`` going from ``before`` to +``step``."""
+    return (before + step) // every > before // every
+
+
+class ContinuousActorCritic(OffPolicyTask):
+    """Actor, ``N_CRITICS`` critics and their target networks for Box actions (DDPG family).
+
+    The actor works in [-1, 1]; env actions are rescaled to the Box bounds, and the buffer
+    stores the [-1, 1] actions. ``build_actor`` returns the actor network (its output size is
+    ``ACTOR_OUT`` times the action size).
+    """
+
+    ACTION_SPACES = (spaces.Box,)
+    N_CRITICS = 1
+    ACTOR_OUT = 1
+    HPARAMS = {
+        **OFFPOLICY_HPARAMS,
+        "tau": HP(0.005, "loguniform(0.001, 0.1)", low=0.0, high=1.0, low_open=True,
+                  help="Polyak coefficient of the target networks"),
+        "noise": HP("gaussian", choices(*NOISES), kind=str, choices=tuple(NOISES),
+                    help="action noise process"),
+        **NOISE_HPARAMS,
+    }
+    DEFAULTS = {"lr": 1e-3}
+    LOSSES = ("critic_loss", "actor_loss")
+
+    def setup(self) -> None:
+        hp = self.hp
+        n_obs = int(np.prod(self.observation_space.shape))
+        self.act_dim = int(np.prod(self.action_space.shape))
+        hidden = [hp["hidden"]] * hp["layers"]
+        low, high = self.action_space.low, self.action_space.high
+        self.act_center, self.act_scale = (high + low) / 2, (high - low) / 2
+        self.actor = mlp(n_obs, hidden, self.ACTOR_OUT * self.act_dim, hp["activation"])
+        self.critic = Critic(n_obs, self.act_dim, hidden, hp["activation"], self.N_CRITICS)
+        self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
+        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self.modules = {"actor": self.actor, "critic": self.critic,
+                        "actor_target": self.actor_target, "critic_target": self.critic_target}
+        self.optimizers = {"actor": make_optimizer(list(self.actor.parameters()), hp),
+                           "critic": make_optimizer(list(self.critic.parameters()), hp)}
+        self.buffer = self.make_buffer(self.action_space.shape, np.float32)
+        self.noise = make_noise(hp, self.num_envs, self.act_dim)
+        self.updates = 0  # gradient steps so far (TD3's policy delay counts them)
+
+    def policy(self, obs: torch.Tensor) -> torch.Tensor:
+        """Deterministic action in [-1, 1] (DDPG, TD3: tanh of the actor's output)."""
+        return torch.tanh(self.actor(obs))
+
+    def to_env(self, actions: np.ndarray) -> np.ndarray:
+        return (self.act_center + self.act_scale * actions).astype(self.action_space.dtype)
+
+    def random_actions(self) -> tuple[np.ndarray, np.ndarray]:
+        a = torch.rand((self.num_envs, self.act_dim), generator=self.gen).mul_(2).sub_(1)
+        a = a.numpy().reshape(self.num_envs, *self.action_space.shape)
+        return a, self.to_env(a)
+
+    @torch.no_grad()
+    def explore(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        a = self.policy(torch.from_numpy(obs)) + self.noise.sample(self.env_steps, self.gen)
+        a = a.clamp(-1.0, 1.0).numpy().reshape(self.num_envs, *self.action_space.shape)
+        return a, self.to_env(a)
+
+    @torch.inference_mode()
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        a = self.policy(torch.as_tensor(obs, dtype=torch.float32)).numpy()
+        return self.to_env(a.reshape(len(a), *self.action_space.shape))
+
+    def episode_ended(self, done: np.ndarray) -> None:
+        if done.any():
+            self.noise.reset(torch.from_numpy(done))
+
+    def exploration_metrics(self) -> dict[str, float]:
+        return {"noise_sigma": self.noise.sigma(self.env_steps) if self.hp["noise"] != "none"
+                else 0.0}
+
+    def step(self, name: str, loss: torch.Tensor) -> None:
+        """Zero the grads of optimizer ``name``, backpropagate ``loss``, step."""
+        opt = self.optimizers[name]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    def extra_state(self) -> dict[str, Any]:
+        return {"buffer": self.buffer.state_dict(), "noise": self.noise.state_dict(),
+                "updates": self.updates}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        self.buffer.load_state_dict(state["buffer"])
+        self.noise.load_state_dict(state["noise"])
+        self.updates = int(state["updates"])

@@ -1,0 +1,101 @@
+"""DDPG/TD3/SAC through the public API, and the action-noise processes' statistics."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from helpers import assert_same_state
+
+import rltasks
+from rltasks import checkpoint
+from rltasks.explore import NOISE_HPARAMS, NOISES, make_noise
+
+FAST = dict(buffer_size=4000, learning_starts=100, batch_size=32, hidden=32)
+
+
+def task(name, **kwargs):
+    return rltasks.make_task(name, env="Pendulum-v1", seed=2, steps_per_epoch=256, **kwargs)
+
+
+def test_a_discrete_env_is_refused_naming_the_tasks_that_fit():
+    with pytest.raises(ValueError) as info:
+        rltasks.make_task("td3", env="CartPole-v1")
+    assert "td3 needs Box actions but CartPole-v1 has Discrete(2)" in str(info.value)
+    assert "tasks that fit it: a2c, dqn, pg, ppo" in str(info.value)
+
+
+@pytest.mark.parametrize("name", ["ddpg", "td3", "sac"])
+@pytest.mark.parametrize("noise", sorted(NOISES))
+def test_trains_and_resumes_exactly_with_every_noise(name, noise, tmp_path):
+    hp = dict(FAST, noise=noise)
+    straight = task(name).init(**hp)
+    straight.fit(2)
+    first = task(name).init(**hp)
+    first.fit(1)
+    checkpoint.save(tmp_path / "c.ckpt", first.state_dict())
+    resumed = task(name).init(**hp)
+    resumed.load_state_dict(checkpoint.load(tmp_path / "c.ckpt"))
+    resumed.fit(2)
+    assert_same_state(straight.state_dict(), resumed.state_dict())
+    row = straight.history[-1]
+    assert row["gradient_steps"] == 256 and row["buffer"] == 512
+    assert math.isfinite(row["critic_loss"])
+    actions = straight.act(torch.randn(16, 3).numpy() * 3)
+    assert actions.shape == (16, 1) and (abs(actions) <= 2.0).all()
+
+
+def test_td3_delays_the_actor_and_sac_tunes_its_temperature():
+    td3 = task("td3").init(**FAST, policy_delay=3)
+    td3.fit(1)
+    assert td3.updates == 157 and "actor_loss" not in td3.history[-1]
+    sac = task("sac").init(**FAST)
+    sac.fit(1)
+    assert sac.history[-1]["ent_coef"] < 1.0  # the temperature moved from its initial 1.0
+    assert set(sac.state_dict()["optimizers"]) == {"actor", "critic", "alpha"}
+
+
+def noise(name, **hp):
+    values = {k: spec.default for k, spec in NOISE_HPARAMS.items()} | {"noise": name} | hp
+    return make_noise(values, num_envs=4000, act_dim=2)
+
+
+def test_gaussian_noise_mean_variance_and_annealing():
+    gen = torch.Generator().manual_seed(0)
+    n = noise("gaussian", noise_mu=0.1, noise_sigma=0.5, noise_sigma_min=0.1,
+              noise_annealing=1000)
+    x = n.sample(0, gen)
+    assert x.mean().item() == pytest.approx(0.1, abs=0.02)
+    assert x.std().item() == pytest.approx(0.5, rel=0.03)
+    assert n.sigma(500) == pytest.approx(0.3) and n.sigma(5000) == pytest.approx(0.1)
+    assert n.sample(2000, gen).std().item() == pytest.approx(0.1, rel=0.03)
+    assert noise("none").sample(0, gen).abs().max() == 0
+
+
+def test_ornstein_uhlenbeck_reverts_to_its_mean_with_the_right_variance():
+    gen = torch.Generator().manual_seed(1)
+    theta, sigma, dt, mu = 0.5, 0.3, 0.1, 0.2
+    n = noise("ornstein_uhlenbeck", ou_theta=theta, noise_sigma=sigma, noise_sigma_min=sigma,
+              ou_dt=dt, noise_mu=mu)
+    n.x.fill_(2.0)  # far from the mean: it decays as exp(-theta t)
+    for _ in range(20):
+        x = n.sample(0, gen)
+    expected = mu + (2.0 - mu) * (1 - theta * dt) ** 20
+    assert x.mean().item() == pytest.approx(expected, abs=0.02)
+    for _ in range(400):  # stationary: variance sigma^2 dt / (1 - (1 - theta dt)^2)
+        x = n.sample(0, gen)
+    var = sigma**2 * dt / (1 - (1 - theta * dt) ** 2)
+    assert x.mean().item() == pytest.approx(mu, abs=0.02)
+    assert x.var().item() == pytest.approx(var, rel=0.05)
+    steps = [n.sample(0, gen).clone() for _ in range(2)]
+    corr = torch.corrcoef(torch.stack([steps[0].flatten(), steps[1].flatten()]))[0, 1]
+    assert corr.item() == pytest.approx(1 - theta * dt, abs=0.03)  # correlated in time
+    mask = torch.zeros(4000, dtype=torch.bool)
+    mask[:10] = True
+    n.reset(mask)
+    assert (n.x[:10] == mu).all() and not (n.x[10:] == mu).all()
+    saved = n.state_dict()
+    other = noise("ornstein_uhlenbeck")
+    other.load_state_dict(saved)
+    assert torch.equal(other.x, n.x)
