@@ -22,6 +22,9 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv, VectorEnv
 
+from rltasks import envs_goal
+
+envs_goal.register()
 VECTORIZATIONS = ("auto", "sync", "async", "native")
 
 
@@ -88,7 +91,7 @@ class _NativeSameStep:
         env = self.env
         obs, rew, term, trunc, _ = env.step(actions)
         done = term | trunc
-        final = None
+        final = success = None
         if done.any():
             final = obs.copy()
             n = int(done.sum())
@@ -96,7 +99,7 @@ class _NativeSameStep:
             env.steps[done] = 0
             env.prev_done[:] = False
             obs = env.state.T.astype(np.float32)
-        return obs, rew, term, trunc, final
+        return obs, rew, term, trunc, final, success
 
     def close(self) -> None:
         self.env.close()
@@ -119,12 +122,20 @@ class _GymSameStep:
 
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, ...]:
         obs, rew, term, trunc, info = self.env.step(actions)
-        final = None
+        final = success = None
         if "_final_obs" in info:
             mask = info["_final_obs"]
-            final = obs.copy()
-            final[mask] = np.stack(info["final_obs"][mask])
-        return obs, rew, term, trunc, final
+            if isinstance(obs, dict):  # goal envs: a dict of batched arrays
+                final = {k: v.copy() for k, v in obs.items()}
+                for key, value in final.items():
+                    value[mask] = np.stack([o[key] for o in info["final_obs"][mask]])
+            else:
+                final = obs.copy()
+                final[mask] = np.stack(info["final_obs"][mask])
+            final_info = info.get("final_info", {})
+            if "is_success" in final_info:
+                success = np.asarray(final_info["is_success"], bool)
+        return obs, rew, term, trunc, final, success
 
     def close(self) -> None:
         self.env.close()
@@ -167,13 +178,17 @@ class VecLoader:
         self.single_observation_space = venv.single_observation_space
         self.single_action_space = venv.single_action_space
         self.max_episode_steps = spec.max_episode_steps
+        if norm_obs and not isinstance(self.single_observation_space, gym.spaces.Box):
+            raise ValueError(f"norm_obs needs Box observations; {env_id} has "
+                             f"{type(self.single_observation_space).__name__} observations")
         self.obs_rms = RunningMeanStd(self.single_observation_space.shape) if norm_obs else None
         self.ret_rms = RunningMeanStd(()) if norm_reward else None
         self.gamma = gamma
         self._returns = np.zeros(num_envs)  # discounted, for reward normalisation
         self._ep_return = np.zeros(num_envs)
         self._ep_length = np.zeros(num_envs, np.int64)
-        self.episodes: list[tuple[float, int]] = []  # finished since the last pop_episodes()
+        # (return, length, success or None) of episodes finished since the last pop_episodes()
+        self.episodes: list[tuple[float, int, bool | None]] = []
 
     # -- the data path ---------------------------------------------------------------------
     def reset(self, seed: int) -> np.ndarray:
@@ -193,14 +208,15 @@ class VecLoader:
         no env finished) holds the last observation of the finished one. Rewards and
         observations are normalised when asked; statistics update only when ``train``.
         """
-        obs, rew, term, trunc, final = self._venv.step(actions)
+        obs, rew, term, trunc, final, success = self._venv.step(actions)
         rew = np.asarray(rew, np.float64)
         self._ep_return += rew
         self._ep_length += 1
         done = term | trunc
         if done.any():
             for i in np.flatnonzero(done):
-                self.episodes.append((float(self._ep_return[i]), int(self._ep_length[i])))
+                self.episodes.append((float(self._ep_return[i]), int(self._ep_length[i]),
+                                      None if success is None else bool(success[i])))
             self._ep_return[done] = 0.0
             self._ep_length[done] = 0
         if self.ret_rms is not None:
@@ -223,8 +239,9 @@ class VecLoader:
         norm = (obs - self.obs_rms.mean) / np.sqrt(self.obs_rms.var + 1e-8)
         return np.clip(norm, -10.0, 10.0).astype(np.float32)
 
-    def pop_episodes(self) -> list[tuple[float, int]]:
-        """Return and clear the (return, length) of episodes finished since the last call."""
+    def pop_episodes(self) -> list[tuple[float, int, bool | None]]:
+        """Return and clear the (return, length, success) of episodes finished since the last
+        call; success is None for envs that do not report ``is_success``."""
         episodes, self.episodes = self.episodes, []
         return episodes
 
@@ -263,13 +280,22 @@ def evaluate_policy(env_id: str, act: Callable[[np.ndarray], np.ndarray], episod
         returns = np.zeros(episodes)
         lengths = np.zeros(episodes, np.int64)
         running = np.ones(episodes, bool)
+        successes: list[bool] = []
         while running.any():
             obs, rew, term, trunc, _ = loader.step(act(obs), train=False)
             obs = normalize(obs)
             returns[running] += rew[running]
             lengths[running] += 1
-            running &= ~(term | trunc)
+            done = term | trunc
+            for i, (_, _, success) in zip(np.flatnonzero(done), loader.pop_episodes(),
+                                          strict=True):
+                if running[i] and success is not None:  # each env's first episode only
+                    successes.append(success)
+            running &= ~done
     finally:
         loader.close()
-    return {"return_mean": float(returns.mean()), "return_std": float(returns.std()),
-            "length_mean": float(lengths.mean()), "episodes": int(episodes)}
+    result = {"return_mean": float(returns.mean()), "return_std": float(returns.std()),
+              "length_mean": float(lengths.mean()), "episodes": int(episodes)}
+    if successes:
+        result["success_rate"] = float(np.mean(successes))
+    return result

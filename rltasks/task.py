@@ -178,12 +178,14 @@ class Task:
                 self.obs = self.loader.reset(derive_seed(self.seed, _EPOCH, self.epoch))
                 metrics = self.train_epoch()
                 episodes = self.loader.pop_episodes()
-                returns = [r for r, _ in episodes]
+                returns = [r for r, _, _ in episodes]
+                successes = [s for _, _, s in episodes if s is not None]
                 row = {"epoch": self.epoch + 1, "env_steps": self.env_steps,
                        "episodes": len(episodes),
                        "return_mean": float(np.mean(returns)) if returns else None,
-                       "length_mean": float(np.mean([n for _, n in episodes]))
+                       "length_mean": float(np.mean([n for _, n, _ in episodes]))
                        if episodes else None,
+                       **({"success_rate": float(np.mean(successes))} if successes else {}),
                        **metrics}
                 _check_finite(row, self.epoch + 1)
                 self.epoch += 1

@@ -69,7 +69,7 @@ def test_same_step_autoreset_returns_the_final_observation_apart(mode):
     assert obs.shape == (4, 4)
     episodes = loader.pop_episodes()
     assert len(episodes) == seen_done > 10
-    assert all(8 <= n <= 12 and r == n for r, n in episodes)
+    assert all(8 <= n <= 12 and r == n and ok is None for r, n, ok in episodes)
     assert loader.pop_episodes() == []
 
 
