@@ -5,6 +5,10 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from rltasks import envs_goal as _envs_goal
+
+_envs_goal.register()  # rltasks/BitFlipping-v0, rltasks/PointReach-v0, ... for gym.make
+
 __version__ = "0.1.0"
 __all__ = ["known_tasks", "make_task", "__version__"]
 

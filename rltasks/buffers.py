@@ -5,6 +5,7 @@
 - ``PrioritizedReplayBuffer``: proportional prioritized replay over a ``SumTree``
   (Schaul et al. 2016): priorities ``p**alpha``, importance weights with ``beta``, new
   transitions at the maximum priority.
+- ``HerReplayBuffer``: hindsight experience replay for goal-conditioned envs.
 
 Every buffer's contents are part of the task state (``state_dict``), and sampling draws from
 the generator the task passes in, so a resumed run samples exactly what an uninterrupted one
@@ -249,3 +250,88 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         self.tree = SumTree(self.capacity)
         self.tree.set(np.arange(self.size), np.asarray(state["priorities"], np.float64))
         self.max_priority = float(state["max_priority"])
+
+
+class HerReplayBuffer(ReplayBuffer):
+    """Hindsight experience replay (Andrychowicz et al. 2017) for goal-conditioned envs.
+
+    Transitions are kept per env until their episode ends (or the epoch does); then each is
+    stored with its real goal and again with ``k`` goals it achieved later (``future``), at
+    the end (``final``) or anywhere in the episode (``episode``), rewarded by the env's own
+    ``compute_reward``. Observations are stored flat, ``[observation, desired_goal]``. With
+    ``terminate_on_success`` a relabelled success ends its episode (discount 0), as in the env.
+    """
+
+    STRATEGIES = ("future", "final", "episode")
+
+    def __init__(self, capacity: int, obs_dim: int, goal_dim: int, act_shape: tuple[int, ...],
+                 act_dtype: Any, num_envs: int, gamma: float, compute_reward: Any,
+                 rng: np.random.Generator, strategy: str = "future", k: int = 4,
+                 terminate_on_success: bool = False) -> None:
+        if strategy not in self.STRATEGIES:
+            raise ValueError(f"her_strategy={strategy!r} is not one of {list(self.STRATEGIES)}")
+        super().__init__(capacity, (obs_dim + goal_dim,), act_shape, act_dtype, num_envs,
+                         n_step=1, gamma=gamma)
+        self.compute_reward, self.rng = compute_reward, rng
+        self.strategy, self.k, self.terminate_on_success = strategy, k, terminate_on_success
+        self._episodes: list[list[tuple[Any, ...]]] = [[] for _ in range(num_envs)]
+
+    @staticmethod
+    def flat(obs: dict[str, np.ndarray], goal: np.ndarray | None = None) -> np.ndarray:
+        """``[observation, goal]`` (the desired goal unless another is given)."""
+        goal = obs["desired_goal"] if goal is None else goal
+        return np.concatenate([obs["observation"], goal], -1).astype(np.float32)
+
+    def add(self, obs: dict[str, np.ndarray], actions: np.ndarray, rewards: np.ndarray,
+            next_obs: dict[str, np.ndarray], terminated: np.ndarray, done: np.ndarray) -> None:
+        for i in range(self.num_envs):
+            self._episodes[i].append((
+                {k: np.array(v[i]) for k, v in obs.items()}, np.array(actions[i]),
+                float(rewards[i]), {k: np.array(v[i]) for k, v in next_obs.items()},
+                bool(terminated[i])))
+            if done[i]:
+                self._end(i)
+
+    def flush(self, next_obs: Any) -> None:
+        for i in range(self.num_envs):
+            if self._episodes[i]:
+                self._end(i)
+
+    def _end(self, i: int) -> None:
+        episode, self._episodes[i] = self._episodes[i], []
+        obs = {k: np.stack([t[0][k] for t in episode]) for k in episode[0][0]}
+        nxt = {k: np.stack([t[3][k] for t in episode]) for k in episode[0][3]}
+        actions = np.stack([t[1] for t in episode])
+        rewards = np.array([t[2] for t in episode], np.float32)
+        terminated = np.array([t[4] for t in episode])
+        n = len(episode)
+        # the episode as it happened, then k relabelled copies of every transition
+        steps = np.repeat(np.arange(n), self.k)
+        if self.strategy == "future":
+            picks = self.rng.integers(steps, n)
+        elif self.strategy == "final":
+            picks = np.full(len(steps), n - 1)
+        else:
+            picks = self.rng.integers(0, n, len(steps))
+        goals = nxt["achieved_goal"][picks]
+        new_rewards = np.asarray(self.compute_reward(nxt["achieved_goal"][steps], goals, None),
+                                 np.float32)
+        new_term = (new_rewards == 0) if self.terminate_on_success else terminated[steps]
+        relabelled = {k: v[steps] for k, v in obs.items()}
+        relabelled_next = {k: v[steps] for k, v in nxt.items()}
+        all_obs = np.concatenate([self.flat(obs), self.flat(relabelled, goals)])
+        all_next = np.concatenate([self.flat(nxt), self.flat(relabelled_next, goals)])
+        all_rewards = np.concatenate([rewards, new_rewards])
+        all_term = np.concatenate([terminated, new_term])
+        self._store(all_obs.astype(np.float32), np.concatenate([actions, actions[steps]]),
+                    all_rewards, np.where(all_term, 0.0, self.gamma).astype(np.float32),
+                    all_next.astype(np.float32))
+
+    def state_dict(self) -> dict[str, Any]:
+        if any(self._episodes):
+            raise RuntimeError("flush() the pending episodes before saving the buffer")
+        return super().state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self._episodes = [[] for _ in range(self.num_envs)]

@@ -138,7 +138,15 @@ class _GymSameStep:
         return obs, rew, term, trunc, final, success
 
     def close(self) -> None:
-        self.env.close()
+        try:
+            self.env.close()
+        except (EOFError, OSError):  # an AsyncVectorEnv worker died (SIGTERM to the process
+            # group): gymnasium waits for its answer and raises; end the others instead
+            for process in getattr(self.env, "processes", ()):
+                if process.is_alive():
+                    process.terminate()
+                process.join(timeout=10)
+            self.env.closed = True
 
 
 def _has_native(env_id: str) -> bool:
@@ -178,6 +186,9 @@ class VecLoader:
         self.single_observation_space = venv.single_observation_space
         self.single_action_space = venv.single_action_space
         self.max_episode_steps = spec.max_episode_steps
+        # goal envs: one env instance lends its compute_reward to hindsight relabelling
+        self.goal_env = (gym.make(spec.id).unwrapped
+                         if envs_goal.is_goal_space(self.single_observation_space) else None)
         if norm_obs and not isinstance(self.single_observation_space, gym.spaces.Box):
             raise ValueError(f"norm_obs needs Box observations; {env_id} has "
                              f"{type(self.single_observation_space).__name__} observations")

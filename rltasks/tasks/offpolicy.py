@@ -17,7 +17,8 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from rltasks.buffers import PrioritizedReplayBuffer, ReplayBuffer
+from rltasks.buffers import HerReplayBuffer, PrioritizedReplayBuffer, ReplayBuffer
+from rltasks.envs_goal import is_goal_space
 from rltasks.explore import NOISE_HPARAMS, NOISES, make_noise
 from rltasks.nets import Critic, mlp
 from rltasks.optim import make_optimizer, set_lr
@@ -50,13 +51,38 @@ class OffPolicyTask(Task):
 
     DEFAULT_NUM_ENVS = 1
 
+    def obs_dim(self) -> int:
+        """Size of the flat network input (a goal env's observation and desired goal)."""
+        space = self.observation_space
+        if isinstance(space, spaces.Dict):
+            return int(np.prod(space["observation"].shape) + np.prod(space["desired_goal"].shape))
+        return int(np.prod(space.shape))
+
+    def flat(self, obs: Any) -> np.ndarray:
+        """Network input of a batch of observations (goal envs: ``[observation, goal]``)."""
+        return HerReplayBuffer.flat(obs) if isinstance(obs, dict) else obs
+
     def make_buffer(self, act_shape: tuple[int, ...], act_dtype: Any) -> ReplayBuffer:
-        """Uniform or (with ``replay='prioritized'``) prioritized replay, n-step if asked."""
+        """Hindsight replay with ``her``; else uniform or (``replay='prioritized'``)
+        prioritized replay, n-step if asked."""
         hp = self.hp
+        self.her = bool(hp.get("her", False))
+        if self.her:
+            if not is_goal_space(self.observation_space):
+                raise ValueError(
+                    f"her=True needs a goal-conditioned env (dict observations with "
+                    f"observation, achieved_goal, desired_goal and compute_reward); "
+                    f"{self.env_id} has {self.observation_space}; set her=False")
+            space, goal_env = self.observation_space, self.loader.goal_env
+            return HerReplayBuffer(
+                hp["buffer_size"], int(np.prod(space["observation"].shape)),
+                int(np.prod(space["desired_goal"].shape)), act_shape, act_dtype, self.num_envs,
+                hp["gamma"], goal_env.compute_reward, self.np_rng, hp["her_strategy"],
+                hp["her_k"], getattr(goal_env, "terminate_on_success", False))
         prioritized = hp.get("replay") == "prioritized"
         cls = PrioritizedReplayBuffer if prioritized else ReplayBuffer
         extra = {"alpha": hp["per_alpha"]} if prioritized else {}
-        return cls(hp["buffer_size"], self.observation_space.shape, act_shape, act_dtype,
+        return cls(hp["buffer_size"], (self.obs_dim(),), act_shape, act_dtype,
                    self.num_envs, n_step=hp.get("n_step", 1), gamma=hp["gamma"], **extra)
 
     def train_epoch(self) -> dict[str, float]:
@@ -70,7 +96,11 @@ class OffPolicyTask(Task):
                 stored, env_actions = self.explore(obs)
             next_obs, reward, term, trunc, final = self.loader.step(env_actions)
             real_next = final if final is not None else next_obs
-            self.buffer.add(obs, stored, reward, real_next, term, term | trunc)
+            if self.her:  # the hindsight buffer keeps the goals apart
+                self.buffer.add(obs, stored, reward, real_next, term, term | trunc)
+            else:
+                self.buffer.add(self.flat(obs), stored, reward, self.flat(real_next), term,
+                                term | trunc)
             self.episode_ended(term | trunc)
             obs = next_obs
             before, self.env_steps = self.env_steps, self.env_steps + m
@@ -127,6 +157,7 @@ class ContinuousActorCritic(OffPolicyTask):
     """
 
     ACTION_SPACES = (spaces.Box,)
+    OBSERVATION_SPACES = (spaces.Box, spaces.Dict)  # Dict: goal envs
     N_CRITICS = 1
     ACTOR_OUT = 1
     HPARAMS = {
@@ -136,13 +167,19 @@ class ContinuousActorCritic(OffPolicyTask):
         "noise": HP("gaussian", choices(*NOISES), kind=str, choices=tuple(NOISES),
                     help="action noise process"),
         **NOISE_HPARAMS,
+        "her": HP(False, choices(True, False), kind=bool,
+                  help="hindsight experience replay (goal envs only)"),
+        "her_strategy": HP("future", choices(*HerReplayBuffer.STRATEGIES), kind=str,
+                           choices=HerReplayBuffer.STRATEGIES, help="which goals relabel"),
+        "her_k": HP(4, choices(1, 2, 4, 8), kind=int, low=1, high=64,
+                    help="relabelled copies per transition"),
     }
     DEFAULTS = {"lr": 1e-3}
     LOSSES = ("critic_loss", "actor_loss")
 
     def setup(self) -> None:
         hp = self.hp
-        n_obs = int(np.prod(self.observation_space.shape))
+        n_obs = self.obs_dim()
         self.act_dim = int(np.prod(self.action_space.shape))
         hidden = [hp["hidden"]] * hp["layers"]
         low, high = self.action_space.low, self.action_space.high
@@ -159,6 +196,14 @@ class ContinuousActorCritic(OffPolicyTask):
         self.noise = make_noise(hp, self.num_envs, self.act_dim)
         self.updates = 0  # gradient steps so far (TD3's policy delay counts them)
 
+    def check_env(self) -> None:
+        super().check_env()
+        if isinstance(self.observation_space, spaces.Dict) and not is_goal_space(
+                self.observation_space):
+            raise ValueError(f"{self.name} takes dict observations only from goal envs "
+                             f"(observation, achieved_goal, desired_goal); {self.env_id} has "
+                             f"{sorted(self.observation_space.spaces)}")
+
     def policy(self, obs: torch.Tensor) -> torch.Tensor:
         """Deterministic action in [-1, 1] (DDPG, TD3: tanh of the actor's output)."""
         return torch.tanh(self.actor(obs))
@@ -173,13 +218,14 @@ class ContinuousActorCritic(OffPolicyTask):
 
     @torch.no_grad()
     def explore(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        a = self.policy(torch.from_numpy(obs)) + self.noise.sample(self.env_steps, self.gen)
+        a = self.policy(torch.from_numpy(self.flat(obs)))
+        a = a + self.noise.sample(self.env_steps, self.gen)
         a = a.clamp(-1.0, 1.0).numpy().reshape(self.num_envs, *self.action_space.shape)
         return a, self.to_env(a)
 
     @torch.inference_mode()
     def act(self, obs: np.ndarray) -> np.ndarray:
-        a = self.policy(torch.as_tensor(obs, dtype=torch.float32)).numpy()
+        a = self.policy(torch.as_tensor(self.flat(obs), dtype=torch.float32)).numpy()
         return self.to_env(a.reshape(len(a), *self.action_space.shape))
 
     def episode_ended(self, done: np.ndarray) -> None:

@@ -58,7 +58,7 @@ class SAC(ContinuousActorCritic):
 
     @torch.no_grad()
     def explore(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        a = self.sample(torch.from_numpy(obs))[0]
+        a = self.sample(torch.from_numpy(self.flat(obs)))[0]
         a = (a + self.noise.sample(self.env_steps, self.gen)).clamp(-1.0, 1.0)
         a = a.numpy().reshape(self.num_envs, *self.action_space.shape)
         return a, self.to_env(a)
