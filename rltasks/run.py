@@ -18,7 +18,9 @@ from typing import Any
 import yaml
 
 from rltasks.checkpoint import Checkpointer, CheckpointError, write_atomic
+from rltasks.preempt import Preempted, StopAtEpochEnd, StopSignals, interrupt_code
 from rltasks.task import NonFiniteError
+from rltasks.workdir import WorkdirLock
 
 #: Options every script takes, besides one ``--<hparam>`` per hyperparameter.
 RUN_OPTIONS: dict[str, tuple[type, Any, str]] = {
@@ -172,12 +174,24 @@ def report_to_orion(results: dict[str, Any]) -> None:
 
 def run(task_name: str, options: dict[str, Any], hparams: dict[str, Any],
         log=None) -> dict[str, Any]:
-    """Train one trial to ``options['epochs']`` with checkpoints; return its results."""
+    """Train one trial to ``options['epochs']`` with checkpoints; return its results.
+
+    The working dir's lock (``rltasks.workdir``) is held throughout: a second process on the
+    same dir raises ``LockError``. SIGTERM/SIGINT stop training at the next epoch boundary,
+    checkpointed, by raising ``rltasks.preempt.Preempted``.
+    """
+    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    workdir = default_workdir(task_name, options)
+    # signals first: env workers forked while the task is built inherit the handler
+    with StopSignals(log) as signals, WorkdirLock(workdir, log=log):
+        return _train(task_name, options, hparams, log, workdir, signals)
+
+
+def _train(task_name: str, options: dict[str, Any], hparams: dict[str, Any], log,
+           workdir: Path, signals: StopSignals) -> dict[str, Any]:
     import rltasks
     from rltasks.observers import Checkpointing, MetricsLog, ProgressLog
 
-    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
-    workdir = default_workdir(task_name, options)
     epochs = options["epochs"]
     task = rltasks.make_task(
         task_name, env=options["env"], num_envs=options["num_envs"], seed=options["seed"],
@@ -199,9 +213,20 @@ def run(task_name: str, options: dict[str, Any], hparams: dict[str, Any],
                       eval_every=options["eval_every"], eval_episodes=options["eval_episodes"]),
         MetricsLog(workdir / "metrics.jsonl"),
         ProgressLog(epochs),
+        StopAtEpochEnd(signals, checkpointer, options["save_every"], epochs),
     ]
     try:
-        task.fit(epochs)
+        if signals.received:
+            raise Preempted(signals.received, f"stopped before training (epoch {task.epoch} "
+                                              f"of {epochs})")
+        try:
+            task.fit(epochs)
+        except Exception as err:
+            if signals.received is None or isinstance(err, Preempted):
+                raise
+            raise Preempted(signals.received, f"stopped in epoch {task.epoch + 1} of {epochs}, "
+                            f"which is lost ({type(err).__name__}: the env workers got the "
+                            f"signal too); the last checkpoint is intact") from err
         final = task.evaluate(options["eval_episodes"])
     finally:
         task.close()
@@ -219,14 +244,24 @@ def main(task_name: str, argv: list[str] | None = None) -> int:
 
     Bad input (options, hyperparameters, env id, a foreign checkpoint) exits 2 with one line
     on stderr, which Orion records as a broken trial; a diverged run exits 3 and keeps its
-    last good checkpoint.
+    last good checkpoint. A working dir locked by another process, or a checkpoint that
+    cannot be written (the previous one stays intact), exits 2 too. SIGTERM/SIGINT exit
+    with Orion's interrupt code (130 unless ``$ORION_INTERRUPT_CODE`` says otherwise) once
+    the epoch in progress is checkpointed, so Orion marks the trial interrupted, not broken.
     """
     try:
         options, hparams = resolve(task_name, argv)
         results = run(task_name, options, hparams)
-    except (ValueError, CheckpointError) as err:
+    except (ValueError, CheckpointError, OSError) as err:
         code = 3 if isinstance(err, NonFiniteError) else 2
         print(f"error: {err}", file=sys.stderr)
         return code
+    except Preempted as err:
+        print(f"interrupted: {err}", file=sys.stderr)
+        return interrupt_code()
+    except KeyboardInterrupt:
+        print("interrupted: stopped at once; the last checkpoint is intact, rerun the same "
+              "command to resume", file=sys.stderr)
+        return interrupt_code()
     print(json.dumps(results))
     return 0

@@ -1,0 +1,204 @@
+"""Pre-emption: SIGTERM/SIGINT stop a real trial process at an epoch boundary, checkpointed,
+with Orion's interrupt code; the rerun ends exactly as a run that never stopped.
+
+The signal is sent once the first epoch is logged, so it lands inside a later epoch: the
+process must finish that epoch, save it and exit, never leaving a half epoch behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from helpers import state_diffs
+
+from rltasks import checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
+EPOCHS = 5
+ARGS = ["--env", "CartPole-v1", "--epochs", str(EPOCHS), "--seed", "3", "--eval-episodes", "2",
+        "--steps-per-epoch", "2048", "--num-envs", "4"]
+TIMEOUT = 120
+
+
+def environ(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("ORION_", "RLTASKS_TEST_"))}
+    return {**env, "RLTASKS_THREADS": "1", **extra}
+
+
+def launch(workdir: Path, *extra: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """scripts/ppo.py in its own process group, stderr captured."""
+    return subprocess.Popen([sys.executable, str(ROOT / "scripts" / "ppo.py"), *ARGS, *extra,
+                             "--workdir", str(workdir)],
+                            cwd=ROOT, env=env or environ(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def logged_epochs(workdir: Path) -> int:
+    try:
+        return len((workdir / "metrics.jsonl").read_text().splitlines())
+    except FileNotFoundError:
+        return 0
+
+
+def wait_for_epochs(proc: subprocess.Popen, workdir: Path, n: int) -> None:
+    deadline = time.monotonic() + TIMEOUT
+    while logged_epochs(workdir) < n:
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        assert time.monotonic() < deadline, "the trial did not log its first epoch in time"
+        time.sleep(0.005)
+
+
+def finish(proc: subprocess.Popen) -> tuple[int, str]:
+    try:
+        _, err = proc.communicate(timeout=TIMEOUT)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        _, err = proc.communicate()
+        pytest.fail(f"the trial did not exit in {TIMEOUT} s:\n{err[-3000:]}")
+    return proc.returncode, err
+
+
+def complete(workdir: Path, *extra: str) -> dict:
+    code, err = finish(launch(workdir, *extra))
+    assert code == 0, err[-3000:]
+    return json.loads((workdir / "results.json").read_text())
+
+
+def assert_at_epoch_boundary(workdir: Path) -> int:
+    """last.ckpt holds the last logged epoch: the epoch in progress finished and was saved."""
+    ckpt = checkpoint.load(workdir / "last.ckpt")
+    assert ckpt["epoch"] == logged_epochs(workdir) == len(ckpt["state"]["history"])
+    assert ckpt["env_steps"] == ckpt["epoch"] * 2048
+    assert not list(workdir.glob(".*.tmp")) and not (workdir / "rltasks.lock").exists()
+    assert not (workdir / "results.json").exists()  # not reported as finished
+    return ckpt["epoch"]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> tuple[dict, dict]:
+    workdir = tmp_path_factory.mktemp("reference")
+    results = complete(workdir)
+    return checkpoint.load(workdir / "last.ckpt"), results
+
+
+def assert_same_as(reference: tuple[dict, dict], workdir: Path, stopped_at: int) -> None:
+    ckpt, results = reference
+    mine = checkpoint.load(workdir / "last.ckpt")
+    diffs = state_diffs(mine["state"], ckpt["state"])
+    assert not diffs, f"{len(diffs)} differences after resume:\n" + "\n".join(diffs[:40])
+    again = json.loads((workdir / "results.json").read_text())
+    assert again["resumed_from"] == stopped_at
+    for key in ("return_mean", "return_std", "length_mean", "epoch", "env_steps"):
+        assert again[key] == results[key], key
+
+
+def test_sigterm_finishes_the_epoch_saves_and_exits_130_then_resumes_exactly(
+        tmp_path, reference):
+    workdir = tmp_path / "run"
+    proc = launch(workdir)
+    wait_for_epochs(proc, workdir, 1)
+    proc.send_signal(signal.SIGTERM)
+    code, err = finish(proc)
+    assert code == 130, err[-3000:]
+    stopped = assert_at_epoch_boundary(workdir)
+    assert 1 <= stopped < EPOCHS, "the signal should land before the last epoch"
+    assert "SIGTERM received: finishing the current epoch" in err
+    last = err.strip().splitlines()[-1]
+    assert last == (f"interrupted: SIGTERM received: stopped after epoch {stopped} of {EPOCHS}, "
+                    f"saved in {workdir / 'last.ckpt'}; rerun the same command to resume")
+    assert "Traceback" not in err
+    complete(workdir)
+    assert_same_as(reference, workdir, stopped)
+
+
+def test_sigint_uses_orions_interrupt_code_and_saves_between_save_every(tmp_path, reference):
+    """--save-every 10 would save only the final epoch: the stop saves its own epoch."""
+    workdir = tmp_path / "run"
+    proc = launch(workdir, "--save-every", "10", env=environ(ORION_INTERRUPT_CODE="42"))
+    wait_for_epochs(proc, workdir, 1)
+    proc.send_signal(signal.SIGINT)
+    code, err = finish(proc)
+    assert code == 42, err[-3000:]
+    stopped = assert_at_epoch_boundary(workdir)
+    assert stopped < EPOCHS and "SIGINT received" in err and "Traceback" not in err
+    complete(workdir, "--save-every", "10")
+    assert_same_as(reference, workdir, stopped)
+
+
+def test_ctrl_c_to_the_process_group_with_async_envs_finishes_the_epoch(tmp_path):
+    """Ctrl-C reaches the env worker processes too: they ignore it and the epoch completes."""
+    workdir = tmp_path / "run"
+    proc = launch(workdir, "--vectorization", "async")
+    wait_for_epochs(proc, workdir, 1)
+    os.killpg(proc.pid, signal.SIGINT)
+    code, err = finish(proc)
+    assert code == 130, err[-3000:]
+    stopped = assert_at_epoch_boundary(workdir)
+    assert "saved in" in err.strip().splitlines()[-1] and "Traceback" not in err
+    results = complete(workdir, "--vectorization", "async")
+    assert results["resumed_from"] == stopped and results["epoch"] == EPOCHS
+
+
+def test_sigterm_to_the_process_group_with_async_envs_loses_only_the_current_epoch(tmp_path):
+    """SIGTERM kills the env workers (a parent must be able to terminate them): the epoch in
+    progress is lost, the trial still exits with the interrupt code, and the rerun resumes from
+    the last saved epoch."""
+    workdir = tmp_path / "run"
+    proc = launch(workdir, "--vectorization", "async")
+    wait_for_epochs(proc, workdir, 1)
+    os.killpg(proc.pid, signal.SIGTERM)
+    code, err = finish(proc)
+    assert code == 130, err[-3000:]
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("interrupted: SIGTERM received: stopped ") and "Traceback" not in err
+    saved = checkpoint.load(workdir / "last.ckpt")["epoch"]
+    assert saved == logged_epochs(workdir) >= 1
+    if "which is lost" not in last:  # the signal landed between two epochs after all
+        assert f"stopped after epoch {saved} " in last
+    assert not (workdir / "rltasks.lock").exists()
+    results = complete(workdir, "--vectorization", "async")
+    assert results["resumed_from"] == saved and results["epoch"] == EPOCHS
+
+
+def test_second_signal_stops_at_once_and_the_last_checkpoint_still_resumes(tmp_path, reference):
+    workdir = tmp_path / "run"
+    proc = launch(workdir)
+    wait_for_epochs(proc, workdir, 1)
+    proc.send_signal(signal.SIGTERM)
+    time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    code, err = finish(proc)
+    assert code == 130, err[-3000:]
+    assert err.strip().splitlines()[-1].startswith("interrupted: stopped at once")
+    saved = checkpoint.load(workdir / "last.ckpt")["epoch"]
+    assert saved >= 1 and not (workdir / "rltasks.lock").exists()
+    complete(workdir)
+    assert_same_as(reference, workdir, saved)
+
+
+def test_signal_before_training_stops_before_the_first_epoch(tmp_path, monkeypatch, capsys):
+    """In-process: the signal arrives while the task is being built."""
+    import rltasks
+    from rltasks.run import main
+
+    real = rltasks.make_task
+
+    def make_task_then_signal(*args, **kwargs):
+        task = real(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return task
+
+    monkeypatch.setattr(rltasks, "make_task", make_task_then_signal)
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    assert main("ppo", [*ARGS, "--workdir", str(tmp_path / "run")]) == 130
+    assert "stopped before training (epoch 0 of 5)" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()  # nothing written, not even the lock's dir
+    assert before == {sig: signal.getsignal(sig) for sig in before}  # handlers restored
