@@ -24,7 +24,7 @@ from rltasks.workdir import WorkdirLock
 
 #: Options every script takes, besides one ``--<hparam>`` per hyperparameter.
 RUN_OPTIONS: dict[str, tuple[type, Any, str]] = {
-    "env": (str, "CartPole-v1", "gymnasium env id"),
+    "env": (str, None, "env id (default: the task's, e.g. CartPole-v1 or Pendulum-v1)"),
     "epochs": (int, 10, "train until this epoch (absolute)"),
     "steps_per_epoch": (int, None, "env steps per epoch, summed over envs"),
     "seed": (int, 0, "seed of everything"),
@@ -115,6 +115,7 @@ def resolve(task_name: str, argv: list[str] | None) -> tuple[dict[str, Any], dic
                          f"{sorted(RUN_OPTIONS)} and hyperparameters {sorted(specs)}")
     merged = {**config, **given}
     options = {k: merged.get(k, default) for k, (_, default, _) in RUN_OPTIONS.items()}
+    options["env"] = options["env"] or REGISTRY[task_name].DEFAULT_ENV
     for key, (kind, _, _) in RUN_OPTIONS.items():
         value = options[key]
         if value is None:

@@ -1,0 +1,117 @@
+"""A full disk or a read-only working dir while a trial writes its checkpoint: exit 2 with one
+clear line, the previous checkpoint intact and loadable, and the rerun (once there is room)
+resumes from it.
+
+Tests run as root, for whom permissions never block a write, so the failures are made two
+ways: a start-up shim (``tests/shims/failing_writes``) that makes ``fsync`` or the opening of
+a temp file fail with ENOSPC or EROFS, and, where this process may mount, a real tiny tmpfs
+that fills up and is then remounted read-only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rltasks import checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIM = Path(__file__).resolve().parent / "shims" / "failing_writes"
+FAST = ["--env", "CartPole-v1", "--steps-per-epoch", "512", "--num-envs", "2",
+        "--eval-episodes", "2", "--seed", "1"]
+
+
+def script(workdir: Path, *args: str, fail: str | None = None) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ORION_", "RLTASKS_TEST_"))}
+    env["RLTASKS_THREADS"] = "1"
+    if fail:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SHIM), env.get("PYTHONPATH")]))
+        env["RLTASKS_TEST_FAIL_WRITES"] = fail
+    return subprocess.run([sys.executable, str(ROOT / "scripts" / "ppo.py"), *FAST, *args,
+                           "--workdir", str(workdir)], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=120)
+
+
+def error_line(proc: subprocess.CompletedProcess) -> str:
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, proc.stderr[-3000:]
+    return errors[0]
+
+
+def assert_intact(workdir: Path, epoch: int) -> None:
+    assert checkpoint.load(workdir / "last.ckpt")["epoch"] == epoch
+    assert not list(workdir.glob(".*.tmp")), os.listdir(workdir)
+    assert not (workdir / "rltasks.lock").exists() and not (workdir / "results.json").exists()
+
+
+@pytest.mark.parametrize(("fail", "reason"), [
+    ("fsync:28:3", "[Errno 28] No space left on device"),  # 3rd fsync: epoch 2's checkpoint
+    ("open:30:2", "[Errno 30] Read-only file system"),     # 2nd temp file: epoch 2's
+])
+def test_failing_checkpoint_write_exits_2_keeps_the_previous_one_and_resumes(
+        tmp_path, fail, reason):
+    workdir = tmp_path / "run"
+    line = error_line(script(workdir, "--epochs", "4", fail=fail))
+    assert line.startswith(f"error: cannot write checkpoint {workdir / 'last.ckpt'}: {reason}")
+    assert line.endswith("; the previous checkpoint is intact")
+    assert_intact(workdir, 1)
+    assert not (workdir / "last.ckpt.1").exists()  # nothing rotated for the failed write
+    done = script(workdir, "--epochs", "4")
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads((workdir / "results.json").read_text())
+    assert results["resumed_from"] == 1 and results["epoch"] == 4
+
+
+def mount(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["mount", *args], capture_output=True, text=True, timeout=30)
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """A mounted 16 MiB tmpfs; skipped where this process may not mount."""
+    point = tmp_path / "tmpfs"
+    point.mkdir()
+    if os.geteuid() != 0 or mount("-t", "tmpfs", "-o", "size=16m", "tmpfs", str(point)
+                                  ).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root with CAP_SYS_ADMIN)")
+    try:
+        yield point
+    finally:
+        subprocess.run(["umount", "-l", str(point)], capture_output=True, timeout=30)
+
+
+def test_real_full_disk_then_read_only_dir(tmp_path, tmpfs):
+    probe = tmp_path / "probe"  # the size of one checkpoint of this run
+    assert script(probe, "--epochs", "1").returncode == 0
+    size = (probe / "last.ckpt").stat().st_size
+    # room for two checkpoints and a half: epoch 3's write (two kept + the new one) fails
+    assert mount("-o", f"remount,size={int(2.5 * size) // 4096 * 4096}", str(tmpfs)
+                 ).returncode == 0
+    workdir = tmpfs / "run"
+    line = error_line(script(workdir, "--epochs", "5"))
+    assert "No space left on device" in line, line
+    saved = checkpoint.load(workdir / "last.ckpt")["epoch"]
+    assert saved in (1, 2), line
+    if line.startswith("error: cannot write checkpoint"):
+        assert line.endswith("; the previous checkpoint is intact")
+    assert not list(workdir.glob(".*.tmp")) and not (workdir / "rltasks.lock").exists()
+
+    # read-only: refused before anything is touched
+    assert mount("-o", "remount,ro", str(tmpfs)).returncode == 0
+    line = error_line(script(workdir, "--epochs", "5"))
+    assert line.startswith(f"error: cannot lock working dir {workdir}: Read-only file system")
+    assert checkpoint.load(workdir / "last.ckpt")["epoch"] == saved
+
+    # room again: the rerun resumes from the intact checkpoint and completes
+    assert mount("-o", "remount,rw,size=16m", str(tmpfs)).returncode == 0
+    done = script(workdir, "--epochs", "5")
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads((workdir / "results.json").read_text())
+    assert results["resumed_from"] == saved and results["epoch"] == 5
