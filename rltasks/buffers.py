@@ -73,12 +73,14 @@ class ReplayBuffer:
 
     def __init__(self, capacity: int, obs_shape: tuple[int, ...], act_shape: tuple[int, ...],
                  act_dtype: Any, num_envs: int, n_step: int = 1, gamma: float = 0.99,
-                 obs_dtype: Any = np.float32) -> None:
+                 obs_dtype: Any = np.float32, reward_shape: tuple[int, ...] = ()) -> None:
+        if n_step > 1 and reward_shape:
+            raise ValueError("n-step returns need scalar rewards")
         self.capacity, self.n_step, self.gamma, self.num_envs = capacity, n_step, gamma, num_envs
         self.obs = np.zeros((capacity, *obs_shape), obs_dtype)
         self.next_obs = np.zeros((capacity, *obs_shape), obs_dtype)
         self.actions = np.zeros((capacity, *act_shape), act_dtype)
-        self.returns = np.zeros(capacity, np.float32)
+        self.returns = np.zeros((capacity, *reward_shape), np.float32)  # one per agent: (n,)
         self.discounts = np.zeros(capacity, np.float32)
         self.pos, self.size = 0, 0
         self._pending: list[list[tuple[np.ndarray, np.ndarray, float]]] = [

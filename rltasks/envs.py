@@ -276,16 +276,15 @@ class VecLoader:
                 rms.load_state_dict(state[name])
 
 
-def evaluate_policy(env_id: str, act: Callable[[np.ndarray], np.ndarray], episodes: int,
-                    seed: int, normalize: Callable[[np.ndarray], np.ndarray],
-                    vectorization: str = "auto") -> dict[str, float]:
-    """Run ``episodes`` episodes in parallel, one per env, each from its own derived seed.
+def evaluate_policy(loader: Any, act: Callable[[np.ndarray], np.ndarray], seed: int,
+                    normalize: Callable[[np.ndarray], np.ndarray]) -> dict[str, float]:
+    """Run one episode in each env of ``loader`` (which it closes), from derived seeds.
 
     ``act`` maps a batch of (normalised) observations to actions; it should be deterministic
-    and must not touch the training RNG, so evaluating never changes the task state.
+    and must not touch the training RNG, so evaluating never changes the task state. A
+    multi-agent loader's rewards (one per agent) count as their mean, the team reward.
     """
-    loader = VecLoader(env_id, num_envs=episodes,
-                       vectorization="sync" if vectorization == "async" else vectorization)
+    episodes = loader.num_envs
     try:
         obs = normalize(loader.reset(seed))
         returns = np.zeros(episodes)
@@ -295,6 +294,7 @@ def evaluate_policy(env_id: str, act: Callable[[np.ndarray], np.ndarray], episod
         while running.any():
             obs, rew, term, trunc, _ = loader.step(act(obs), train=False)
             obs = normalize(obs)
+            rew = rew.reshape(episodes, -1).mean(1)
             returns[running] += rew[running]
             lengths[running] += 1
             done = term | trunc

@@ -56,6 +56,10 @@ class Task:
     ENV_DEFAULTS: ClassVar[dict[str, dict[str, Any]]] = {}
     DEFAULT_STEPS_PER_EPOCH: ClassVar[int] = 4096
     DEFAULT_NUM_ENVS: ClassVar[int] = 8
+    #: the env scripts use when --env is not given
+    DEFAULT_ENV: ClassVar[str] = "CartPole-v1"
+    #: the dataloader class: gymnasium vector envs (``ParallelLoader`` for PettingZoo)
+    LOADER: ClassVar[type] = VecLoader
     #: the gymnasium space types the algorithm handles
     ACTION_SPACES: ClassVar[tuple[type[spaces.Space], ...]] = (spaces.Discrete, spaces.Box)
     OBSERVATION_SPACES: ClassVar[tuple[type[spaces.Space], ...]] = (spaces.Box,)
@@ -87,7 +91,7 @@ class Task:
         }
         self.env_id, self.seed, self.device = env, int(seed), torch.device(device)
         self.num_envs, self.steps_per_epoch, self.horizon = int(num_envs), steps_per_epoch, horizon
-        self.loader = VecLoader(env, num_envs, vectorization, norm_obs, norm_reward)
+        self.loader = self.LOADER(env, num_envs, vectorization, norm_obs, norm_reward)
         self.observation_space = self.loader.single_observation_space
         self.action_space = self.loader.single_action_space
         self.check_env()
@@ -220,9 +224,11 @@ class Task:
         self._guard()
         if episodes < 1:
             raise ValueError(f"episodes={episodes!r} must be >= 1")
-        return evaluate_policy(self.env_id, self.act, episodes, derive_seed(self.seed, _EVAL),
-                               normalize=self.loader.normalize_obs,
-                               vectorization=self.loader.vectorization)
+        vectorization = "sync" if self.loader.vectorization == "async" else (
+            self.loader.vectorization)
+        loader = self.LOADER(self.env_id, num_envs=episodes, vectorization=vectorization)
+        return evaluate_policy(loader, self.act, derive_seed(self.seed, _EVAL),
+                               normalize=self.loader.normalize_obs)
 
     # -- state ---------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -267,7 +273,8 @@ class Task:
                 from rltasks.tasks import tasks_for
 
                 names = "/".join(t.__name__ for t in allowed)
-                fit = ", ".join(tasks_for(self.action_space, self.observation_space))
+                fit = ", ".join(tasks_for(self.action_space, self.observation_space,
+                                          type(self.loader)))
                 raise ValueError(f"{self.name} needs {names} {kind}s but {self.env_id} has "
                                  f"{space}; tasks that fit it: {fit or 'none yet'}")
 

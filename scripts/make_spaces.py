@@ -19,6 +19,8 @@ def example_env(name: str) -> str:
 
     from rltasks.tasks import REGISTRY
 
+    if REGISTRY[name].LOADER is not REGISTRY["ppo"].LOADER:
+        return "mpe2/simple_spread_v3"
     return "CartPole-v1" if spaces.Discrete in REGISTRY[name].ACTION_SPACES else "Pendulum-v1"
 
 

@@ -23,7 +23,7 @@ def test_a_continuous_env_is_refused_naming_the_tasks_that_fit():
         rltasks.make_task("dqn", env="Pendulum-v1")
     message = str(info.value)
     assert "dqn needs Discrete actions but Pendulum-v1 has Box" in message
-    assert "tasks that fit it: a2c, pg, ppo" in message and "\n" not in message
+    assert "tasks that fit it: a2c, ddpg, pg, ppo, sac, td3" in message and "\n" not in message
 
 
 def test_space_offers_every_exploration_policy_and_its_parameters():

@@ -99,7 +99,7 @@ def test_normalisation_updates_only_in_training_and_bounds_values():
 
 
 def test_evaluate_policy_runs_one_episode_per_env():
-    result = evaluate_policy("CartPole-v1", lambda obs: np.zeros(len(obs), np.int64), 5, 0,
-                             normalize=lambda obs: obs)
+    result = evaluate_policy(VecLoader("CartPole-v1", 5), lambda obs: np.zeros(len(obs), np.int64),
+                             0, normalize=lambda obs: obs)
     assert result["episodes"] == 5 and 8 <= result["length_mean"] <= 12
     assert result["return_mean"] == result["length_mean"]

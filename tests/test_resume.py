@@ -28,15 +28,23 @@ from rltasks import checkpoint
 ROOT = Path(__file__).resolve().parents[1]
 SHIMS = Path(__file__).resolve().parent / "shims"
 EPOCHS = 6
-COMMON = ["--env", "CartPole-v1", "--epochs", str(EPOCHS), "--seed", "7", "--eval-episodes", "3"]
-#: scenario -> (script, arguments): the on-policy core twice, and DQN with prioritized replay,
-#: n-step returns and double targets (replay buffer, priorities and sampling RNG in the state)
+COMMON = ["--epochs", str(EPOCHS), "--seed", "7", "--eval-episodes", "3"]
+CARTPOLE = ["--env", "CartPole-v1", *COMMON]
+#: scenario -> (script, arguments): the on-policy core twice; DQN with prioritized replay,
+#: n-step returns and double targets (replay buffer, priorities and sampling RNG in the
+#: state); SAC with hindsight replay on a goal env; MADDPG on PettingZoo's simple_spread.
 SCENARIOS = {
-    "ppo": ("ppo", [*COMMON, "--steps-per-epoch", "2048", "--num-envs", "4"]),
-    "a2c": ("a2c", [*COMMON, "--steps-per-epoch", "2048", "--num-envs", "4"]),
-    "dqn-per": ("dqn", [*COMMON, "--steps-per-epoch", "1024", "--replay", "prioritized",
+    "ppo": ("ppo", [*CARTPOLE, "--steps-per-epoch", "2048", "--num-envs", "4"]),
+    "a2c": ("a2c", [*CARTPOLE, "--steps-per-epoch", "2048", "--num-envs", "4"]),
+    "dqn-per": ("dqn", [*CARTPOLE, "--steps-per-epoch", "1024", "--replay", "prioritized",
                         "--learning-starts", "256", "--train-freq", "64", "--gradient-steps",
                         "16", "--n-step", "3", "--double", "true"]),
+    "sac-her": ("sac", ["--env", "rltasks/PointReach-v0", *COMMON, "--steps-per-epoch", "400",
+                        "--her", "true", "--hidden", "32", "--learning-starts", "200",
+                        "--batch-size", "64"]),
+    "maddpg": ("maddpg", ["--env", "mpe2/simple_spread_v3", *COMMON, "--steps-per-epoch",
+                          "500", "--hidden", "32", "--learning-starts", "200",
+                          "--batch-size", "128", "--train-freq", "25"]),
 }
 RESULT_KEYS = ("return_mean", "return_std", "length_mean", "epoch", "env_steps")
 RUN_TIMEOUT = 180  # seconds; one run takes a few

@@ -25,6 +25,8 @@ def test_task_space_file_is_exactly_get_space(name):
     path = SPACES / f"{name}.yaml"
     assert path.exists(), f"spaces/{name}.yaml is missing"
     env = "CartPole-v1" if spaces.Discrete in REGISTRY[name].ACTION_SPACES else "Pendulum-v1"
+    if REGISTRY[name].LOADER is not REGISTRY["ppo"].LOADER:
+        env = "mpe2/simple_spread_v3"
     task = rltasks.make_task(name, env=env)
     assert priors(path) == task.get_space()
 

@@ -158,6 +158,7 @@ class ContinuousActorCritic(OffPolicyTask):
 
     ACTION_SPACES = (spaces.Box,)
     OBSERVATION_SPACES = (spaces.Box, spaces.Dict)  # Dict: goal envs
+    DEFAULT_ENV = "Pendulum-v1"
     N_CRITICS = 1
     ACTOR_OUT = 1
     HPARAMS = {
