@@ -138,7 +138,8 @@ def default_workdir(task_name: str, options: dict[str, Any]) -> Path:
         return Path(options["workdir"])
     if os.environ.get("ORION_WORKING_DIR"):
         return Path(os.environ["ORION_WORKING_DIR"])
-    return Path("runs") / f"{task_name}-{options['env']}-{options['seed']}"
+    env = options["env"].replace("/", "_")  # namespaced ids: rltasks/PointReach-v0
+    return Path("runs") / f"{task_name}-{env}-{options['seed']}"
 
 
 def _checker(task_name: str, task: Any, workdir: Path):
