@@ -3,6 +3,8 @@
 - ``rltasks best NAME``: the best completed trial of an Orion experiment, with the command line
   that reproduces it alone.
 - ``rltasks inspect FILE``: what a checkpoint holds, without building a model.
+- ``rltasks train TASK ...``: one run, with the options of ``scripts/<task>.py``.
+- ``rltasks eval RUN_DIR``: the trained agent's deterministic evaluation, as JSON.
 """
 
 from __future__ import annotations
@@ -69,6 +71,37 @@ def _print_best(info: dict[str, Any]) -> None:
     print(f"  rerun with: {info['command']}")
 
 
+def _task_names() -> list[str]:
+    from rltasks.tasks import REGISTRY
+
+    return sorted(REGISTRY)
+
+
+def _train(task: str, argv: list[str]) -> int:
+    """``rltasks train TASK ...`` is ``python scripts/TASK.py ...``."""
+    from rltasks import run
+
+    if task not in _task_names():
+        raise ValueError(f"unknown task {task!r}: choose one of {_task_names()}")
+    return run.main(task, argv)
+
+
+def evaluate_run(path: str, episodes: int = 10, best: bool = False) -> dict[str, Any]:
+    """Rebuild a run's task from its checkpoint and evaluate it (the eval envs' seeds are the
+    task's own, so a finished run scores what its results.json says)."""
+    from rltasks.runs import checkpoint_of, load_task
+
+    if episodes < 1:
+        raise ValueError(f"--episodes {episodes} must be >= 1")
+    task = load_task(path, best=best)
+    try:
+        result = task.evaluate(episodes)
+    finally:
+        task.close()
+    return {"task": task.name, "env": task.env_id, "checkpoint": str(checkpoint_of(path, best)),
+            "epoch": task.epoch, "env_steps": task.env_steps, **result}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``rltasks`` console script."""
     parser = argparse.ArgumentParser(prog="rltasks", description=__doc__.splitlines()[0])
@@ -78,11 +111,24 @@ def main(argv: list[str] | None = None) -> int:
     best.add_argument("--json", action="store_true", help="print JSON")
     inspect = sub.add_parser("inspect", help="print what a checkpoint holds")
     inspect.add_argument("file")
+    train = sub.add_parser("train", help="train one run (the options of scripts/TASK.py; "
+                           "`rltasks train TASK --help` lists them)", add_help=False)
+    train.add_argument("task", help="task name: " + ", ".join(_task_names()))
+    train.add_argument("args", nargs=argparse.REMAINDER, help="options of scripts/TASK.py")
+    evaluate = sub.add_parser("eval", help="evaluate a trained run, print JSON")
+    evaluate.add_argument("run", help="run directory (its last.ckpt) or a checkpoint file")
+    evaluate.add_argument("--episodes", type=int, default=10, help="episodes (default 10)")
+    evaluate.add_argument("--best", action="store_true",
+                          help="use best.ckpt (kept with --eval-every) when there is one")
     args = parser.parse_args(argv)
     try:
         if args.command == "best":
             info = best_trial(args.name)
             print(json.dumps(info)) if args.json else _print_best(info)
+        elif args.command == "train":
+            return _train(args.task, args.args)
+        elif args.command == "eval":
+            print(json.dumps(evaluate_run(args.run, args.episodes, args.best)))
         else:
             print(json.dumps(peek(args.file), indent=2, default=str))
     except (ValueError, CheckpointError) as err:
