@@ -15,6 +15,8 @@ interrupted run follows the same path as an uninterrupted one.
 from __future__ import annotations
 
 import difflib
+import importlib
+import importlib.util
 from collections.abc import Callable
 from typing import Any
 
@@ -39,11 +41,32 @@ def check_env_id(env_id: str) -> gym.envs.registration.EnvSpec:
         return gym.spec(env_id)
     except gym.error.Error:
         pass
+    if _register_optional_envs():
+        return check_env_id(env_id)
     known = list(gym.registry)
     close = difflib.get_close_matches(env_id, known, n=3, cutoff=0.5)
     hint = f"did you mean {', '.join(close)}?" if close else (
         "list them with: python -c 'import gymnasium; gymnasium.pprint_registry()'")
     raise ValueError(f"unknown env id {env_id!r}: not registered with gymnasium; {hint}")
+
+
+_OPTIONAL_ENV_PACKAGES = ["gymnasium_robotics"]  # the `robotics` extra: Fetch, Adroit...
+
+
+def _register_optional_envs() -> bool:
+    """Register the envs of installed optional packages, once; True if any was new."""
+    registered = False
+    while _OPTIONAL_ENV_PACKAGES:
+        name = _OPTIONAL_ENV_PACKAGES.pop()
+        if importlib.util.find_spec(name) is None:
+            continue
+        import warnings
+
+        with warnings.catch_warnings():  # gymnasium-robotics warns about old Adroit versions
+            warnings.simplefilter("ignore")
+            gym.register_envs(importlib.import_module(name))
+        registered = True
+    return registered
 
 
 class RunningMeanStd:

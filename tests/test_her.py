@@ -116,3 +116,12 @@ def test_her_tasks_train_and_resume_exactly(name, tmp_path):
     assert_same_state(straight.state_dict(), resumed.state_dict())
     assert straight.history[-1]["buffer"] == 512 * 5
     assert "success_rate" in straight.evaluate(4)
+
+
+def test_fetch_reach_from_gymnasium_robotics_trains_with_her():
+    pytest.importorskip("gymnasium_robotics")
+    task = rltasks.make_task("sac", env="FetchReach-v4", seed=0, steps_per_epoch=200)
+    task.init(her=True, hidden=32, learning_starts=100, batch_size=32)
+    task.fit(1)
+    assert task.history[-1]["buffer"] == 200 * 5 and "success_rate" in task.history[-1]
+    assert 0.0 <= task.evaluate(2)["success_rate"] <= 1.0
