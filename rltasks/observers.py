@@ -1,4 +1,4 @@
-"""Observers of the epoch loop: checkpointing, the metrics log, progress lines.
+"""Observers of the epoch loop: checkpointing, early stopping, the metrics log, progress.
 
 They see the task after each epoch. Wall-clock figures (steps per second, elapsed time) are
 computed here and go to the log, never into the task state, which stays a pure function of
@@ -18,8 +18,57 @@ from rltasks.checkpoint import Checkpointer
 
 def checkpoint_payload(task: Any) -> dict[str, Any]:
     """The top level of a task checkpoint (``DESIGN.md`` "Checkpoints")."""
-    return {"task": task.name, "hparams": task.hparams(), "fixed": dict(task.fixed),
-            "epoch": task.epoch, "env_steps": task.env_steps, "state": task.state_dict()}
+    payload = {"task": task.name, "hparams": task.hparams(), "fixed": dict(task.fixed),
+               "epoch": task.epoch, "env_steps": task.env_steps, "state": task.state_dict()}
+    run_state = getattr(task, "run_state", None)
+    if run_state:  # the run's own bookkeeping (early stopping), beside the task's state
+        payload["run"] = run_state
+    return payload
+
+
+class EarlyStop:
+    """Stop training once the mean return of the last ``trial_count`` finished training
+    episodes reaches ``criterion``.
+
+    Its window of recent returns and the stop live in ``task.run_state["early_stop"]``, which
+    every checkpoint carries (``checkpoint_payload``): it goes before ``Checkpointing``, so the
+    checkpoint of the stopping epoch records the stop and a rerun does not train past it.
+    """
+
+    def __init__(self, criterion: float, trial_count: int = 100) -> None:
+        if trial_count < 1:
+            raise ValueError(f"trial_count={trial_count!r} must be >= 1")
+        self.criterion, self.trial_count = float(criterion), int(trial_count)
+
+    @staticmethod
+    def state(task: Any) -> dict[str, Any]:
+        if not hasattr(task, "run_state"):
+            task.run_state = {}
+        return task.run_state.setdefault("early_stop", {"returns": [], "stopped_at": None})
+
+    @staticmethod
+    def resume(task: Any, run_state: dict[str, Any] | None) -> int | None:
+        """Restore a checkpoint's run state; return the epoch of a recorded stop, if any."""
+        task.run_state = dict(run_state or {})
+        stopped = EarlyStop.state(task)["stopped_at"]
+        if stopped is not None:
+            task.stop_reason = f"early stop recorded at epoch {stopped}"
+        return stopped
+
+    def on_epoch_end(self, task: Any, metrics: dict[str, Any]) -> None:
+        state = self.state(task)
+        window = (list(state["returns"]) + list(task.epoch_returns))[-self.trial_count:]
+        state["returns"] = window
+        if len(window) == self.trial_count:
+            mean = sum(window) / len(window)
+            metrics["recent_return_mean"] = mean
+            if mean >= self.criterion:
+                state["stopped_at"] = task.epoch
+                state["recent_return_mean"] = mean
+                metrics["early_stopped_at"] = task.epoch
+                task.stop_reason = (f"early stop at epoch {task.epoch}: the last "
+                                    f"{self.trial_count} episodes returned {mean:.1f} on "
+                                    f"average >= criterion {self.criterion:g}")
 
 
 class Checkpointing:
@@ -42,7 +91,8 @@ class Checkpointing:
             metrics["eval_return_mean"] = score
             best = self.best is None or score > self.best
             self.best = score if best else self.best
-        if best or task.epoch % self.every == 0 or task.epoch == self.final_epoch:
+        if (best or task.epoch % self.every == 0 or task.epoch == self.final_epoch
+                or task.stop_reason is not None):  # the last epoch of an early stop
             self.checkpointer.save(checkpoint_payload(task), best=best)
 
 

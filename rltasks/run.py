@@ -39,8 +39,11 @@ RUN_OPTIONS: dict[str, tuple[type, Any, str]] = {
     "eval_every": (int, 0, "evaluate every N epochs and keep best.ckpt (0: never)"),
     "save_every": (int, 1, "write last.ckpt every N epochs"),
     "keep": (int, 3, "checkpoint files kept (last.ckpt and older)"),
+    "criterion": (float, None, "stop early once the mean return of the last --trial-count "
+                               "training episodes reaches this (default: never)"),
+    "trial_count": (int, 100, "episodes the early-stopping mean runs over"),
 }
-_POSITIVE = ("epochs", "num_envs", "eval_episodes", "save_every", "keep")
+_POSITIVE = ("epochs", "num_envs", "eval_episodes", "save_every", "keep", "trial_count")
 
 
 class UsageError(ValueError):
@@ -192,7 +195,7 @@ def run(task_name: str, options: dict[str, Any], hparams: dict[str, Any],
 def _train(task_name: str, options: dict[str, Any], hparams: dict[str, Any], log,
            workdir: Path, signals: StopSignals) -> dict[str, Any]:
     import rltasks
-    from rltasks.observers import Checkpointing, MetricsLog, ProgressLog
+    from rltasks.observers import Checkpointing, EarlyStop, MetricsLog, ProgressLog
 
     epochs = options["epochs"]
     task = rltasks.make_task(
@@ -204,12 +207,17 @@ def _train(task_name: str, options: dict[str, Any], hparams: dict[str, Any], log
     checkpointer = Checkpointer(workdir, keep=options["keep"])
     checkpointer.clean_tmp()
     found = checkpointer.load_latest(check=_checker(task_name, task, workdir), log=log)
-    resumed_from = None
+    resumed_from = stopped = None
     if found is not None:
         payload, path = found
         task.load_state_dict(payload["state"])
         resumed_from = task.epoch
         log(f"resumed from {path} at epoch {task.epoch}")
+        stopped = EarlyStop.resume(task, payload.get("run"))
+        if stopped is not None:
+            log(f"early stop recorded at epoch {stopped}: not training further")
+    if options["criterion"] is not None:
+        task.observers.append(EarlyStop(options["criterion"], options["trial_count"]))
     task.observers += [
         Checkpointing(checkpointer, every=options["save_every"], final_epoch=epochs,
                       eval_every=options["eval_every"], eval_episodes=options["eval_episodes"]),
@@ -229,12 +237,16 @@ def _train(task_name: str, options: dict[str, Any], hparams: dict[str, Any], log
             raise Preempted(signals.received, f"stopped in epoch {task.epoch + 1} of {epochs}, "
                             f"which is lost ({type(err).__name__}: the env workers got the "
                             f"signal too); the last checkpoint is intact") from err
+        if task.stop_reason is not None and stopped is None:
+            log(task.stop_reason)
         final = task.evaluate(options["eval_episodes"])
     finally:
         task.close()
     results = {"task": task_name, "env": options["env"], "seed": options["seed"],
                "objective": -final["return_mean"], **final, "epoch": task.epoch,
                "env_steps": task.env_steps, "resumed_from": resumed_from,
+               "early_stopped_at": getattr(task, "run_state", {}).get(
+                   "early_stop", {}).get("stopped_at"),
                "hparams": task.hparams(), "workdir": str(workdir)}
     write_atomic(workdir / "results.json", json.dumps(results, indent=2).encode())
     report_to_orion(results)

@@ -102,6 +102,10 @@ class Task:
         self.epoch = 0
         self.env_steps = 0
         self.history: list[dict[str, Any]] = []
+        #: set by an observer (early stopping) to end ``fit`` after the current epoch
+        self.stop_reason: str | None = None
+        #: the returns of the episodes finished in the last epoch (for observers; not state)
+        self.epoch_returns: list[float] = []
         self._poisoned: str | None = None
 
     # -- hyperparameters ----------------------------------------------------------------------
@@ -167,7 +171,8 @@ class Task:
 
     # -- the loop -------------------------------------------------------------------------------
     def fit(self, epochs: int) -> list[dict[str, Any]]:
-        """Train until ``self.epoch == epochs`` (absolute, so a no-op once past it).
+        """Train until ``self.epoch == epochs`` (absolute, so a no-op once past it), or until
+        an observer sets ``stop_reason`` (early stopping).
 
         Every epoch starts from envs reset with seeds derived from ``(seed, epoch)``; observers
         run after each epoch. If anything raises, the task is poisoned (``BadResume``).
@@ -178,11 +183,12 @@ class Task:
         if int(epochs) != epochs or epochs < 0:
             raise ValueError(f"epochs={epochs!r} must be a non-negative integer")
         try:
-            while self.epoch < epochs:
+            while self.epoch < epochs and self.stop_reason is None:
                 self.obs = self.loader.reset(derive_seed(self.seed, _EPOCH, self.epoch))
                 metrics = self.train_epoch()
                 episodes = self.loader.pop_episodes()
                 returns = [r for r, _, _ in episodes]
+                self.epoch_returns = [float(r) for r in returns]
                 successes = [s for _, _, s in episodes if s is not None]
                 row = {"epoch": self.epoch + 1, "env_steps": self.env_steps,
                        "episodes": len(episodes),
