@@ -5,6 +5,7 @@
 - ``rltasks inspect FILE``: what a checkpoint holds, without building a model.
 - ``rltasks train TASK ...``: one run, with the options of ``scripts/<task>.py``.
 - ``rltasks eval RUN_DIR``: the trained agent's deterministic evaluation, as JSON.
+- ``rltasks plot RUN_DIR...``: learning curves on one PNG, runs differing by seed grouped.
 """
 
 from __future__ import annotations
@@ -120,6 +121,10 @@ def main(argv: list[str] | None = None) -> int:
     evaluate.add_argument("--episodes", type=int, default=10, help="episodes (default 10)")
     evaluate.add_argument("--best", action="store_true",
                           help="use best.ckpt (kept with --eval-every) when there is one")
+    plot = sub.add_parser("plot", help="learning curves of runs on one PNG (seeds grouped)")
+    plot.add_argument("runs", nargs="+", help="run directories")
+    plot.add_argument("--out", default="curves.png", help="PNG file (default curves.png)")
+    plot.add_argument("--title", default=None)
     args = parser.parse_args(argv)
     try:
         if args.command == "best":
@@ -127,6 +132,10 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(info)) if args.json else _print_best(info)
         elif args.command == "train":
             return _train(args.task, args.args)
+        elif args.command == "plot":
+            from rltasks.plot import plot_runs
+
+            print(plot_runs(args.runs, args.out, args.title))
         elif args.command == "eval":
             print(json.dumps(evaluate_run(args.run, args.episodes, args.best)))
         else:

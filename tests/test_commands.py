@@ -54,3 +54,19 @@ def test_train_and_eval_refuse_bad_input_in_one_line(tmp_path):
         proc = cli(*args)
         assert proc.returncode == 2 and needle in proc.stderr, proc.stderr
         assert "Traceback" not in proc.stderr
+
+
+def test_plot_groups_seeds_on_one_png(ppo_run, tmp_path):
+    from PIL import Image
+
+    other_seed = tmp_path / "seed1"
+    last_json(cli("train", "ppo", "--env", "CartPole-v1", "--epochs", "2", "--seed", "1",
+                  *FAST, "--workdir", other_seed))
+    out = tmp_path / "curves.png"
+    proc = cli("plot", ppo_run, other_seed, "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    with Image.open(out) as img:
+        img.load()
+        assert img.format == "PNG" and img.width >= 300 and img.height >= 200
+    proc = cli("plot", tmp_path / "nothing")
+    assert proc.returncode == 2 and "no metrics.jsonl" in proc.stderr

@@ -1,0 +1,84 @@
+"""Learning curves of one or several runs on one PNG (``rltasks plot RUN_DIR...``).
+
+Each run's ``metrics.jsonl`` gives the training return against env steps. Runs whose
+checkpoints differ only by seed form one group, drawn as the mean over seeds with the
+min-max spread shaded.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rltasks.checkpoint import peek
+
+
+def read_curve(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(env_steps, return_mean) per epoch; a resumed run's repeated epochs count once."""
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        raise ValueError(f"{run_dir} has no metrics.jsonl: not a run directory")
+    rows: dict[int, dict[str, Any]] = {}
+    for line in path.read_text(encoding="utf8").splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:  # a line cut by a crash
+            continue
+        if row.get("return_mean") is not None:
+            rows[int(row["epoch"])] = row
+    if not rows:
+        raise ValueError(f"{path} holds no epoch with a finished episode yet")
+    epochs = sorted(rows)
+    return (np.array([rows[e]["env_steps"] for e in epochs], float),
+            np.array([rows[e]["return_mean"] for e in epochs], float))
+
+
+def group_key(run_dir: Path) -> tuple[str, str]:
+    """(label, key): runs with equal keys differ only by seed."""
+    ckpt = run_dir / "last.ckpt"
+    info = peek(ckpt) if ckpt.is_file() else {}
+    fixed = {k: v for k, v in (info.get("fixed") or {}).items() if k != "seed"}
+    key = json.dumps([info.get("task"), fixed, info.get("hparams")], sort_keys=True,
+                     default=str)
+    label = f"{info.get('task', run_dir.name)} {fixed.get('env', '')}".strip()
+    return (label, key) if info else (run_dir.name, str(run_dir))
+
+
+def plot_runs(run_dirs: list[str | Path], out: str | Path, title: str | None = None) -> Path:
+    """Draw the runs' learning curves, grouped over seeds, into the PNG ``out``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups: dict[str, tuple[str, list[tuple[np.ndarray, np.ndarray]]]] = {}
+    for run_dir in map(Path, run_dirs):
+        label, key = group_key(run_dir)
+        groups.setdefault(key, (label, []))[1].append(read_curve(run_dir))
+    labels = [label for label, _ in groups.values()]
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
+    for i, (label, curves) in enumerate(groups.values()):
+        if labels.count(label) > 1:  # same task and env, other hyperparameters
+            label = f"{label} #{i + 1}"
+        grid = np.unique(np.concatenate([x for x, _ in curves]))
+        ys = np.stack([np.interp(grid, x, y, left=np.nan, right=np.nan) for x, y in curves])
+        mean = np.nanmean(ys, axis=0)
+        line, = ax.plot(grid, mean, label=f"{label} ({len(curves)} run"
+                        f"{'s' if len(curves) > 1 else ''})")
+        if len(curves) > 1:
+            ax.fill_between(grid, np.nanmin(ys, axis=0), np.nanmax(ys, axis=0),
+                            color=line.get_color(), alpha=0.2, linewidth=0)
+    ax.set_xlabel("env steps")
+    ax.set_ylabel("training return (mean per epoch)")
+    ax.set_title(title or "learning curves (mean over seeds, min-max shaded)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize="small")
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out)
+    plt.close(fig)
+    return out
