@@ -6,6 +6,7 @@
 - ``rltasks train TASK ...``: one run, with the options of ``scripts/<task>.py``.
 - ``rltasks eval RUN_DIR``: the trained agent's deterministic evaluation, as JSON.
 - ``rltasks plot RUN_DIR...``: learning curves on one PNG, runs differing by seed grouped.
+- ``rltasks export RUN_DIR``: the deterministic policy as TorchScript or ONNX, parity-checked.
 """
 
 from __future__ import annotations
@@ -125,6 +126,12 @@ def main(argv: list[str] | None = None) -> int:
     plot.add_argument("runs", nargs="+", help="run directories")
     plot.add_argument("--out", default="curves.png", help="PNG file (default curves.png)")
     plot.add_argument("--title", default=None)
+    export = sub.add_parser("export", help="write the deterministic policy alone, checked "
+                            "against the task's actions")
+    export.add_argument("run", help="run directory (its last.ckpt) or a checkpoint file")
+    export.add_argument("--format", choices=("torchscript", "onnx"), default="torchscript")
+    export.add_argument("--out", default=None, help="file (default RUN_DIR/policy.pt|.onnx)")
+    export.add_argument("--best", action="store_true", help="use best.ckpt if there is one")
     args = parser.parse_args(argv)
     try:
         if args.command == "best":
@@ -136,6 +143,10 @@ def main(argv: list[str] | None = None) -> int:
             from rltasks.plot import plot_runs
 
             print(plot_runs(args.runs, args.out, args.title))
+        elif args.command == "export":
+            from rltasks.export import export_run
+
+            print(json.dumps(export_run(args.run, args.format, args.out, args.best)))
         elif args.command == "eval":
             print(json.dumps(evaluate_run(args.run, args.episodes, args.best)))
         else:

@@ -302,6 +302,16 @@ class Task:
         """Deterministic actions for a batch of (normalised) observations."""
         raise NotImplementedError
 
+    def policy_actions(self, obs: torch.Tensor) -> torch.Tensor:
+        """``act`` in torch ops: env actions of a batch of normalised flat observations, for
+        ``policy_module`` (export). Each algorithm family defines it."""
+        raise NotImplementedError(f"{self.name} cannot export its policy yet")
+
+    def policy_module(self) -> nn.Module:
+        """The deterministic policy alone, as a module from a batch of raw flat observations
+        to env actions: observation normalisation, network, action rescaling or argmax."""
+        return PolicyModule(self)
+
     def extra_state(self) -> dict[str, Any]:
         """Algorithm state beyond modules and optimizers (buffers, noise processes)."""
         return {}
@@ -318,6 +328,28 @@ class Task:
     def close(self) -> None:
         """Close the envs."""
         self.loader.close()
+
+
+class PolicyModule(nn.Module):
+    """A task's deterministic policy as one module (``Task.policy_module``): a frozen copy of
+    the observation statistics, then ``task.policy_actions``."""
+
+    def __init__(self, task: Task) -> None:
+        super().__init__()
+        self.nets = nn.ModuleDict(task.modules)
+        self.policy_actions = task.policy_actions
+        rms = getattr(task.loader, "obs_rms", None)
+        self.normalize = rms is not None
+        mean = torch.as_tensor(rms.mean if rms else 0.0, dtype=torch.float32)
+        std = torch.as_tensor(np.sqrt(rms.var + 1e-8) if rms else 1.0, dtype=torch.float32)
+        self.register_buffer("obs_mean", mean.reshape(1, -1))
+        self.register_buffer("obs_std", std.reshape(1, -1))
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        obs = obs.float()
+        if self.normalize:
+            obs = ((obs - self.obs_mean) / self.obs_std).clamp(-10.0, 10.0)
+        return self.policy_actions(obs)
 
 
 def _check_finite(metrics: dict[str, Any], epoch: int) -> None:

@@ -70,3 +70,44 @@ def test_plot_groups_seeds_on_one_png(ppo_run, tmp_path):
         assert img.format == "PNG" and img.width >= 300 and img.height >= 200
     proc = cli("plot", tmp_path / "nothing")
     assert proc.returncode == 2 and "no metrics.jsonl" in proc.stderr
+
+
+@pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
+def test_export_writes_a_policy_whose_actions_match(ppo_run, tmp_path, fmt):
+    out = tmp_path / f"policy.{fmt}"
+    info = last_json(cli("export", ppo_run, "--format", fmt, "--out", out))
+    assert info["parity"] and info["max_abs_diff"] == 0.0 and out.is_file()
+
+
+@pytest.mark.parametrize(("name", "env", "extra"), [
+    ("ppo", "Pendulum-v1", {"norm_obs": True}),
+    ("dqn", "CartPole-v1", {"learning_starts": 0}),
+    ("sac", "Pendulum-v1", {"learning_starts": 0}),
+    ("td3", "Pendulum-v1", {"learning_starts": 0}),
+])
+def test_exported_policies_match_every_family(name, env, extra, tmp_path):
+    import numpy as np
+    import onnxruntime
+    import torch
+
+    import rltasks
+    from rltasks import checkpoint
+    from rltasks.export import export_run, sample_observations
+    from rltasks.observers import checkpoint_payload
+
+    fixed = {k: v for k, v in extra.items() if k == "norm_obs"}
+    task = rltasks.make_task(name, env=env, num_envs=1, steps_per_epoch=64, **fixed)
+    task.init(**{k: v for k, v in extra.items() if k != "norm_obs"})
+    task.fit(1)
+    checkpoint.save(tmp_path / "last.ckpt", checkpoint_payload(task))
+    obs = sample_observations(task)
+    expected = task.act(task.loader.normalize_obs(obs))
+    task.close()
+    for fmt in ("torchscript", "onnx"):
+        info = export_run(tmp_path, fmt)
+        assert info["parity"], info
+    scripted = torch.jit.load(str(tmp_path / "policy.pt"))(torch.from_numpy(obs)).detach().numpy()
+    onnx_out = onnxruntime.InferenceSession(str(tmp_path / "policy.onnx")).run(
+        None, {"obs": obs})[0]
+    for got in (scripted, onnx_out):
+        np.testing.assert_allclose(got.reshape(expected.shape), expected, rtol=1e-5, atol=1e-5)

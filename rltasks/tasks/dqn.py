@@ -91,6 +91,9 @@ class DQN(OffPolicyTask):
     def act(self, obs: np.ndarray) -> np.ndarray:
         return self.q(torch.as_tensor(obs, dtype=torch.float32)).argmax(-1).numpy()
 
+    def policy_actions(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.q(obs).argmax(-1)
+
     def train_step(self) -> dict[str, torch.Tensor]:
         hp = self.hp
         beta = hp["per_beta"] + (1 - hp["per_beta"]) * min(1.0, self.env_steps

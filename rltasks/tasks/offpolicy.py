@@ -229,6 +229,11 @@ class ContinuousActorCritic(OffPolicyTask):
         a = self.policy(torch.as_tensor(self.flat(obs), dtype=torch.float32)).numpy()
         return self.to_env(a.reshape(len(a), *self.action_space.shape))
 
+    def policy_actions(self, obs: torch.Tensor) -> torch.Tensor:
+        center = torch.as_tensor(self.act_center, dtype=torch.float32)
+        scale = torch.as_tensor(self.act_scale, dtype=torch.float32)
+        return center + scale * self.policy(obs)
+
     def episode_ended(self, done: np.ndarray) -> None:
         if done.any():
             self.noise.reset(torch.from_numpy(done))

@@ -95,6 +95,14 @@ class OnPolicyTask(Task):
         out = self.actor(torch.as_tensor(obs, dtype=torch.float32))
         return self.to_env(CategoricalHead.mode(out) if self.discrete else out)
 
+    def policy_actions(self, obs: torch.Tensor) -> torch.Tensor:
+        out = self.actor(obs)
+        if self.discrete:
+            return out.argmax(-1)
+        center = torch.as_tensor(self.act_center, dtype=torch.float32)
+        scale = torch.as_tensor(self.act_scale, dtype=torch.float32)
+        return center + scale * out.clamp(-1.0, 1.0)
+
     # -- one epoch ----------------------------------------------------------------------------
     def train_epoch(self) -> dict[str, float]:
         n, m = self.hp["n_steps"], self.num_envs
