@@ -7,6 +7,7 @@
 - ``rltasks eval RUN_DIR``: the trained agent's deterministic evaluation, as JSON.
 - ``rltasks plot RUN_DIR...``: learning curves on one PNG, runs differing by seed grouped.
 - ``rltasks export RUN_DIR``: the deterministic policy as TorchScript or ONNX, parity-checked.
+- ``rltasks record RUN_DIR``: a GIF (or mp4) of the trained agent's deterministic episodes.
 """
 
 from __future__ import annotations
@@ -132,6 +133,13 @@ def main(argv: list[str] | None = None) -> int:
     export.add_argument("--format", choices=("torchscript", "onnx"), default="torchscript")
     export.add_argument("--out", default=None, help="file (default RUN_DIR/policy.pt|.onnx)")
     export.add_argument("--best", action="store_true", help="use best.ckpt if there is one")
+    record = sub.add_parser("record", help="a GIF (or mp4) of the trained agent")
+    record.add_argument("run", help="run directory (its last.ckpt) or a checkpoint file")
+    record.add_argument("--out", default=None, help="file.gif or file.mp4 (mp4 needs "
+                        "imageio-ffmpeg; default RUN_DIR/video.gif)")
+    record.add_argument("--episodes", type=int, default=1, help="episodes (default 1)")
+    record.add_argument("--best", action="store_true", help="use best.ckpt if there is one")
+    record.add_argument("--fps", type=int, default=30, help="frames per second (default 30)")
     args = parser.parse_args(argv)
     try:
         if args.command == "best":
@@ -147,6 +155,11 @@ def main(argv: list[str] | None = None) -> int:
             from rltasks.export import export_run
 
             print(json.dumps(export_run(args.run, args.format, args.out, args.best)))
+        elif args.command == "record":
+            from rltasks.record import record_run
+
+            print(json.dumps(record_run(args.run, args.out, args.episodes, args.best,
+                                        args.fps)))
         elif args.command == "eval":
             print(json.dumps(evaluate_run(args.run, args.episodes, args.best)))
         else:

@@ -111,3 +111,50 @@ def test_exported_policies_match_every_family(name, env, extra, tmp_path):
         None, {"obs": obs})[0]
     for got in (scripted, onnx_out):
         np.testing.assert_allclose(got.reshape(expected.shape), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_record_writes_a_gif_that_decodes(tmp_path):
+    from PIL import Image
+
+    workdir = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "scripts/ppo.py", "--epochs", "1",
+                           "--steps-per-epoch", "256", "--num-envs", "2", "--eval-episodes", "2",
+                           "--workdir", str(workdir)], capture_output=True, text=True,
+                          timeout=180, cwd=Path(__file__).resolve().parents[1],
+                          env={**os.environ, "RLTASKS_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr
+    out = workdir / "video.gif"
+    info = last_json(cli("record", workdir, "--out", out))
+    assert info["frames"] > 5 and info["size"] == [600, 400]  # CartPole's render size
+    with Image.open(out) as img:
+        assert img.format == "GIF" and img.size == (600, 400) and img.n_frames > 5
+        img.seek(img.n_frames - 1)
+        img.load()
+    for name, needle in (("video.avi", "write a .gif"), ("video.mp4", None)):
+        proc = cli("record", workdir, "--out", workdir / name)
+        if needle is None:  # mp4: written with imageio-ffmpeg, else refused in one line
+            assert proc.returncode == 0 or (proc.returncode == 2 and "imageio-ffmpeg"
+                                            in proc.stderr and ".gif" in proc.stderr)
+        else:
+            assert proc.returncode == 2 and needle in proc.stderr
+        assert "Traceback" not in proc.stderr
+
+
+def test_record_plays_normalised_and_goal_observations(tmp_path):
+    """In process: a norm_obs Pendulum run and a goal env's dict observations."""
+    import rltasks
+    from rltasks.record import play
+
+    for name, env, fixed, hp in (("ppo", "Pendulum-v1", {"norm_obs": True}, {}),
+                                 ("sac", "rltasks/PointReach-v0", {}, {"learning_starts": 0})):
+        task = rltasks.make_task(name, env=env, num_envs=1, steps_per_epoch=32, **fixed)
+        task.init(**hp)
+        task.fit(1)
+        try:
+            frames, returns = play(task, episodes=1)
+        except ValueError as err:  # an env without rgb_array rendering
+            assert "render" in str(err)
+        else:
+            assert len(frames) > 5 and len(returns) == 1
+        finally:
+            task.close()

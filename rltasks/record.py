@@ -1,0 +1,111 @@
+"""A video of a trained agent (``rltasks record RUN_DIR --out video.gif``).
+
+The task is rebuilt from the run's checkpoint (``rltasks.runs``) and its deterministic policy
+plays ``episodes`` episodes in one env made with ``render_mode="rgb_array"``, observations
+normalised as in evaluation. Frames go to a GIF (imageio or Pillow), or to an mp4 when
+imageio-ffmpeg is installed.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+#: gymnasium's classic-control rendering uses pygame: no window, no display needed
+os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+
+FORMATS = (".gif", ".mp4")
+MAX_STEPS = 10_000  # per episode, for envs without a time limit
+
+
+def _batch(obs: Any) -> Any:
+    """One observation as a batch of one (dict observations of goal envs key by key)."""
+    if isinstance(obs, dict):
+        return {k: np.asarray(v)[None] for k, v in obs.items()}
+    return np.asarray(obs)[None]
+
+
+def play(task: Any, episodes: int = 1, seed: int | None = None) -> tuple[list[np.ndarray],
+                                                                          list[float]]:
+    """Frames and returns of ``episodes`` deterministic episodes of ``task``'s policy."""
+    import gymnasium as gym
+
+    from rltasks.envs import derive_seed
+
+    spec = gym.spec(task.env_id)
+    probe = gym.make(spec.id)
+    modes = probe.metadata.get("render_modes", [])
+    probe.close()
+    if "rgb_array" not in modes:
+        raise ValueError(f"{task.env_id} does not render rgb_array frames (its render modes: "
+                         f"{modes or 'none'}): nothing to record")
+    env = gym.make(spec.id, render_mode="rgb_array")
+    frames: list[np.ndarray] = []
+    returns: list[float] = []
+    try:
+        for episode in range(episodes):
+            obs, _ = env.reset(seed=derive_seed(task.seed if seed is None else seed, 5, episode))
+            frames.append(np.asarray(env.render()))
+            total, done, steps = 0.0, False, 0
+            while not done and steps < MAX_STEPS:
+                action = np.asarray(task.act(task.loader.normalize_obs(_batch(obs))))[0]
+                obs, reward, term, trunc, _ = env.step(action)
+                frames.append(np.asarray(env.render()))
+                total += float(reward)
+                done, steps = bool(term or trunc), steps + 1
+            returns.append(total)
+    finally:
+        env.close()
+    return frames, returns
+
+
+def write_video(frames: list[np.ndarray], out: Path, fps: int) -> None:
+    """Write ``frames`` (H x W x 3 uint8) as a GIF or an mp4, chosen by ``out``'s suffix."""
+    if out.suffix == ".mp4":
+        import imageio.v2 as imageio
+
+        imageio.mimwrite(out, frames, fps=fps, macro_block_size=1)
+        return
+    from PIL import Image
+
+    images = [Image.fromarray(np.asarray(f, np.uint8)) for f in frames]
+    images[0].save(out, save_all=True, append_images=images[1:],
+                   duration=max(1, round(1000 / fps)), loop=0)
+
+
+def record_run(run: str | Path, out: str | Path | None = None, episodes: int = 1,
+               best: bool = False, fps: int = 30) -> dict[str, Any]:
+    """Record ``episodes`` episodes of run ``run``'s deterministic policy to ``out``."""
+    from rltasks.runs import load_task
+
+    if episodes < 1:
+        raise ValueError(f"--episodes {episodes} must be >= 1")
+    out = Path(out) if out else Path(run if Path(run).is_dir() else Path(run).parent) / (
+        "video.gif")
+    if out.suffix not in FORMATS:
+        raise ValueError(f"--out {out}: write a .gif (or an .mp4 with imageio-ffmpeg)")
+    if out.suffix == ".mp4":
+        try:
+            import imageio_ffmpeg  # noqa: F401
+        except ImportError:
+            raise ValueError(f"--out {out}: mp4 needs imageio-ffmpeg (pip install "
+                             f"imageio-ffmpeg); write a .gif instead") from None
+    task = load_task(run, best=best, vectorization="sync")
+    try:
+        if task.LOADER.__name__ == "ParallelLoader":
+            raise ValueError(f"record does not handle multi-agent tasks ({task.name} on "
+                             f"{task.env_id}); evaluate it with `rltasks eval` instead")
+        frames, returns = play(task, episodes)
+    finally:
+        task.close()
+    if not frames or frames[0] is None or np.asarray(frames[0]).ndim != 3:
+        raise ValueError(f"{task.env_id} renders no rgb_array frames")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_video(frames, out, fps)
+    height, width = np.asarray(frames[0]).shape[:2]
+    return {"task": task.name, "env": task.env_id, "file": str(out), "episodes": episodes,
+            "frames": len(frames), "size": [int(width), int(height)],
+            "returns": returns}
