@@ -8,6 +8,7 @@ the computation.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -134,3 +135,54 @@ class ProgressLog:
         if "sps" in metrics:
             parts.append(f"sps {metrics['sps']:.0f}")
         print(f"[{task.name}] " + "  ".join(parts), file=self.stream, flush=True)
+
+
+class ProgressBar:
+    """A tqdm bar over env steps (steps per second, recent return, ETA) for a terminal."""
+
+    def __init__(self, epochs: int, stream: TextIO | None = None) -> None:
+        self.epochs, self.stream = epochs, stream or sys.stderr
+        self.bar: Any = None
+
+    def on_epoch_end(self, task: Any, metrics: dict[str, Any]) -> None:
+        from tqdm import tqdm
+
+        if self.bar is None:  # the total is known once the first epoch has run
+            start = task.history[-2]["env_steps"] if len(task.history) > 1 else 0
+            per_epoch = max(task.env_steps - start, 1)
+            self.bar = tqdm(total=per_epoch * self.epochs, initial=start, unit="step",
+                            unit_scale=True, desc=task.name, file=self.stream,
+                            dynamic_ncols=True, smoothing=0.3)
+            self._last = start
+        self.bar.update(task.env_steps - self._last)
+        self._last = task.env_steps
+        ret = metrics.get("return_mean")
+        post = {"epoch": f"{task.epoch}/{self.epochs}",
+                "return": f"{ret:.1f}" if ret is not None else "-"}
+        if "eval_return_mean" in metrics:
+            post["eval"] = f"{metrics['eval_return_mean']:.1f}"
+        self.bar.set_postfix(post, refresh=True)
+        if task.epoch >= self.epochs or task.stop_reason is not None:
+            self.close()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def progress_observer(epochs: int, stream: TextIO | None = None) -> ProgressLog | ProgressBar:
+    """A tqdm bar when ``stream`` (stderr) is a terminal and no Orion trial runs; plain lines
+    otherwise (logs, pipes, tests, ``orion hunt``)."""
+    stream = stream or sys.stderr
+    try:
+        tty = stream.isatty()
+    except (AttributeError, ValueError):
+        tty = False
+    if tty and not os.environ.get("ORION_TRIAL_ID"):
+        try:
+            import tqdm  # noqa: F401
+        except ImportError:
+            return ProgressLog(epochs, stream)
+        return ProgressBar(epochs, stream)
+    return ProgressLog(epochs, stream)

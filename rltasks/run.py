@@ -195,7 +195,7 @@ def run(task_name: str, options: dict[str, Any], hparams: dict[str, Any],
 def _train(task_name: str, options: dict[str, Any], hparams: dict[str, Any], log,
            workdir: Path, signals: StopSignals) -> dict[str, Any]:
     import rltasks
-    from rltasks.observers import Checkpointing, EarlyStop, MetricsLog, ProgressLog
+    from rltasks.observers import Checkpointing, EarlyStop, MetricsLog, progress_observer
 
     epochs = options["epochs"]
     task = rltasks.make_task(
@@ -222,7 +222,7 @@ def _train(task_name: str, options: dict[str, Any], hparams: dict[str, Any], log
         Checkpointing(checkpointer, every=options["save_every"], final_epoch=epochs,
                       eval_every=options["eval_every"], eval_episodes=options["eval_episodes"]),
         MetricsLog(workdir / "metrics.jsonl"),
-        ProgressLog(epochs),
+        progress_observer(epochs),
         StopAtEpochEnd(signals, checkpointer, options["save_every"], epochs),
     ]
     try:
