@@ -137,6 +137,28 @@ class ProgressLog:
         print(f"[{task.name}] " + "  ".join(parts), file=self.stream, flush=True)
 
 
+class TensorBoardLog:
+    """Every numeric metric of each epoch as a TensorBoard scalar (x axis: env steps)."""
+
+    def __init__(self, logdir: str | Path) -> None:
+        try:
+            import tensorboard  # noqa: F401
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            raise ValueError("--tensorboard needs the tensorboard package: "
+                             "pip install tensorboard") from None
+        self.writer = SummaryWriter(log_dir=str(logdir))
+
+    def on_epoch_end(self, task: Any, metrics: dict[str, Any]) -> None:
+        for key, value in metrics.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                self.writer.add_scalar(key, value, global_step=task.env_steps)
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()
+
+
 class ProgressBar:
     """A tqdm bar over env steps (steps per second, recent return, ETA) for a terminal."""
 

@@ -42,6 +42,8 @@ RUN_OPTIONS: dict[str, tuple[type, Any, str]] = {
     "criterion": (float, None, "stop early once the mean return of the last --trial-count "
                                "training episodes reaches this (default: never)"),
     "trial_count": (int, 100, "episodes the early-stopping mean runs over"),
+    "tensorboard": (bool, False, "also write TensorBoard event files to WORKDIR/tb/ "
+                                 "(needs tensorboard)"),
 }
 _POSITIVE = ("epochs", "num_envs", "eval_episodes", "save_every", "keep", "trial_count")
 
@@ -195,9 +197,16 @@ def run(task_name: str, options: dict[str, Any], hparams: dict[str, Any],
 def _train(task_name: str, options: dict[str, Any], hparams: dict[str, Any], log,
            workdir: Path, signals: StopSignals) -> dict[str, Any]:
     import rltasks
-    from rltasks.observers import Checkpointing, EarlyStop, MetricsLog, progress_observer
+    from rltasks.observers import (
+        Checkpointing,
+        EarlyStop,
+        MetricsLog,
+        TensorBoardLog,
+        progress_observer,
+    )
 
     epochs = options["epochs"]
+    board = TensorBoardLog(workdir / "tb") if options.get("tensorboard") else None
     task = rltasks.make_task(
         task_name, env=options["env"], num_envs=options["num_envs"], seed=options["seed"],
         steps_per_epoch=options["steps_per_epoch"], horizon=options["horizon"] or epochs,
@@ -222,6 +231,7 @@ def _train(task_name: str, options: dict[str, Any], hparams: dict[str, Any], log
         Checkpointing(checkpointer, every=options["save_every"], final_epoch=epochs,
                       eval_every=options["eval_every"], eval_episodes=options["eval_episodes"]),
         MetricsLog(workdir / "metrics.jsonl"),
+        *([board] if board else []),
         progress_observer(epochs),
         StopAtEpochEnd(signals, checkpointer, options["save_every"], epochs),
     ]
@@ -242,6 +252,8 @@ def _train(task_name: str, options: dict[str, Any], hparams: dict[str, Any], log
         final = task.evaluate(options["eval_episodes"])
     finally:
         task.close()
+        if board:
+            board.close()
     results = {"task": task_name, "env": options["env"], "seed": options["seed"],
                "objective": -final["return_mean"], **final, "epoch": task.epoch,
                "env_steps": task.env_steps, "resumed_from": resumed_from,
