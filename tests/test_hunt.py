@@ -1,0 +1,251 @@
+"""Hunts beyond one process: trials on a Dask cluster (``rltasks.hunt``), two ``orion hunt``
+processes sharing one PickledDB, a SIGKILLed worker whose trial Orion re-queues (heartbeat),
+and a pre-empted trial that Orion marks interrupted and a later hunt resumes.
+
+Every Orion process uses a temporary PickledDB (``test_orion.orion_env``); the Dask cluster
+listens on 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from test_orion import ORION, ROOT, orion_env, trials
+
+from rltasks import checkpoint
+
+TIMEOUT = 240
+SPACE = "lr: 'orion~loguniform(1e-4, 1e-2)'\n"
+QUICK = ["--epochs", "1", "--steps-per-epoch", "512", "--num-envs", "2", "--eval-episodes", "2"]
+SLOWER = ["--epochs", "5", "--steps-per-epoch", "2048", "--num-envs", "4", "--eval-episodes", "2"]
+
+# Started in a subprocess: a LocalCluster of two single-thread worker processes on loopback;
+# prints its address and the workers' pids, then lives until its stdin closes.
+CLUSTER = """
+import json, os, sys
+from distributed import Client, LocalCluster
+if __name__ == "__main__":
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                           dashboard_address=None, env={"RLTASKS_THREADS": "1"})
+    with Client(cluster) as client:
+        pids = client.run(os.getpid)
+    print(json.dumps({"address": cluster.scheduler_address, "pids": pids}), flush=True)
+    sys.stdin.read()
+    cluster.close()
+"""
+
+# A trial command wrapper: records which process ran the trial, then runs the script.
+WHERE = """
+import json, os, runpy, sys
+from pathlib import Path
+Path(os.environ["ORION_WORKING_DIR"], "where.json").write_text(
+    json.dumps({"pid": os.getpid(), "ppid": os.getppid()}))
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def hunt_command(tmp_path: Path, name: str, *args: str, max_trials: int) -> list[str]:
+    config = tmp_path / "space.yaml"
+    config.write_text(SPACE)
+    return [str(ORION), "hunt", "-n", name, "--exp-max-trials", str(max_trials),
+            "--working-dir", str(tmp_path / "work"),
+            "python", "scripts/ppo.py", "--config", str(config), *args]
+
+
+def start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+    with log.open("ab") as out:
+        return subprocess.Popen(command, cwd=ROOT, env=env, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def finish(proc: subprocess.Popen, log: Path) -> int:
+    try:
+        return proc.wait(timeout=TIMEOUT)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        pytest.fail(f"hunt did not finish in {TIMEOUT} s:\n{log.read_text()[-5000:]}")
+
+
+def wait_for(predicate, proc: subprocess.Popen, log: Path, what: str):
+    deadline = time.monotonic() + TIMEOUT
+    while not (found := predicate()):
+        assert proc.poll() is None, f"exited before {what}:\n{log.read_text()[-5000:]}"
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+    return found
+
+
+def trial_dirs(tmp_path: Path) -> list[Path]:
+    work = tmp_path / "work"
+    return sorted(p for p in work.iterdir() if p.is_dir()) if work.exists() else []
+
+
+def first_checkpoint(tmp_path: Path) -> Path | None:
+    for path in trial_dirs(tmp_path):
+        if (path / "last.ckpt").exists():
+            return path
+    return None
+
+
+def results(trial: dict) -> dict:
+    return json.loads((Path(trial["working_dir"]) / "results.json").read_text())
+
+
+# ------------------------------------------------------------------------------------- Dask
+
+@pytest.fixture
+def dask_cluster(tmp_path):
+    pytest.importorskip("distributed")
+    log = (tmp_path / "cluster.log").open("w")
+    proc = subprocess.Popen([sys.executable, "-c", CLUSTER], cwd=ROOT, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=log, text=True,
+                            env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    try:
+        line = proc.stdout.readline()
+        assert line, (tmp_path / "cluster.log").read_text()[-3000:]
+        yield json.loads(line)
+    finally:
+        proc.stdin.close()
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def test_dask_helper_runs_every_trial_on_the_cluster_workers(tmp_path, dask_cluster):
+    address, workers = dask_cluster["address"], set(dask_cluster["pids"].values())
+    assert address.startswith("tcp://127.0.0.1:") and len(workers) == 2
+    where = tmp_path / "where.py"
+    where.write_text(WHERE)
+    command = hunt_command(tmp_path, "dask", *QUICK, max_trials=2)
+    command[command.index("scripts/ppo.py")] = f"{where} scripts/ppo.py"
+    command = " ".join(command).split()  # the wrapper, then the script and its arguments
+    log = tmp_path / "hunt.log"
+    proc = start([sys.executable, "-m", "rltasks.hunt", "--scheduler", address, *command[2:]],
+                 orion_env(tmp_path), log)
+    assert finish(proc, log) == 0, log.read_text()[-5000:]
+    assert f"hunt on the Dask cluster at {address}, 2 trial(s) at once" in log.read_text()
+    found = trials(tmp_path, "dask")
+    done = [t for t in found if t["status"] == "completed"]
+    # Orion 0.2.7 samples ahead with parallel workers: a third trial may run, a fourth may
+    # stay "new" (never started); none broken, lost or left reserved
+    assert len(done) >= 2 and {t["status"] for t in found} <= {"completed", "new"}, (
+        log.read_text()[-5000:])
+    ran_by = set()
+    for trial in done:
+        ran = json.loads((Path(trial["working_dir"]) / "where.json").read_text())
+        assert ran["ppid"] in workers, (ran, workers)  # a child of a Dask worker process
+        ran_by.add(ran["ppid"])
+        assert trial["objective"] == results(trial)["objective"]
+    assert ran_by == workers  # the first two trials at once: one on each worker
+
+
+def test_dask_helper_arguments(tmp_path):
+    from rltasks.hunt import HuntError, orion_config, prepare_args, scheduler_threads, split_argv
+
+    assert split_argv(["--scheduler", "tcp://127.0.0.1:1", "--n-workers=3", "-n", "x"]) == (
+        ["--scheduler", "tcp://127.0.0.1:1", "--n-workers=3"], ["-n", "x"])
+    assert split_argv(["--scheduler", "a", "--", "--help"]) == (["--scheduler", "a"],
+                                                               ["--help"])
+    args = prepare_args(["-n", "x", "--working-dir", "runs", "python", "scripts/ppo.py",
+                         "--lr~loguniform(1e-5, 1e-2)"], python="/venv/bin/python")
+    assert args == ["-n", "x", "--working-dir", str(Path("runs").absolute()),
+                    "/venv/bin/python", str(Path("scripts/ppo.py").absolute()),
+                    "--lr~loguniform(1e-5, 1e-2)"]
+    with pytest.raises(HuntError, match="--orion-config"):
+        prepare_args(["-c", "orion.yaml", "python", "x.py"])
+    with pytest.raises(HuntError, match="no trial command"):
+        prepare_args(["-n", "x"])
+    assert orion_config("tcp://h:1", 4, {"storage": {"type": "legacy"}, "worker": {
+        "heartbeat": 30}}) == {"storage": {"type": "legacy"}, "worker": {
+            "heartbeat": 30, "executor": "dask", "executor_configuration": {
+                "address": "tcp://h:1"}, "n_workers": 4}}
+    pytest.importorskip("distributed")
+    with pytest.raises(HuntError, match="cannot reach the Dask scheduler at tcp://127.0.0.1:9"):
+        scheduler_threads("tcp://127.0.0.1:9", timeout=1)  # nothing listens there
+
+
+# --------------------------------------------------------------- shared storage, lost workers
+
+def test_two_hunt_processes_sharing_one_pickleddb_complete_each_trial_once(tmp_path):
+    env, max_trials = orion_env(tmp_path), 4
+    command = hunt_command(tmp_path, "shared", *QUICK, max_trials=max_trials)
+    logs = [tmp_path / "hunt0.log", tmp_path / "hunt1.log"]
+    procs = [start(command, env, log) for log in logs]
+    for proc, log in zip(procs, logs, strict=True):
+        assert finish(proc, log) == 0, log.read_text()[-5000:]
+    found = trials(tmp_path, "shared")
+    out = "\n".join(log.read_text()[-3000:] for log in logs)
+    statuses = [t["status"] for t in found]
+    # Orion 0.2.7 may start one trial past --exp-max-trials when workers race; none is lost
+    assert set(statuses) == {"completed"} and max_trials <= len(found) <= max_trials + 1, out
+    assert len({t["id"] for t in found}) == len(found)
+    assert len({t["working_dir"] for t in found}) == len(found)
+    for trial in found:  # each trial ran exactly once: one epoch logged, never resumed
+        workdir = Path(trial["working_dir"])
+        assert results(trial)["resumed_from"] is None
+        assert len((workdir / "metrics.jsonl").read_text().splitlines()) == 1
+        assert len(list(workdir.glob("results_*.log"))) == 1  # one Orion execution
+    assert "stale lock" not in out and "in use by" not in out
+
+
+def test_sigkilled_hunt_worker_trial_is_requeued_after_the_heartbeat_and_resumes(tmp_path):
+    env = {**orion_env(tmp_path), "ORION_HEARTBEAT": "1"}  # lost after 5 heartbeats
+    command = hunt_command(tmp_path, "lost", *SLOWER, max_trials=1)
+    log = tmp_path / "hunt.log"
+    first = start(command, env, log)
+    workdir = wait_for(lambda: first_checkpoint(tmp_path), first, log, "a checkpoint")
+    os.killpg(first.pid, signal.SIGKILL)  # orion hunt and its trial, with no chance to report
+    first.wait()
+    killed_at = checkpoint.load(workdir / "last.ckpt")["epoch"]
+    assert 1 <= killed_at < 5  # the trial stays "reserved": Orion cannot know it died
+    time.sleep(6)  # 5 x ORION_HEARTBEAT, and a margin
+    second = start(command, env, log)
+    assert finish(second, log) == 0, log.read_text()[-5000:]
+    (trial,) = trials(tmp_path, "lost")
+    assert trial["status"] == "completed", log.read_text()[-5000:]
+    assert Path(trial["working_dir"]) == workdir
+    done = results(trial)
+    assert done["resumed_from"] is not None and done["resumed_from"] >= killed_at
+    assert done["epoch"] == 5 and trial["objective"] == done["objective"]
+    assert f"taking over the stale lock {workdir / 'rltasks.lock'}" in log.read_text()
+
+
+def test_preempted_trial_is_marked_interrupted_and_the_next_hunt_resumes_it(tmp_path):
+    env = orion_env(tmp_path)
+    command = hunt_command(tmp_path, "preempt", *SLOWER, max_trials=1)
+    log = tmp_path / "hunt.log"
+    first = start(command, env, log)
+
+    def running_trial() -> tuple[Path, int] | None:
+        workdir = first_checkpoint(tmp_path)
+        try:
+            return workdir, json.loads((workdir / "rltasks.lock").read_text())["pid"]
+        except (TypeError, OSError, ValueError):
+            return None
+
+    workdir, pid = wait_for(running_trial, first, log, "a running trial")
+    os.kill(pid, signal.SIGTERM)  # the trial alone, as a cluster pre-empting it would
+    assert finish(first, log) == 130, log.read_text()[-5000:]  # Orion stops on an interrupt
+    assert "Orion is interrupted." in log.read_text()
+    (trial,) = trials(tmp_path, "preempt")
+    assert trial["status"] == "interrupted"
+    stopped = checkpoint.load(workdir / "last.ckpt")["epoch"]
+    assert 1 <= stopped < 5 and not (workdir / "results.json").exists()
+    second = start(command, env, log)
+    assert finish(second, log) == 0, log.read_text()[-5000:]
+    (trial,) = trials(tmp_path, "preempt")
+    assert trial["status"] == "completed"
+    done = results(trial)
+    assert done["resumed_from"] == stopped and done["epoch"] == 5
