@@ -1,0 +1,66 @@
+"""Coverage-guided fuzzing of the checkpoint loader with atheris (libFuzzer for Python).
+
+    python tests/fuzz_checkpoint.py -max_total_time=60          # fuzz for a minute
+    python tests/fuzz_checkpoint.py -runs=100000 CORPUS_DIR     # keep what it finds
+
+Each input is tried as a whole file (``load``: envelope, checksum, payload) and as a
+payload (``decode``: what a good checksum lets through). Anything but a return or
+``CheckpointError`` is a crash that libFuzzer reports with the input that caused it.
+``tests/test_fuzz.py`` runs it for a few seconds when atheris is installed (the ``fuzz``
+extra, Linux x86-64 wheels).
+"""
+
+import os
+import sys
+import tempfile
+
+import atheris
+
+with atheris.instrument_imports():
+    import msgpack
+
+    from rltasks import checkpoint
+
+_DIR = tempfile.mkdtemp(prefix="rltasks-fuzz-")
+_PATH = os.path.join(_DIR, "input.ckpt")
+
+
+def one_input(data: bytes) -> None:
+    with open(_PATH, "wb") as file:
+        file.write(data)
+    try:
+        checkpoint.load(_PATH)
+    except checkpoint.CheckpointError:
+        pass
+    try:
+        checkpoint.decode(data)
+    except checkpoint.CheckpointError:
+        pass
+
+
+def seed_corpus(folder: str) -> None:
+    """Valid checkpoints and payloads to start from (the fuzzer mutates them)."""
+    import numpy as np
+
+    samples = [
+        {"epoch": 3, "state": {"w": np.arange(6, dtype=np.float32).reshape(2, 3),
+                               "big": 2**70, 1: [None, True, 1.5, b"x", "s"]}},
+        [np.zeros(0, np.int64), np.bool_(True), np.float16(2)],
+    ]
+    os.makedirs(folder, exist_ok=True)
+    for i, obj in enumerate(samples):
+        payload = checkpoint.encode(obj)
+        with open(os.path.join(folder, f"payload{i}"), "wb") as file:
+            file.write(payload)
+        with open(os.path.join(folder, f"file{i}"), "wb") as file:
+            file.write(checkpoint._envelope(payload))
+    with open(os.path.join(folder, "ext"), "wb") as file:
+        file.write(msgpack.packb(msgpack.ExtType(2, msgpack.packb(["bfloat16", [1], b"ab"]))))
+
+
+if __name__ == "__main__":
+    corpus = [a for a in sys.argv[1:] if not a.startswith("-")]
+    if corpus:
+        seed_corpus(corpus[0])
+    atheris.Setup(sys.argv, one_input)
+    atheris.Fuzz()

@@ -1,0 +1,250 @@
+"""Hardening of the checkpoint loader, beyond the hostile cases of ``test_checkpoint.py``.
+
+- structured fuzzing: hypothesis builds msgpack trees of array/tensor/bigint records with
+  allowed and forbidden dtypes, sane and absurd shapes, matching and wrong sizes, and ext
+  codes the loader does not know, inside random containers. Every input decodes or raises
+  ``CheckpointError``; whatever decodes can be saved again and reloads the same (the loader
+  returns nothing that ``save`` would refuse);
+- bounds: deep nesting, huge declared lengths and the most object-hungry payloads decode or
+  fail in bounded time, and peak memory stays within ``AMPLIFICATION`` times the input;
+- code execution: pickles crafted to run a command (in every protocol, inside a valid
+  envelope, inside a torch.save zip, and as a trial's last.ckpt under the real script) are
+  refused and the command never runs;
+- atheris, when installed, fuzzes the loader with coverage guidance for a few seconds.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import struct
+import subprocess
+import sys
+import time
+import tracemalloc
+import zipfile
+from pathlib import Path
+
+import msgpack
+import pytest
+from helpers import state_diffs
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from rltasks.checkpoint import FORMAT, Checkpointer, CheckpointError, decode, encode, load
+
+ROOT = Path(__file__).resolve().parents[1]
+#: peak bytes allocated per input byte, measured worst case ~81 (a list of empty maps: each
+#: one-byte map becomes a 64-byte dict); arrays and tensors cost about twice their raw bytes
+AMPLIFICATION = 128
+fuzz = settings(max_examples=400, deadline=None,
+                suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                       HealthCheck.too_slow])
+
+DTYPES = ["bool", "int8", "uint16", "int32", "int64", "uint64", "float16", "float32",
+          "float64", "complex64", "bfloat16", "object", "<U1", "f4", "float8", "", "V8"]
+ITEMSIZE = {"bool": 1, "int8": 1, "uint16": 2, "int32": 4, "int64": 8, "uint64": 8,
+            "float16": 2, "float32": 4, "float64": 8, "complex64": 8, "bfloat16": 2}
+
+
+@st.composite
+def records(draw) -> msgpack.ExtType:
+    """An ext record: mostly well-formed arrays/tensors, often subtly or grossly wrong."""
+    code = draw(st.sampled_from([1, 1, 2, 2, 3]) | st.integers(0, 127))
+    if code == 3:
+        return msgpack.ExtType(3, draw(st.binary(max_size=40)))
+    name = draw(st.sampled_from(DTYPES) | st.text(max_size=6))
+    shape = draw(st.none() | st.lists(st.integers(0, 4), max_size=3)
+                 | st.lists(st.integers(-2**63, 2**64 - 1), max_size=3)
+                 | st.lists(st.floats() | st.text(max_size=2) | st.none(), max_size=2))
+    count = 1
+    for dim in shape if isinstance(shape, list) else []:
+        count *= dim if isinstance(dim, int) and 0 <= dim < 2**20 else 1
+    right = count * ITEMSIZE.get(name, 1)
+    raw = draw(st.binary(min_size=right, max_size=right) if right <= 256 else st.just(b"")
+               | st.binary(max_size=32) | st.text(max_size=4) | st.none())
+    fields = draw(st.just([name, shape, raw]) | st.lists(st.sampled_from([name, shape, raw]),
+                                                         max_size=4))
+    return msgpack.ExtType(code, msgpack.packb(fields, use_bin_type=True))
+
+
+SCALARS = (st.none() | st.booleans() | st.integers(-2**63, 2**64 - 1) | st.floats()
+           | st.text(max_size=8) | st.binary(max_size=8))
+TREES = st.recursive(SCALARS | records(),
+                     lambda inner: st.lists(inner, max_size=4)
+                     | st.dictionaries(SCALARS.filter(lambda k: k == k), inner, max_size=4),
+                     max_leaves=12)
+
+
+def decode_bounded(data: bytes, seconds: float = 5.0):
+    """Decode ``data`` twice: timed, then under tracemalloc (which slows allocation) for the
+    peak memory; return the object or the CheckpointError."""
+    def attempt():
+        try:
+            return decode(data)
+        except CheckpointError as err:
+            return err
+
+    start = time.perf_counter()
+    result = attempt()
+    elapsed = time.perf_counter() - start
+    assert elapsed < seconds, f"{elapsed:.1f} s for {len(data)} bytes"
+    del result
+    tracemalloc.start()
+    try:
+        result = attempt()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak <= AMPLIFICATION * len(data) + 2**20, f"peak {peak} B for {len(data)} B"
+    return result
+
+
+@fuzz
+@given(TREES)
+def test_structured_payloads_decode_to_something_saveable_or_raise(tree):
+    data = msgpack.packb(tree, use_bin_type=True)
+    result = decode_bounded(data)
+    if isinstance(result, CheckpointError):
+        assert "\n" not in str(result) and str(result).startswith("cannot load checkpoint")
+        return
+    again = decode(encode(result))  # what the loader returns, save accepts, and reloads same
+    assert not state_diffs(again, result)
+
+
+@fuzz
+@given(st.binary(min_size=1, max_size=64), st.integers(0, 2**16), st.integers(1, 4))
+def test_valid_checkpoints_with_spliced_bytes_decode_or_raise(patch, pos, copies):
+    """Splice random bytes (repeated) into a real state's payload: the length fields then
+    disagree with the data in every possible way."""
+    import numpy as np
+    import torch
+
+    state = {"w": torch.arange(12, dtype=torch.float32).reshape(3, 4), 7: [np.int8(1), 2**80],
+             "h": [{"epoch": 1, "ret": 1.5}] * 3, "b": np.zeros((2, 0), bool)}
+    data = bytearray(encode(state))
+    pos %= len(data)
+    data[pos:pos] = patch * copies
+    result = decode_bounded(bytes(data))
+    if not isinstance(result, CheckpointError):
+        assert not state_diffs(decode(encode(result)), result)
+
+
+def _array32(n: int, item: bytes) -> bytes:
+    return b"\xdd" + struct.pack(">I", n) + item * n
+
+
+HUNGRY = {
+    "250k empty maps": _array32(250_000, b"\x80"),
+    "250k empty lists": _array32(250_000, b"\x90"),
+    "250k nils": _array32(250_000, b"\xc0"),
+    "200k float64": _array32(2 * 10**5, b"\xcb" + struct.pack(">d", 1.5)),
+    "100k one-entry maps": _array32(10**5, b"\x81\x01\x80"),
+    "50k tiny arrays": msgpack.packb([msgpack.ExtType(1, msgpack.packb(
+        ["float32", [1], b"\x00\x00\x80\x3f"]))] * 50_000),
+    "100k bigints": msgpack.packb([msgpack.ExtType(3, b"\x01" * 9)] * 10**5),
+    "lists 1000 deep": b"\x91" * 1000 + b"\xc0",
+    "maps 1000 deep": b"\x81\xc0" * 1000 + b"\xc0",
+    "lists 100k deep": b"\x91" * 10**5 + b"\xc0",
+    "maps 100k deep": b"\x81\xc0" * 10**5 + b"\xc0",
+    "array32 of 4G items": b"\xdd\xff\xff\xff\xff",
+    "map32 of 4G entries": b"\xdf\xff\xff\xff\xff",
+    "str32 of 4 GB": b"\xdb\xff\xff\xff\xff",
+    "bin32 of 4 GB": b"\xc6\xff\xff\xff\xff",
+    "ext32 of 4 GB": b"\xc9\xff\xff\xff\xff\x01",
+    "array of 1e12 float64": msgpack.packb(msgpack.ExtType(1, msgpack.packb(
+        ["float64", [10**6, 10**6], b""]))),
+    "bigint of 1 MB": msgpack.packb(msgpack.ExtType(3, b"\xff" * 2**20)),
+}
+
+
+@pytest.mark.parametrize("case", list(HUNGRY))
+def test_object_hungry_and_huge_declared_payloads_are_bounded(case):
+    decode_bounded(HUNGRY[case])
+
+
+def test_tensors_cost_bounded_memory_too(tmp_path):
+    """Torch allocates outside tracemalloc's view: measure the process's peak RSS instead."""
+    code = f"""
+import resource, msgpack, torch
+from rltasks.checkpoint import decode
+data = msgpack.packb([msgpack.ExtType(2, msgpack.packb(["bool", [0], b""]))] * 100_000)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+decode(data)
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+assert (after - before) * 1024 <= {AMPLIFICATION} * len(data) + 2**20, (after - before, len(data))
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "RLTASKS_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+# ------------------------------------------------------------------------ code execution
+
+class RunsCommand:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def envelope(payload: bytes) -> bytes:
+    import hashlib
+
+    return msgpack.packb({"format": FORMAT, "sha256": hashlib.sha256(payload).hexdigest(),
+                          "payload": payload}, use_bin_type=True)
+
+
+def torch_zip(pickled: bytes) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        zf.writestr("archive/data.pkl", pickled)
+        zf.writestr("archive/version", "3\n")
+    return buffer.getvalue()
+
+
+def test_crafted_pickles_in_every_wrapping_are_refused_and_never_run(tmp_path):
+    marker = tmp_path / "MARKER"
+    evil = {"state": RunsCommand(marker)}
+    files = {f"protocol {p}": pickle.dumps(evil, protocol=p) for p in range(6)}
+    files["pickle in a valid envelope"] = envelope(pickle.dumps(evil))
+    files["torch.save zip"] = torch_zip(pickle.dumps(evil))
+    for name, data in files.items():
+        path = tmp_path / "last.ckpt"
+        path.write_bytes(data)
+        with pytest.raises(CheckpointError):
+            load(path)  # the envelope case: its payload (the pickle) fails to decode
+        if name.startswith("protocol"):
+            with pytest.raises(CheckpointError):
+                decode(data)
+        with pytest.raises(CheckpointError):
+            Checkpointer(tmp_path).load_latest(log=lambda _: None)
+        assert not marker.exists(), name
+
+
+def test_trial_whose_last_checkpoint_is_a_crafted_pickle_refuses_it(tmp_path):
+    marker, workdir = tmp_path / "MARKER", tmp_path / "run"
+    workdir.mkdir()
+    (workdir / "last.ckpt").write_bytes(pickle.dumps({"state": RunsCommand(marker)}))
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "ppo.py"), "--epochs", "1",
+                           "--workdir", str(workdir)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "RLTASKS_THREADS": "1"})
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    line = proc.stderr.strip().splitlines()[-1]
+    assert line.startswith(f"error: no usable checkpoint in {workdir}") and "pickle" in line
+    assert not marker.exists()
+
+
+# -------------------------------------------------------------------------------- atheris
+
+def test_atheris_finds_no_crash_in_a_short_run(tmp_path):
+    pytest.importorskip("atheris")
+    proc = subprocess.run([sys.executable, str(ROOT / "tests" / "fuzz_checkpoint.py"),
+                           "-max_total_time=5", "-max_len=2048", "-rss_limit_mb=4096",
+                           str(tmp_path / "corpus")],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=180,
+                          env={**os.environ, "RLTASKS_THREADS": "1", "PYTHONWARNINGS": "ignore"})
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "Done " in proc.stderr
