@@ -1,13 +1,14 @@
-"""What the CartPole benchmarks share: the training clock, evaluation, the table and ratios.
+"""What the benchmarks share: the training clock, evaluation, the table and ratios.
 
-Each bench (``ppo_cartpole.py``, ``a2c_cartpole.py``, ``dqn_cartpole.py``) builds its two
-agents with the same hyperparameters and hands them to the runners here, which measure the
-same things the same way for every algorithm:
+Each bench (``ppo_cartpole.py``, ``a2c_cartpole.py``, ``dqn_cartpole.py``, ``sac_pendulum.py``,
+``td3_pendulum.py``) builds its two agents with the same hyperparameters and hands them to the
+runners here, which measure the same things the same way for every algorithm:
 
 - **steps/s**: env steps of the whole training divided by its wall time (rollouts *and*
   updates), one torch thread;
 - **s to 475**: training wall seconds until the deterministic policy first scores a mean
-  return >= 475 over 10 evaluation episodes (CartPole-v1 counts as solved at 475);
+  return >= 475 over 10 evaluation episodes (CartPole-v1 counts as solved at 475; another
+  env passes its own ``env`` and threshold ``Result.solved``, e.g. Pendulum-v1 and -200);
 - **final return**: that evaluation at the end of training.
 
 Both implementations evaluate at the same points, every ``eval_every`` env steps after the
@@ -49,6 +50,7 @@ class Result:
 
     impl: str
     seed: int
+    solved: float = SOLVED  # the mean eval return that counts as solved
     env_steps: int = 0
     train_seconds: float = 0.0
     seconds_to_solved: float | None = None
@@ -64,15 +66,15 @@ class Result:
 
     def record_eval(self, env_steps: int, mean_return: float, train_seconds: float) -> None:
         self.evals.append((env_steps, mean_return))
-        if self.seconds_to_solved is None and mean_return >= SOLVED:
+        if self.seconds_to_solved is None and mean_return >= self.solved:
             self.seconds_to_solved = train_seconds
 
 
 # -- rltasks ---------------------------------------------------------------------------------
-def make_task(algo: str, **kwargs: Any) -> Task:
+def make_task(algo: str, env: str = ENV, **kwargs: Any) -> Task:
     """``rltasks.make_task`` on one torch thread."""
     torch.set_num_threads(1)
-    task = rltasks.make_task(algo, env=ENV, **kwargs)
+    task = rltasks.make_task(algo, env=env, **kwargs)
     torch.set_num_threads(1)  # make_task sets RLTASKS_THREADS (default 1); insist
     return task
 
@@ -93,13 +95,13 @@ def train_rltasks(task: Task, epochs: int, result: Result) -> Result:
 
 
 # -- Stable-Baselines3 -----------------------------------------------------------------------
-def sb3_envs(num_envs: int, seed: int) -> tuple[Any, Any]:
+def sb3_envs(num_envs: int, seed: int, env: str = ENV) -> tuple[Any, Any]:
     """SB3's training vec env and a separate 10-env evaluation env, on one torch thread."""
     from stable_baselines3.common.env_util import make_vec_env
 
     torch.set_num_threads(1)
-    return (make_vec_env(ENV, n_envs=num_envs, seed=seed),
-            make_vec_env(ENV, n_envs=EVAL_EPISODES, seed=seed + 10_000))
+    return (make_vec_env(env, n_envs=num_envs, seed=seed),
+            make_vec_env(env, n_envs=EVAL_EPISODES, seed=seed + 10_000))
 
 
 def train_sb3(model: Any, total_steps: int, eval_every: int, eval_env: Any,
@@ -145,7 +147,7 @@ def train_sb3(model: Any, total_steps: int, eval_every: int, eval_env: Any,
 
 # -- the report ------------------------------------------------------------------------------
 def fmt_seconds(values: list[float | None]) -> str:
-    """Mean over the seeds that reached 475, with the count when some did not."""
+    """Mean over the seeds that reached the threshold, with the count when some did not."""
     reached = [v for v in values if v is not None]
     if not reached:
         return "not reached"
@@ -177,7 +179,7 @@ def run_bench(title: str, runners: dict[str, Callable[[int], Result]], seeds: li
             results[impl].append(r)
             curve = " ".join(f"{ret:.0f}" for _, ret in r.evals)
             print(f"  {impl:<13} seed {seed}: {r.env_steps} steps in {r.train_seconds:.1f} s, "
-                  f"{r.sps:.0f} steps/s, s to {SOLVED:.0f}: {fmt_seconds([r.seconds_to_solved])}"
+                  f"{r.sps:.0f} steps/s, s to {r.solved:g}: {fmt_seconds([r.seconds_to_solved])}"
                   f"; eval every {eval_every}: {curve}", flush=True)
     print(f"(load average after: {os.getloadavg()[0]:.2f})")
     print()
@@ -189,9 +191,10 @@ def print_report(results: dict[str, list[Result]], seeds: list[int], target_sps:
                  target_t475: float | None = None) -> None:
     """The table (means over seeds) and the rltasks/sb3 ratios with their targets."""
     n = len(seeds)
-    print(f"mean over {n} seed{'s' if n > 1 else ''} {seeds}; s to {SOLVED:.0f}: "
+    solved = next(iter(results.values()))[0].solved
+    print(f"mean over {n} seed{'s' if n > 1 else ''} {seeds}; s to {solved:g}: "
           f"training wall seconds, (k/n) = reached by k of n seeds")
-    print(f"| impl | steps/s | s to {SOLVED:.0f} | final eval return |")
+    print(f"| impl | steps/s | s to {solved:g} | final eval return |")
     print("|---|---:|---:|---:|")
     for impl, rs in results.items():
         final = statistics.fmean(r.final_return for r in rs)
@@ -211,8 +214,8 @@ def print_report(results: dict[str, list[Result]], seeds: list[int], target_sps:
         if t_ours is None or t_base is None:
             if target_t475 is not None:
                 target = f"(target: rltasks <= {target_t475:g}x sb3's)"
-            print(f"time to {SOLVED:.0f} sb3/rltasks: n/a (rltasks {fmt_seconds([t_ours])}, "
+            print(f"time to {solved:g} sb3/rltasks: n/a (rltasks {fmt_seconds([t_ours])}, "
                   f"sb3 {fmt_seconds([t_base])})   {target}")
         else:
-            print(f"time to {SOLVED:.0f} sb3/rltasks = {t_base / t_ours:.2f}x   {target}")
+            print(f"time to {solved:g} sb3/rltasks = {t_base / t_ours:.2f}x   {target}")
     print("targets are from the issue; they are reported, not asserted")
