@@ -14,7 +14,8 @@ the algorithm and the heartbeats; each trial's command runs as a subprocess of a
 For that the workers must see what the hunt sees: this helper makes the trial's script, and
 ``--working-dir``, absolute paths and replaces a leading ``python``/``python3`` with this
 interpreter's absolute path; workers on other machines need the same paths (a shared
-filesystem holding the checkout, the venv and the working dir). See the README, "Scale out".
+filesystem holding the checkout, the venv and the working dir). See the README, "Scale out,
+and nothing lost".
 """
 
 from __future__ import annotations
