@@ -62,3 +62,22 @@ def train_until(task, threshold: float, max_steps: int, eval_every: int = 1) -> 
             if best >= threshold:
                 break
     return best, task.env_steps
+
+
+def assert_resumes_exactly(make: Any, tmp_path: Any, stop: int = 1, end: int = 2) -> Any:
+    """Train ``make()`` straight to epoch ``end``; train another to ``stop``, save its state to
+    a checkpoint file, load that into a third and train it to ``end``: the two must end
+    identical. Returns the straight-through task."""
+    from rltasks import checkpoint
+
+    straight = make()
+    straight.fit(end)
+    first = make()
+    first.fit(stop)
+    path = tmp_path / "resume.ckpt"
+    checkpoint.save(path, first.state_dict())
+    resumed = make()
+    resumed.load_state_dict(checkpoint.load(path))
+    resumed.fit(end)
+    assert_same_state(straight.state_dict(), resumed.state_dict())
+    return straight

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers import assert_same_state
+from helpers import assert_resumes_exactly, assert_same_state
 
 import rltasks
-from rltasks import checkpoint
 from rltasks.explore import POLICIES, POLICY_HPARAMS
 
 FAST = dict(buffer_size=2000, learning_starts=64, train_freq=32, gradient_steps=4,
@@ -38,15 +37,7 @@ def test_space_offers_every_exploration_policy_and_its_parameters():
 @pytest.mark.parametrize("exploration", sorted(POLICIES))
 def test_every_exploration_policy_trains_and_resumes_exactly(exploration, tmp_path):
     hp = dict(FAST, exploration=exploration, replay="prioritized", n_step=3)
-    straight = dqn().init(**hp)
-    straight.fit(2)
-    first = dqn().init(**hp)
-    first.fit(1)
-    checkpoint.save(tmp_path / "d.ckpt", first.state_dict())
-    resumed = dqn().init(**hp)
-    resumed.load_state_dict(checkpoint.load(tmp_path / "d.ckpt"))
-    resumed.fit(2)
-    assert_same_state(straight.state_dict(), resumed.state_dict())
+    straight = assert_resumes_exactly(lambda: dqn().init(**hp), tmp_path)
     row = straight.history[-1]
     assert row["gradient_steps"] == 8 * 4 and row["buffer"] == 512
 

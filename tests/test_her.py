@@ -5,7 +5,7 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 import pytest
-from helpers import assert_same_state
+from helpers import assert_resumes_exactly
 
 import rltasks
 from rltasks import checkpoint
@@ -105,15 +105,7 @@ def test_her_tasks_train_and_resume_exactly(name, tmp_path):
         return rltasks.make_task(name, env="rltasks/PointReach-v0", seed=1,
                                  steps_per_epoch=256).init(**hp)
 
-    straight = make()
-    straight.fit(2)
-    first = make()
-    first.fit(1)
-    checkpoint.save(tmp_path / "h.ckpt", first.state_dict())
-    resumed = make()
-    resumed.load_state_dict(checkpoint.load(tmp_path / "h.ckpt"))
-    resumed.fit(2)
-    assert_same_state(straight.state_dict(), resumed.state_dict())
+    straight = assert_resumes_exactly(make, tmp_path)
     assert straight.history[-1]["buffer"] == 512 * 5
     assert "success_rate" in straight.evaluate(4)
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers import assert_same_state
+from helpers import assert_resumes_exactly
 
 import rltasks
-from rltasks import checkpoint
 from rltasks.envs_multi import ParallelLoader
 
 FAST = dict(buffer_size=5000, learning_starts=100, batch_size=64, train_freq=25, hidden=32)
@@ -40,15 +39,7 @@ def test_maddpg_trains_and_resumes_exactly(env, tmp_path):
     def make():
         return rltasks.make_task("maddpg", env=env, seed=4, steps_per_epoch=250).init(**FAST)
 
-    straight = make()
-    straight.fit(2)
-    first = make()
-    first.fit(1)
-    checkpoint.save(tmp_path / "m.ckpt", first.state_dict())
-    resumed = make()
-    resumed.load_state_dict(checkpoint.load(tmp_path / "m.ckpt"))
-    resumed.fit(2)
-    assert_same_state(straight.state_dict(), resumed.state_dict())
+    straight = assert_resumes_exactly(make, tmp_path)
     row = straight.history[-1]
     assert row["episodes"] == 10 and row["gradient_steps"] == 10 * 4
     assert set(straight.state_dict()["optimizers"]) == {

@@ -6,10 +6,9 @@ import math
 
 import pytest
 import torch
-from helpers import assert_same_state
+from helpers import assert_resumes_exactly
 
 import rltasks
-from rltasks import checkpoint
 from rltasks.explore import NOISE_HPARAMS, NOISES, make_noise
 
 FAST = dict(buffer_size=4000, learning_starts=100, batch_size=32, hidden=32)
@@ -30,15 +29,7 @@ def test_a_discrete_env_is_refused_naming_the_tasks_that_fit():
 @pytest.mark.parametrize("noise", sorted(NOISES))
 def test_trains_and_resumes_exactly_with_every_noise(name, noise, tmp_path):
     hp = dict(FAST, noise=noise)
-    straight = task(name).init(**hp)
-    straight.fit(2)
-    first = task(name).init(**hp)
-    first.fit(1)
-    checkpoint.save(tmp_path / "c.ckpt", first.state_dict())
-    resumed = task(name).init(**hp)
-    resumed.load_state_dict(checkpoint.load(tmp_path / "c.ckpt"))
-    resumed.fit(2)
-    assert_same_state(straight.state_dict(), resumed.state_dict())
+    straight = assert_resumes_exactly(lambda: task(name).init(**hp), tmp_path)
     row = straight.history[-1]
     assert row["gradient_steps"] == 256 and row["buffer"] == 512
     assert math.isfinite(row["critic_loss"])

@@ -5,10 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from helpers import assert_same_state
+from helpers import assert_resumes_exactly, assert_same_state
 
 import rltasks
-from rltasks import checkpoint
 from rltasks.task import BadResume, NonFiniteError
 
 SMALL = dict(num_envs=4, seed=3, steps_per_epoch=512)
@@ -80,20 +79,13 @@ def test_fit_is_absolute_and_idempotent():
 
 
 def test_same_seed_same_state_and_resume_in_process_is_exact(tmp_path):
-    straight = small_task().init(update_epochs=2)
-    straight.fit(3)
-    first = small_task().init(update_epochs=2)
-    first.fit(1)
-    checkpoint.save(tmp_path / "x.ckpt", first.state_dict())
-    resumed = small_task().init(update_epochs=2)
-    resumed.load_state_dict(checkpoint.load(tmp_path / "x.ckpt"))
-    resumed.fit(3)
-    assert_same_state(straight.state_dict(), resumed.state_dict())
+    straight = assert_resumes_exactly(lambda: small_task().init(update_epochs=2), tmp_path,
+                                      stop=1, end=3)
     other_seed = rltasks.make_task("ppo", env="CartPole-v1", **{**SMALL, "seed": 4})
     other_seed.init(update_epochs=2)
-    other_seed.fit(1)
+    other_seed.fit(3)
     assert not torch.equal(other_seed.state_dict()["modules"]["actor"]["0.weight"],
-                           first.state_dict()["modules"]["actor"]["0.weight"])
+                           straight.state_dict()["modules"]["actor"]["0.weight"])
 
 
 def test_evaluate_does_not_change_the_state_and_is_repeatable():
@@ -143,17 +135,10 @@ def test_continuous_actions_are_rescaled_into_the_box(name):
 
 
 def test_normalisation_statistics_are_part_of_the_state(tmp_path):
-    straight = small_task(norm_obs=True, norm_reward=True).init(update_epochs=1)
-    straight.fit(2)
+    straight = assert_resumes_exactly(
+        lambda: small_task(norm_obs=True, norm_reward=True).init(update_epochs=1), tmp_path)
     state = straight.state_dict()["loader"]
     assert state["obs_rms"]["count"] > 1000 and state["ret_rms"] is not None
-    first = small_task(norm_obs=True, norm_reward=True).init(update_epochs=1)
-    first.fit(1)
-    checkpoint.save(tmp_path / "n.ckpt", first.state_dict())
-    resumed = small_task(norm_obs=True, norm_reward=True).init(update_epochs=1)
-    resumed.load_state_dict(checkpoint.load(tmp_path / "n.ckpt"))
-    resumed.fit(2)
-    assert_same_state(straight.state_dict(), resumed.state_dict())
 
 
 def test_sync_and_async_loaders_give_the_same_run():
@@ -170,12 +155,5 @@ def test_sync_and_async_loaders_give_the_same_run():
 
 @pytest.mark.parametrize("optimizer", ["adam", "adamw", "adamax", "sgd", "rmsprop"])
 def test_every_optimizer_trains_and_resumes(optimizer, tmp_path):
-    straight = small_task().init(optimizer=optimizer, update_epochs=1)
-    straight.fit(2)
-    first = small_task().init(optimizer=optimizer, update_epochs=1)
-    first.fit(1)
-    checkpoint.save(tmp_path / "o.ckpt", first.state_dict())
-    resumed = small_task().init(optimizer=optimizer, update_epochs=1)
-    resumed.load_state_dict(checkpoint.load(tmp_path / "o.ckpt"))
-    resumed.fit(2)
-    assert_same_state(straight.state_dict(), resumed.state_dict())
+    assert_resumes_exactly(lambda: small_task().init(optimizer=optimizer, update_epochs=1),
+                           tmp_path)
