@@ -75,14 +75,16 @@ class EarlyStop:
 class Checkpointing:
     """Write ``last.ckpt`` every ``every`` epochs (and at ``final_epoch``).
 
-    With ``eval_every`` > 0 the task is evaluated every that many epochs and ``best.ckpt``
-    keeps the best evaluation so far. Evaluation does not touch the training state.
+    With ``eval_every`` > 0 the task is evaluated every that many epochs and, with
+    ``save_best``, ``best.ckpt`` keeps the best evaluation so far (of this process: a resumed
+    run starts a new comparison). Evaluation does not touch the training state.
     """
 
     def __init__(self, checkpointer: Checkpointer, every: int = 1, final_epoch: int | None = None,
-                 eval_every: int = 0, eval_episodes: int = 10) -> None:
+                 eval_every: int = 0, eval_episodes: int = 10, save_best: bool = True) -> None:
         self.checkpointer, self.every, self.final_epoch = checkpointer, every, final_epoch
         self.eval_every, self.eval_episodes = eval_every, eval_episodes
+        self.save_best = save_best
         self.best: float | None = None
 
     def on_epoch_end(self, task: Any, metrics: dict[str, Any]) -> None:
@@ -94,7 +96,7 @@ class Checkpointing:
             self.best = score if best else self.best
         if (best or task.epoch % self.every == 0 or task.epoch == self.final_epoch
                 or task.stop_reason is not None):  # the last epoch of an early stop
-            self.checkpointer.save(checkpoint_payload(task), best=best)
+            self.checkpointer.save(checkpoint_payload(task), best=best and self.save_best)
 
 
 class MetricsLog:

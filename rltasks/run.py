@@ -37,7 +37,8 @@ RUN_OPTIONS: dict[str, tuple[type, Any, str]] = {
                            "else runs/<task>-<env>-<seed>)"),
     "eval_episodes": (int, 10, "episodes of the final evaluation"),
     "eval_every": (int, 0, "evaluate every N epochs and keep best.ckpt (0: never)"),
-    "save_every": (int, 1, "write last.ckpt every N epochs"),
+    "save_freq": (int, 1, "write last.ckpt every N epochs"),
+    "save_best": (bool, True, "with --eval-every, keep the best evaluation in best.ckpt"),
     "keep": (int, 3, "checkpoint files kept (last.ckpt and older)"),
     "criterion": (float, None, "stop early once the mean return of the last --trial-count "
                                "training episodes reaches this (default: never)"),
@@ -45,7 +46,7 @@ RUN_OPTIONS: dict[str, tuple[type, Any, str]] = {
     "tensorboard": (bool, False, "also write TensorBoard event files to WORKDIR/tb/ "
                                  "(needs tensorboard)"),
 }
-_POSITIVE = ("epochs", "num_envs", "eval_episodes", "save_every", "keep", "trial_count")
+_POSITIVE = ("epochs", "num_envs", "eval_episodes", "save_freq", "keep", "trial_count")
 
 
 class UsageError(ValueError):
@@ -228,12 +229,13 @@ def _train(task_name: str, options: dict[str, Any], hparams: dict[str, Any], log
     if options["criterion"] is not None:
         task.observers.append(EarlyStop(options["criterion"], options["trial_count"]))
     task.observers += [
-        Checkpointing(checkpointer, every=options["save_every"], final_epoch=epochs,
-                      eval_every=options["eval_every"], eval_episodes=options["eval_episodes"]),
+        Checkpointing(checkpointer, every=options["save_freq"], final_epoch=epochs,
+                      eval_every=options["eval_every"], eval_episodes=options["eval_episodes"],
+                      save_best=options["save_best"]),
         MetricsLog(workdir / "metrics.jsonl"),
         *([board] if board else []),
         progress_observer(epochs),
-        StopAtEpochEnd(signals, checkpointer, options["save_every"], epochs),
+        StopAtEpochEnd(signals, checkpointer, options["save_freq"], epochs),
     ]
     try:
         if signals.received:

@@ -119,17 +119,17 @@ def test_sigterm_finishes_the_epoch_saves_and_exits_130_then_resumes_exactly(
     assert_same_as(reference, workdir, stopped)
 
 
-def test_sigint_uses_orions_interrupt_code_and_saves_between_save_every(tmp_path, reference):
-    """--save-every 10 would save only the final epoch: the stop saves its own epoch."""
+def test_sigint_uses_orions_interrupt_code_and_saves_between_save_freq(tmp_path, reference):
+    """--save-freq 10 would save only the final epoch: the stop saves its own epoch."""
     workdir = tmp_path / "run"
-    proc = launch(workdir, "--save-every", "10", env=environ(ORION_INTERRUPT_CODE="42"))
+    proc = launch(workdir, "--save-freq", "10", env=environ(ORION_INTERRUPT_CODE="42"))
     wait_for_epochs(proc, workdir, 1)
     proc.send_signal(signal.SIGINT)
     code, err = finish(proc)
     assert code == 42, err[-3000:]
     stopped = assert_at_epoch_boundary(workdir)
     assert stopped < EPOCHS and "SIGINT received" in err and "Traceback" not in err
-    complete(workdir, "--save-every", "10")
+    complete(workdir, "--save-freq", "10")
     assert_same_as(reference, workdir, stopped)
 
 

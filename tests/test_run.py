@@ -128,3 +128,16 @@ def test_nan_loss_exits_3_and_keeps_the_last_good_checkpoint(tmp_path, capsys, m
     err = capsys.readouterr().err
     assert "value_loss became inf in epoch 2" in err
     assert (tmp_path / "last.ckpt").read_bytes() == good
+
+
+def test_eval_every_keeps_the_best_evaluation_unless_save_best_is_off(tmp_path, capsys):
+    args = ["--epochs", "2", "--eval-every", "1", "--save-freq", "2", *FAST]
+    assert main("ppo", [*args, "--workdir", str(tmp_path / "a")]) == 0
+    best = checkpoint.load(tmp_path / "a" / "best.ckpt")
+    assert best["task"] == "ppo" and best["epoch"] in (1, 2)
+    lines = (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()
+    rows = [json.loads(line) for line in lines]
+    assert all("eval_return_mean" in row for row in rows)
+    assert main("ppo", [*args, "--save-best", "false", "--workdir", str(tmp_path / "b")]) == 0
+    assert not (tmp_path / "b" / "best.ckpt").exists()
+    assert (tmp_path / "b" / "last.ckpt").exists()
