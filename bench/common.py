@@ -20,12 +20,17 @@ the previous update), runs ``evaluate_policy(model, eval_env, 10, deterministic=
 separate 10-env eval env and subtracts its own time from the clock. Building the agents
 (networks, envs) is outside the clock for both.
 
+``bench_main`` is every bench's command line (``--seeds``, ``--steps``, ``--impls``): it rounds
+the budget up to whole epochs and runs the chosen implementations through ``run_bench``.
+
 Not a bench itself: the scripts next to it import it (``bench/`` is on ``sys.path`` when one
 runs ``python bench/<name>.py``).
 """
 
 from __future__ import annotations
 
+import argparse
+import math
 import os
 import platform
 import statistics
@@ -219,3 +224,36 @@ def print_report(results: dict[str, list[Result]], seeds: list[int], target_sps:
         else:
             print(f"time to {solved:g} sb3/rltasks = {t_base / t_ours:.2f}x   {target}")
     print("targets are from the issue; they are reported, not asserted")
+
+
+# -- the command line ------------------------------------------------------------------------
+Runner = Callable[[int, int], Result]  # (seed, epochs) -> one run's result
+
+
+def bench_main(description: str, name: str, run_rltasks: Runner, run_sb3: Runner, *,
+               default_steps: int, steps_per_epoch: int, target_sps: float,
+               target_t475: float | None = None, title_suffix: str = "",
+               extra_impls: dict[str, Runner] | None = None,
+               default_impls: list[str] | None = None) -> None:
+    """A bench's ``main``: parse ``--seeds``/``--steps``/``--impls``, round the budget up to
+    whole ``steps_per_epoch`` epochs and ``run_bench`` the chosen implementations.
+
+    The title is ``"<name>, rl-zoo3 hyperparameters, <steps> env steps (<epochs> x
+    <steps_per_epoch>)<title_suffix>"``. ``extra_impls`` adds choices after ``rltasks`` and
+    ``sb3`` (e.g. ``rltasks-sync``); ``default_impls`` is ``["rltasks", "sb3"]`` unless given.
+    """
+    runners: dict[str, Runner] = {"rltasks": run_rltasks, "sb3": run_sb3, **(extra_impls or {})}
+    parser = argparse.ArgumentParser(description=description.split("\n\n")[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--steps", type=int, default=default_steps,
+                        help=f"env steps per run, rounded up to whole {steps_per_epoch}-step "
+                             f"epochs")
+    parser.add_argument("--impls", nargs="+", default=default_impls or ["rltasks", "sb3"],
+                        choices=list(runners))
+    args = parser.parse_args()
+    epochs = math.ceil(args.steps / steps_per_epoch)
+    chosen: dict[str, Callable[[int], Result]] = {
+        impl: (lambda seed, run=runners[impl]: run(seed, epochs)) for impl in args.impls}
+    run_bench(f"{name}, rl-zoo3 hyperparameters, {epochs * steps_per_epoch} env steps "
+              f"({epochs} x {steps_per_epoch}){title_suffix}", chosen, args.seeds,
+              steps_per_epoch, target_sps, target_t475)

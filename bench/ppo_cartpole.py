@@ -32,11 +32,9 @@ Needs the bench extra: ``pip install -e '.[bench]'`` (stable-baselines3).
 
 from __future__ import annotations
 
-import argparse
-import math
 from collections.abc import Callable
 
-from common import ENV, Result, make_task, run_bench, sb3_envs, train_rltasks, train_sb3
+from common import ENV, Result, bench_main, make_task, sb3_envs, train_rltasks, train_sb3
 
 NUM_ENVS = 8
 STEPS_PER_EPOCH = 4096  # also the evaluation period of both implementations
@@ -76,22 +74,10 @@ def run_sb3(seed: int, epochs: int) -> Result:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--steps", type=int, default=100_000,
-                        help="env steps per run, rounded up to whole 4096-step epochs")
-    parser.add_argument("--impls", nargs="+", default=["rltasks", "sb3", "rltasks-sync"],
-                        choices=["rltasks", "sb3", "rltasks-sync"])
-    args = parser.parse_args()
-    epochs = math.ceil(args.steps / STEPS_PER_EPOCH)
-    runners: dict[str, Callable[[int], Result]] = {
-        "rltasks": lambda s: run_rltasks(s, epochs),
-        "sb3": lambda s: run_sb3(s, epochs),
-        "rltasks-sync": lambda s: run_rltasks(s, epochs, "sync"),
-    }
-    run_bench(f"PPO {ENV}, rl-zoo3 hyperparameters, {epochs * STEPS_PER_EPOCH} env steps "
-              f"({epochs} x {STEPS_PER_EPOCH})", {i: runners[i] for i in args.impls},
-              args.seeds, STEPS_PER_EPOCH, TARGET_SPS, TARGET_T475)
+    bench_main(__doc__, f"PPO {ENV}", run_rltasks, run_sb3, default_steps=100_000,
+               steps_per_epoch=STEPS_PER_EPOCH, target_sps=TARGET_SPS, target_t475=TARGET_T475,
+               extra_impls={"rltasks-sync": lambda s, e: run_rltasks(s, e, "sync")},
+               default_impls=["rltasks", "sb3", "rltasks-sync"])
 
 
 if __name__ == "__main__":

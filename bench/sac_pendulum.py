@@ -39,11 +39,7 @@ Needs the bench extra: ``pip install -e '.[bench]'`` (stable-baselines3).
 
 from __future__ import annotations
 
-import argparse
-import math
-from collections.abc import Callable
-
-from common import Result, make_task, run_bench, sb3_envs, train_rltasks, train_sb3
+from common import Result, bench_main, make_task, sb3_envs, train_rltasks, train_sb3
 
 ENV = "Pendulum-v1"
 SOLVED = -200.0  # mean eval return that counts as solved
@@ -80,22 +76,9 @@ def run_sb3(seed: int, epochs: int) -> Result:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--steps", type=int, default=20_000,
-                        help=f"env steps per run, rounded up to whole {STEPS_PER_EPOCH}-step "
-                             f"epochs")
-    parser.add_argument("--impls", nargs="+", default=["rltasks", "sb3"],
-                        choices=["rltasks", "sb3"])
-    args = parser.parse_args()
-    epochs = math.ceil(args.steps / STEPS_PER_EPOCH)
-    runners: dict[str, Callable[[int], Result]] = {
-        "rltasks": lambda s: run_rltasks(s, epochs),
-        "sb3": lambda s: run_sb3(s, epochs),
-    }
-    run_bench(f"SAC {ENV}, rl-zoo3 hyperparameters, {epochs * STEPS_PER_EPOCH} env steps "
-              f"({epochs} x {STEPS_PER_EPOCH}), Adam eps 1e-5 (rltasks) vs 1e-8 (sb3)",
-              {i: runners[i] for i in args.impls}, args.seeds, STEPS_PER_EPOCH, TARGET_SPS)
+    bench_main(__doc__, f"SAC {ENV}", run_rltasks, run_sb3, default_steps=20_000,
+               steps_per_epoch=STEPS_PER_EPOCH, target_sps=TARGET_SPS,
+               title_suffix=", Adam eps 1e-5 (rltasks) vs 1e-8 (sb3)")
 
 
 if __name__ == "__main__":
