@@ -2,6 +2,8 @@
 
 - ``rltasks best NAME``: the best completed trial of an Orion experiment, with the command line
   that reproduces it alone.
+- ``rltasks report NAME``: every trial of an Orion experiment in a table, the best one, and
+  PNG plots (objective against each hyperparameter, learning curves of the best trials).
 - ``rltasks inspect FILE``: what a checkpoint holds, without building a model.
 - ``rltasks train TASK ...``: one run, with the options of ``scripts/<task>.py``.
 - ``rltasks eval RUN_DIR``: the trained agent's deterministic evaluation, as JSON.
@@ -112,6 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     best = sub.add_parser("best", help="print the best trial of an Orion experiment")
     best.add_argument("name", help="experiment name (orion hunt -n NAME)")
     best.add_argument("--json", action="store_true", help="print JSON")
+    report = sub.add_parser("report", help="table and plots of an Orion experiment's trials")
+    report.add_argument("name", help="experiment name (orion hunt -n NAME)")
+    report.add_argument("--out", default=None, help="plot directory (default reports/NAME/)")
     inspect = sub.add_parser("inspect", help="print what a checkpoint holds")
     inspect.add_argument("file")
     train = sub.add_parser("train", help="train one run (the options of scripts/TASK.py; "
@@ -145,6 +150,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "best":
             info = best_trial(args.name)
             print(json.dumps(info)) if args.json else _print_best(info)
+        elif args.command == "report":
+            from rltasks.report import report as print_report
+
+            print_report(args.name, args.out)
         elif args.command == "train":
             return _train(args.task, args.args)
         elif args.command == "plot":

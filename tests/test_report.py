@@ -1,0 +1,68 @@
+"""rltasks report: the table and the plots of an experiment still being hunted, through a real
+subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+from PIL import Image
+
+
+def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "rltasks.cli", *args], capture_output=True,
+                          text=True, timeout=120, env={**os.environ, **env})
+
+
+def test_report_lists_every_trial_names_the_best_and_writes_the_plots(tmp_path):
+    db = tmp_path / "orion.pkl"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from orion.client import build_experiment
+    exp = build_experiment(
+        "cli-report", working_dir=str(tmp_path / "work"),
+        space={"lr": "loguniform(1e-5, 1e-2)", "gamma": "uniform(0.9, 0.999)",
+               "optimizer": "choices(['adam', 'sgd'])"},
+        storage={"type": "legacy", "database": {"type": "pickleddb", "host": str(db)}})
+    scores = {}
+    for score in (-50.0, -200.0, -120.0):
+        trial = exp.suggest()
+        work = Path(trial.working_dir)
+        work.mkdir(parents=True, exist_ok=True)
+        results = {"return_mean": -score, "return_std": 1.0, "episodes": 10, "env_steps": 4096}
+        (work / "results.json").write_text(json.dumps(results))
+        rows = [{"epoch": e, "env_steps": 1024 * e, "return_mean": -score * e / 4}
+                for e in range(1, 5)]
+        (work / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        exp.observe(trial, [{"name": "objective", "type": "objective", "value": score}])
+        scores[trial.id] = score
+    running = exp.suggest()  # reserved, no results yet: listed, not plotted
+    env = {"ORION_DB_TYPE": "pickleddb", "ORION_DB_ADDRESS": str(db)}
+    out = tmp_path / "report"
+    try:
+        proc = cli("report", "cli-report", "--out", str(out), env=env)
+    finally:  # stops the trial's heartbeat thread, which would keep pytest from exiting
+        exp.release(running, status="interrupted")
+    assert proc.returncode == 0, proc.stderr
+    text = proc.stdout
+    lines = text.splitlines()
+    for trial_id in [*scores, running.id]:
+        row = next(line for line in lines if line.startswith(trial_id[:8]))
+        assert ("reserved" if trial_id == running.id else "completed") in row
+    best_id = min(scores, key=scores.get)
+    assert f"trial      {best_id}" in text and "objective  -200" in text
+    assert "rerun with:" in text and "--lr=" in text
+    assert "4 trials (3 completed, 1 reserved)" in text
+    names = {"objective_vs_lr.png", "objective_vs_gamma.png", "objective_by_optimizer.png",
+             "curves_best.png"}
+    assert {p.name for p in out.iterdir()} == names
+    for name in names:
+        with Image.open(out / name) as image:
+            image.load()
+            assert image.format == "PNG" and image.size[0] > 100
+    missing = cli("report", "nope", "--out", str(out), env=env)
+    assert missing.returncode == 2 and "no Orion experiment named 'nope'" in missing.stderr
