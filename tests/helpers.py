@@ -81,3 +81,21 @@ def assert_resumes_exactly(make: Any, tmp_path: Any, stop: int = 1, end: int = 2
     resumed.fit(end)
     assert_same_state(straight.state_dict(), resumed.state_dict())
     return straight
+
+
+def finish_process(proc: Any, timeout: float) -> tuple[int, str]:
+    """Wait for a subprocess started in its own session (pipes for stdout and stderr); kill
+    its process group and fail the test if it does not exit in time. Returns (code, stderr)."""
+    import os
+    import signal
+    import subprocess
+
+    import pytest
+
+    try:
+        _, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        _, err = proc.communicate()
+        pytest.fail(f"the process did not exit in {timeout} s:\n{err[-3000:]}")
+    return proc.returncode, err

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import finish_process
 
 from rltasks import checkpoint
 from rltasks.workdir import LOCK_NAME, LockError, WorkdirLock, process_start
@@ -38,13 +39,7 @@ def launch(workdir: Path, *args: str) -> subprocess.Popen:
 
 
 def finish(proc: subprocess.Popen) -> tuple[int, str]:
-    try:
-        _, err = proc.communicate(timeout=TIMEOUT)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        _, err = proc.communicate()
-        pytest.fail(f"no exit in {TIMEOUT} s:\n{err[-3000:]}")
-    return proc.returncode, err
+    return finish_process(proc, TIMEOUT)
 
 
 def wait_for(predicate, proc: subprocess.Popen, what: str) -> None:

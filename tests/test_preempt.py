@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import state_diffs
+from helpers import finish_process, state_diffs
 
 from rltasks import checkpoint
 
@@ -57,13 +57,7 @@ def wait_for_epochs(proc: subprocess.Popen, workdir: Path, n: int) -> None:
 
 
 def finish(proc: subprocess.Popen) -> tuple[int, str]:
-    try:
-        _, err = proc.communicate(timeout=TIMEOUT)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        _, err = proc.communicate()
-        pytest.fail(f"the trial did not exit in {TIMEOUT} s:\n{err[-3000:]}")
-    return proc.returncode, err
+    return finish_process(proc, TIMEOUT)
 
 
 def complete(workdir: Path, *extra: str) -> dict:
