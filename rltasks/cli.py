@@ -38,9 +38,10 @@ def _experiment(name: str) -> Any:
                          f"(check ORION_DB_ADDRESS or `orion list`)") from None
 
 
-def best_trial(name: str) -> dict[str, Any]:
-    """Summary of the best completed trial of experiment ``name``."""
-    exp = _experiment(name)
+def best_trial(name: str, exp: Any = None) -> dict[str, Any]:
+    """Summary of the best completed trial of experiment ``name`` (``exp``: the experiment,
+    if the caller has loaded it already)."""
+    exp = exp if exp is not None else _experiment(name)
     completed = [t for t in exp.fetch_trials_by_status("completed") if t.objective is not None]
     if not completed:
         raise ValueError(f"experiment {name!r} has no completed trial yet; `orion status -n "

@@ -71,7 +71,7 @@ def collect(name: str) -> dict[str, Any]:
                 numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
                 kinds[key] = ("log" if key == "lr" else "linear") if numeric else "categorical"
     try:
-        best = best_trial(name)
+        best = best_trial(name, exp)
     except ValueError:  # no completed trial yet
         best = None
     return {"experiment": name, "kinds": kinds, "trials": trials, "best": best}
