@@ -22,10 +22,6 @@ from rltasks.envs import VecLoader, derive_seed, evaluate_policy
 from rltasks.optim import OPTIM_HPARAMS, SCHEDULE_HPARAMS, Optimizer, scheduled
 from rltasks.space import HP
 
-#: make_task arguments that are not hyperparameters (they are "fixed" by construction).
-LOADER_ARGS = ("env", "num_envs", "seed", "steps_per_epoch", "horizon", "vectorization",
-               "norm_obs", "norm_reward")
-
 # Seed-derivation keys: one stream per purpose, all derived from the task seed.
 _INIT, _TORCH, _NUMPY, _EPOCH, _EVAL = 0, 1, 2, 3, 4
 
