@@ -297,7 +297,8 @@ OPTIMIZERS: dict[str, Callable[..., Optimizer]] = {
     "rmsprop": _rmsprop,
 }
 
-#: The optimizer block's hyperparameters. Those a chosen optimizer does not use are ignored.
+#: The optimizer block's hyperparameters. Those a chosen optimizer does not use are ignored,
+#: and not recorded as the run's hyperparameters (``Task.hparams``).
 OPTIM_HPARAMS: dict[str, HP] = {
     "optimizer": HP("adam", choices(*OPTIMIZERS), kind=str, choices=tuple(OPTIMIZERS),
                     help="optimizer family"),
@@ -305,12 +306,47 @@ OPTIM_HPARAMS: dict[str, HP] = {
              help="initial learning rate"),
     "momentum": HP(0.9, "uniform(0.0, 0.99)", low=0.0, high=1.0, high_open=True,
                    help="momentum of sgd and rmsprop"),
+    "beta1": HP(0.9, "uniform(0.8, 0.99)", low=0.0, high=1.0, high_open=True,
+                help="first-moment decay of adam, adamw and adamax"),
+    "beta2": HP(0.999, "uniform(0.9, 0.9999)", low=0.0, high=1.0, high_open=True,
+                help="second-moment decay of adam, adamw and adamax"),
     "weight_decay": HP(0.0, "uniform(0.0, 0.001)", low=0.0, high=1.0,
                        help="L2 penalty (decoupled for adamw)"),
 }
 
-#: Fixed (not hunted by default) optimizer constants; a task may override them as hparams.
-OPTIM_CONSTANTS: dict[str, Any] = {"beta1": 0.9, "beta2": 0.999, "adam_eps": 1e-5}
+#: The block hyperparameters each optimizer reads besides ``lr``: its own. An optimizer
+#: finder hunts them as ``<optimizer>.<name>`` (``sgd.momentum``), see ``optimizer_space``.
+OPTIMIZER_HPARAMS: dict[str, tuple[str, ...]] = {
+    "adam": ("beta1", "beta2", "weight_decay"),
+    "adamw": ("beta1", "beta2", "weight_decay"),
+    "adamax": ("beta1", "beta2", "weight_decay"),
+    "sgd": ("momentum", "weight_decay"),
+    "rmsprop": ("momentum", "weight_decay"),
+}
+
+#: Fixed (not hunted) optimizer constants; a task may override them as hparams.
+OPTIM_CONSTANTS: dict[str, Any] = {"adam_eps": 1e-5}
+
+#: Orion priors of the optimizers' own hyperparameters where they differ from the flat ones:
+#: adamw's decoupled decay is typically 100x coupled L2.
+_OWN_PRIORS: dict[str, str] = {"adamw.weight_decay": "loguniform(1e-4, 0.1)"}
+
+
+def unused_hparams(optimizer: str) -> set[str]:
+    """The optimizer block's hyperparameters that ``optimizer`` ignores."""
+    own = {k for keys in OPTIMIZER_HPARAMS.values() for k in keys}
+    return own - set(OPTIMIZER_HPARAMS[optimizer])
+
+
+def optimizer_space() -> dict[str, str]:
+    """The optimizer finder's Orion space: the family, ``lr``, and each optimizer's own
+    hyperparameters namespaced by it (``adam.beta1``, ``sgd.momentum``), which apply only to
+    the trials of that optimizer (``rltasks.space.namespaced``)."""
+    space = {"optimizer": OPTIM_HPARAMS["optimizer"].prior, "lr": OPTIM_HPARAMS["lr"].prior}
+    for name, keys in OPTIMIZER_HPARAMS.items():
+        for key in keys:
+            space[f"{name}.{key}"] = _OWN_PRIORS.get(f"{name}.{key}", OPTIM_HPARAMS[key].prior)
+    return space
 
 
 def make_optimizer(params: Iterable[Tensor], hp: dict[str, Any]) -> Optimizer:

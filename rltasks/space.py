@@ -9,6 +9,7 @@ values it gets with :meth:`HP.coerce`, so a bad value fails before any network i
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -102,3 +103,29 @@ def _convert(kind: type, value: Any) -> Any:
 def choices(*values: Any) -> str:
     """Orion prior string for a categorical."""
     return f"choices({list(values)!r})"
+
+
+def namespaced(values: Mapping[str, Any], chosen: str | None,
+               names: Iterable[str]) -> tuple[dict[str, Any], list[str]]:
+    """Resolve ``<name>.<key>`` entries against the ``chosen`` name of a categorical.
+
+    Orion 0.2.7 has no conditional dimensions, so a hyperparameter that only exists for one
+    choice of a categorical (``sgd.momentum`` for ``optimizer=sgd``, ``ppo.clip_range`` for
+    ``agent=ppo``) is its own dimension, named after the choice. For a trial, the entries of
+    the chosen name lose their prefix (``sgd.momentum`` -> ``momentum``) and win over a plain
+    entry of the same key; those of the other names are dropped. Keys whose prefix is not in
+    ``names`` pass through unchanged. Returns ``(values, dropped keys)``.
+    """
+    names = set(names)
+    plain: dict[str, Any] = {}
+    chosen_values: dict[str, Any] = {}
+    dropped: list[str] = []
+    for key, value in values.items():
+        prefix, dot, rest = key.partition(".")
+        if not dot or prefix not in names:
+            plain[key] = value
+        elif prefix == chosen:
+            chosen_values[rest] = value
+        else:
+            dropped.append(key)
+    return {**plain, **chosen_values}, sorted(dropped)

@@ -19,8 +19,15 @@ from gymnasium import spaces
 from torch import nn
 
 from rltasks.envs import VecLoader, derive_seed, evaluate_policy
-from rltasks.optim import OPTIM_HPARAMS, SCHEDULE_HPARAMS, Optimizer, scheduled
-from rltasks.space import HP
+from rltasks.optim import (
+    OPTIM_HPARAMS,
+    OPTIMIZER_HPARAMS,
+    SCHEDULE_HPARAMS,
+    Optimizer,
+    scheduled,
+    unused_hparams,
+)
+from rltasks.space import HP, namespaced
 
 # Seed-derivation keys: one stream per purpose, all derived from the task seed.
 _INIT, _TORCH, _NUMPY, _EPOCH, _EVAL = 0, 1, 2, 3, 4
@@ -103,6 +110,8 @@ class Task:
         #: the returns of the episodes finished in the last epoch (for observers; not state)
         self.epoch_returns: list[float] = []
         self._poisoned: str | None = None
+        #: hyperparameter changes of ``adopt_state_dict``, for the next history row
+        self._changes: dict[str, list[Any]] | None = None
 
     # -- hyperparameters ----------------------------------------------------------------------
     @classmethod
@@ -128,10 +137,21 @@ class Task:
 
         Unknown names, out-of-range values and values that contradict ``make_task`` raise
         ``ValueError``. Networks are initialised from the task seed, so two tasks built with
-        the same arguments start identical.
+        the same arguments start identical. An optimizer's own hyperparameter may be given
+        namespaced (``sgd.momentum=0.9``, as ``optimizer_space`` hunts them): it applies only
+        when that optimizer is the chosen one, and wins over the plain ``momentum``.
         """
         self._guard()
         specs = self.hparam_specs()
+        for key in hparams:
+            prefix, dot, rest = key.partition(".")
+            if dot and rest not in OPTIMIZER_HPARAMS.get(prefix, ()):
+                raise ValueError(
+                    f"unknown hyperparameter {key!r}: namespaced ones are <optimizer>.<its own>, "
+                    f"one of {[f'{o}.{k}' for o, ks in OPTIMIZER_HPARAMS.items() for k in ks]}")
+        chosen = hparams.get("optimizer", self.fixed.get("optimizer",
+                                                         self.defaults()["optimizer"]))
+        hparams, _ = namespaced(hparams, chosen, OPTIMIZER_HPARAMS)
         unknown = sorted(set(hparams) - set(specs))
         if unknown:
             raise ValueError(f"unknown hyperparameter(s) {unknown} for task {self.name!r}; "
@@ -162,8 +182,10 @@ class Task:
         return self
 
     def hparams(self) -> dict[str, Any]:
-        """The hyperparameters in force (after ``init``)."""
-        return dict(self.hp)
+        """The hyperparameters in force (after ``init``), without those the chosen optimizer
+        ignores (``momentum`` for adam, ``beta1`` for sgd)."""
+        unused = unused_hparams(self.hp["optimizer"]) if self.hp else set()
+        return {k: v for k, v in self.hp.items() if k not in unused}
 
     # -- the loop -------------------------------------------------------------------------------
     def fit(self, epochs: int) -> list[dict[str, Any]]:
@@ -193,6 +215,8 @@ class Task:
                        if episodes else None,
                        **({"success_rate": float(np.mean(successes))} if successes else {}),
                        **metrics}
+                if self._changes:
+                    row["hparams_changed"], self._changes = self._changes, None
                 _check_finite(row, self.epoch + 1)
                 self.epoch += 1
                 self.history.append(row)
@@ -263,6 +287,45 @@ class Task:
         for key, opt in self.optimizers.items():
             opt.load_state_dict(state["optimizers"][key])
         self.load_extra_state(state["extra"])
+
+    def adopt_state_dict(self, state: dict[str, Any],
+                         previous: dict[str, Any]) -> dict[str, list[Any]]:
+        """Continue a ``state_dict`` trained with the hyperparameters ``previous`` under this
+        task's own (``init``'s): what PBT and PB2 do when a child takes its parent's networks.
+
+        Networks, buffers, env statistics, RNGs and counters are the checkpoint's; the
+        optimizers keep their moments but take this task's settings (lr, betas, momentum,
+        weight decay). Optimizer moments that the new settings cannot use (another family,
+        momentum switched on or off) start fresh. The change goes into the history: the next
+        epoch's row holds ``hparams_changed`` = ``{name: [old, new]}``, which is returned.
+        Hyperparameters that reshape the networks or buffers cannot change: ``ValueError``.
+        """
+        self._guard()
+        if not self.hp:
+            raise RuntimeError("call init() with the new hyperparameters first")
+        ours = self.hparams()
+        changes = {k: [previous.get(k), ours.get(k)] for k in sorted(ours.keys() | previous.keys())
+                   if previous.get(k) != ours.get(k)}
+        settings = {k: {n: v for n, v in o.param_groups[0].items() if n != "params"}
+                    for k, o in self.optimizers.items()}
+        fresh = {k: o.state_dict() for k, o in self.optimizers.items()}
+        try:
+            self.load_state_dict({**state, "optimizers": fresh})
+        except (RuntimeError, ValueError, KeyError, IndexError) as err:
+            lines = [line.strip() for line in str(err).splitlines() if line.strip()] or [""]
+            detail = next((line for line in lines if "mismatch" in line), lines[0])[:200]
+            raise ValueError(f"cannot continue this checkpoint with {sorted(changes)} changed "
+                             f"({type(err).__name__}: {detail}); "
+                             f"only hyperparameters that keep the networks' and buffers' "
+                             f"shapes can change") from None
+        for key, opt in self.optimizers.items():
+            try:
+                opt.load_state_dict(state["optimizers"][key])
+            except (ValueError, KeyError):
+                opt.load_state_dict(fresh[key])  # moments of another optimizer: start over
+            opt.param_groups[0].update(settings[key])
+        self._changes = changes or None
+        return changes
 
     # -- hooks for algorithms -----------------------------------------------------------------
     def check_env(self) -> None:

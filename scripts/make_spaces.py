@@ -33,17 +33,64 @@ def render(name: str) -> str:
         f"#   orion hunt -n NAME --max-trials 20 python scripts/{name}.py "
         f"--config spaces/{name}.yaml --env {example_env(name)} --epochs 8",
     ]
-    for key, prior in task.get_space().items():
-        quote = '"' if "'" in prior else "'"
-        lines.append(f"{key}: {quote}orion~{prior}{quote}")
+    lines += _lines(task.get_space())
     task.close()
     return "\n".join(lines) + "\n"
+
+
+def _lines(space: dict[str, str]) -> list[str]:
+    """YAML of a space; ``ns.key`` entries nested under ``ns:`` (Orion fills only those)."""
+    lines, section = [], None
+    for key, prior in space.items():
+        quote = '"' if "'" in prior else "'"
+        head, dot, name = key.rpartition(".")
+        if head != section:
+            section = head
+            if dot:
+                lines.append(f"{head}:")
+        indent = "  " if dot else ""
+        lines.append(f"{indent}{name}: {quote}orion~{prior}{quote}")
+    return lines
+
+
+def render_finders() -> dict[str, str]:
+    """The finder spaces: learning rate, optimizer, agent (README "Hunts")."""
+    from rltasks.optim import OPTIM_HPARAMS, optimizer_space
+    from rltasks.tasks import agent_space
+
+    return {
+        "lr.yaml": "\n".join([
+            "# A learning-rate finder: Orion searches lr alone (log-uniform); every other",
+            "# hyperparameter keeps the task's default. Works with any task's script, e.g.",
+            "#   orion hunt -n lr --exp-max-trials 16 python scripts/ppo.py "
+            "--config spaces/lr.yaml --epochs 8",
+            "# then `rltasks report lr` plots the objective against lr (log x).",
+            *_lines({"lr": OPTIM_HPARAMS["lr"].prior})]) + "\n",
+        "optimizers.yaml": "\n".join([
+            "# An optimizer finder: Orion searches the optimizer family, its learning rate and",
+            "# each optimizer's own hyperparameters, named <optimizer>.<name>: a trial uses",
+            "# those of its optimizer and ignores (and does not record) the others. Any task:",
+            "#   orion hunt -n opt --exp-max-trials 20 python scripts/ppo.py "
+            "--config spaces/optimizers.yaml --epochs 8",
+            *_lines(optimizer_space())]) + "\n",
+        "agents.yaml": "\n".join([
+            "# An agent finder for CartPole-v1: Orion picks the agent among the tasks that fit",
+            "# the env and searches its own hyperparameters, named <agent>.<name>; a trial",
+            "# uses those of its agent and ignores (and does not record) the others:",
+            "#   orion hunt -n agents --exp-max-trials 20 python scripts/agent.py "
+            "--config spaces/agents.yaml --epochs 8",
+            "env: CartPole-v1",
+            *_lines(agent_space("CartPole-v1"))]) + "\n",
+    }
 
 
 def main() -> None:
     for name in rltasks.known_tasks():
         (SPACES / f"{name}.yaml").write_text(render(name))
         print(f"wrote spaces/{name}.yaml")
+    for file, text in render_finders().items():
+        (SPACES / file).write_text(text)
+        print(f"wrote spaces/{file}")
 
 
 if __name__ == "__main__":

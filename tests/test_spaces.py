@@ -31,8 +31,42 @@ def test_task_space_file_is_exactly_get_space(name):
     assert priors(path) == task.get_space()
 
 
-def test_optimizer_hunt_searches_optimizer_and_lr_with_the_tasks_priors():
-    found = priors(SPACES / "optimizers.yaml")
-    assert set(found) == {"optimizer", "lr"}
+def nested_priors(path: Path) -> dict[str, str]:
+    """The priors of a finder space, nested sections read as ``section.key``."""
+    from rltasks.run import flatten
+
+    return {k: v.removeprefix("orion~") for k, v in flatten(yaml.safe_load(path.read_text()))
+            .items() if isinstance(v, str) and v.startswith("orion~")}
+
+
+def test_lr_finder_searches_lr_alone_with_the_tasks_prior():
     space = rltasks.make_task("ppo", env="CartPole-v1").get_space()
-    assert all(space[k] == v for k, v in found.items())
+    assert nested_priors(SPACES / "lr.yaml") == {"lr": space["lr"]}
+
+
+def test_optimizer_finder_nests_each_optimizers_own_hyperparameters():
+    from rltasks.optim import OPTIMIZER_HPARAMS, optimizer_space
+
+    found = nested_priors(SPACES / "optimizers.yaml")
+    assert found == optimizer_space()
+    assert {k for k in found if "." in k} == {
+        f"{o}.{k}" for o, keys in OPTIMIZER_HPARAMS.items() for k in keys}
+    assert "sgd.momentum" in found and "sgd.beta1" not in found and "adam.momentum" not in found
+    data = yaml.safe_load((SPACES / "optimizers.yaml").read_text())
+    assert isinstance(data["sgd"], dict)  # nested: Orion fills dotted keys of a config badly
+
+
+def test_agent_finder_chooses_among_the_tasks_that_fit_cartpole():
+    from rltasks.tasks import agent_space
+
+    data = yaml.safe_load((SPACES / "agents.yaml").read_text())
+    assert data["env"] == "CartPole-v1"
+    found = nested_priors(SPACES / "agents.yaml")
+    assert found == agent_space("CartPole-v1")
+    assert found["agent"] == "choices(['a2c', 'dqn', 'pg', 'ppo'])"
+    assert "ppo.clip_range" in found and "dqn.exploration" in found
+
+
+def test_pbt_space_holds_only_what_a_child_can_change():
+    found = nested_priors(SPACES / "pbt.yaml")
+    assert set(found) == {"lr", "ent_coef", "clip_range"}

@@ -157,3 +157,48 @@ def test_sync_and_async_loaders_give_the_same_run():
 def test_every_optimizer_trains_and_resumes(optimizer, tmp_path):
     assert_resumes_exactly(lambda: small_task().init(optimizer=optimizer, update_epochs=1),
                            tmp_path)
+
+
+def test_namespaced_optimizer_hyperparameters_apply_only_to_their_optimizer():
+    task = small_task()
+    task.init(**{"optimizer": "sgd", "momentum": 0.1, "sgd.momentum": 0.7,
+                 "rmsprop.momentum": 0.2, "adam.beta1": 0.5})
+    (opt,) = task.optimizers.values()
+    assert type(opt).__name__ == "SGD" and opt.param_groups[0]["momentum"] == 0.7
+    recorded = task.hparams()
+    assert recorded["momentum"] == 0.7 and "beta1" not in recorded and "beta2" not in recorded
+    task.init(**{"optimizer": "adam", "adam.beta1": 0.5, "sgd.momentum": 0.7})
+    (opt,) = task.optimizers.values()
+    assert opt.param_groups[0]["betas"] == (0.5, 0.999) and "momentum" not in task.hparams()
+    with pytest.raises(ValueError, match="unknown hyperparameter 'sgd.beta1'"):
+        task.init(**{"sgd.beta1": 0.9})
+
+
+def test_adopt_continues_a_state_under_new_hyperparameters():
+    parent = small_task()
+    parent.init(lr=1e-3, update_epochs=2)
+    parent.fit(1)
+    state, old = parent.state_dict(), parent.hparams()
+    child = small_task()
+    child.init(lr=5e-4, update_epochs=2, ent_coef=0.01)
+    changes = child.adopt_state_dict(state, old)
+    assert changes == {"lr": [1e-3, 5e-4], "ent_coef": [0.0, 0.01]}
+    assert child.epoch == 1 and child.env_steps == parent.env_steps
+    for key, module in parent.modules.items():  # the parent's networks
+        assert_same_state(module.state_dict(), child.modules[key].state_dict())
+    (opt,) = child.optimizers.values()
+    assert opt.param_groups[0]["lr"] == 5e-4  # its own settings, the parent's moments
+    assert torch.equal(opt.state[0]["exp_avg"], state["optimizers"]["opt"]["state"][0]["exp_avg"])
+    child.fit(2)
+    assert child.history[1]["hparams_changed"] == changes
+    assert "hparams_changed" not in child.history[0]
+    # another optimizer family keeps the networks and starts its moments afresh
+    sgd = small_task()
+    sgd.init(optimizer="sgd", lr=1e-3, update_epochs=2)
+    assert sgd.adopt_state_dict(state, old)["optimizer"] == ["adam", "sgd"]
+    assert sgd.optimizers["opt"].state == {}
+    # what reshapes the networks cannot change
+    wide = small_task()
+    wide.init(hidden=128, lr=1e-3, update_epochs=2)
+    with pytest.raises(ValueError, match=r"cannot continue this checkpoint with \['hidden'\]"):
+        wide.adopt_state_dict(state, old)
