@@ -47,12 +47,19 @@ def best_trial(name: str, exp: Any = None) -> dict[str, Any]:
         raise ValueError(f"experiment {name!r} has no completed trial yet; `orion status -n "
                          f"{name}` shows why (broken trials print their error in the hunt log)")
     best = min(completed, key=lambda t: t.objective.value)
-    params = {k.lstrip("/"): v for k, v in best.params.items()}
-    user_args = list(exp.metadata.get("user_args") or [])
-    command = [a for a in user_args if "orion~" not in a]
-    if "--config" in command:  # the config only holds the search space: pass values instead
-        i = command.index("--config")
-        del command[i:i + 2]
+    from rltasks.report import active_params
+
+    params = active_params(best.params)  # flat; without the ignored namespaced ones
+    command: list[str] = []
+    for arg in exp.metadata.get("user_args") or []:
+        if "~" in arg:  # a prior (--lr~'loguniform(...)'): its value follows from params
+            continue
+        if "{" in arg and "}" in arg:  # a template (--workdir '{exp.working_dir}/...')
+            if command and command[-1].startswith("--"):
+                command.pop()
+            continue
+        command.append(arg)
+    # the values win over the --config file, whose orion~ entries a plain run ignores
     command += [f"--{k.replace('_', '-')}={v}" for k, v in params.items()]
     results_path = Path(best.working_dir or "") / "results.json"
     results = json.loads(results_path.read_text()) if results_path.is_file() else None

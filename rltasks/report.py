@@ -43,6 +43,23 @@ def _read_json(path: Path) -> dict[str, Any] | None:
         return None
 
 
+def active_params(params: dict[str, Any]) -> dict[str, Any]:
+    """A trial's Orion parameters, flat (``sgd.momentum``), without the namespaced ones of the
+    agents and optimizers it did not run (``rltasks.space.namespaced``), which it ignored."""
+    from rltasks.optim import OPTIMIZER_HPARAMS
+    from rltasks.run import flatten
+    from rltasks.tasks import REGISTRY
+
+    flat = flatten({k.lstrip("/").replace("/", "."): v for k, v in params.items()})
+    for key, names in (("agent", REGISTRY), ("optimizer", OPTIMIZER_HPARAMS)):
+        if key in flat:
+            chosen = flat[key]
+            kept = {k: v for k, v in flat.items()
+                    if k.partition(".")[0] not in names or k.partition(".")[0] == chosen}
+            flat = kept
+    return flat
+
+
 def collect(name: str) -> dict[str, Any]:
     """Every trial of experiment ``name`` with its results, and the best completed one."""
     exp = _experiment(name)
@@ -62,7 +79,7 @@ def collect(name: str) -> dict[str, Any]:
                 if t.start_time and t.end_time else None)
         objective = t.objective.value if t.objective is not None else None
         trials.append({"id": t.id, "status": t.status, "objective": objective,
-                       "params": {k.lstrip("/"): v for k, v in t.params.items()},
+                       "params": active_params(t.params),
                        "env_steps": steps, "wall_time": wall, "results": results,
                        "curve": curve})
     for trial in trials:  # hyperparameters the space did not describe: guess from values

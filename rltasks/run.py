@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from rltasks.checkpoint import Checkpointer, CheckpointError, write_atomic
+from rltasks.optim import OPTIMIZER_HPARAMS
 from rltasks.preempt import Preempted, StopAtEpochEnd, StopSignals, interrupt_code
 from rltasks.task import NonFiniteError
 from rltasks.workdir import WorkdirLock
@@ -45,8 +46,12 @@ RUN_OPTIONS: dict[str, tuple[type, Any, str]] = {
     "trial_count": (int, 100, "episodes the early-stopping mean runs over"),
     "tensorboard": (bool, False, "also write TensorBoard event files to WORKDIR/tb/ "
                                  "(needs tensorboard)"),
+    "seeds": (int, 1, "train N seeds (--seed, --seed+1, ...) of this configuration in "
+                      "parallel processes, in WORKDIR/seed-K, and report their mean"),
+    "allow_hparam_change": (bool, False, "continue a checkpoint written with other "
+                                         "hyperparameters under these ones (PBT, PB2)"),
 }
-_POSITIVE = ("epochs", "num_envs", "eval_episodes", "save_freq", "keep", "trial_count")
+_POSITIVE = ("epochs", "num_envs", "eval_episodes", "save_freq", "keep", "trial_count", "seeds")
 
 
 class UsageError(ValueError):
@@ -85,6 +90,14 @@ def build_parser(task_name: str) -> argparse.ArgumentParser:
             else:
                 group.add_argument(*names, dest=key, type=kind if kind is not int else float,
                                    help=f"{text} (default {default})")
+    own = parser.add_argument_group(
+        "optimizer-specific", "apply only when --optimizer is that optimizer (optimizer hunts)")
+    for name, keys in OPTIMIZER_HPARAMS.items():
+        for key in keys:
+            flag = f"{name}.{key}"
+            names = [f"--{flag.replace('_', '-')}"] + ([f"--{flag}"] if "_" in key else [])
+            own.add_argument(*names, dest=flag, type=float, metavar=key.upper(),
+                             help=f"{key} when the optimizer is {name}")
     return parser
 
 
@@ -100,25 +113,56 @@ def load_config(path: str) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise UsageError(f"--config {path} must hold a mapping of option: value")
-    return {str(k).replace("-", "_"): v for k, v in data.items()}
+    return flatten(data)
 
 
-def resolve(task_name: str, argv: list[str] | None) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Return ``(options, hparams)`` from the command line, the config file and defaults."""
+def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"sgd": {"momentum": 0.9}}`` -> ``{"sgd.momentum": 0.9}``, dashes to underscores.
+
+    Namespaced hyperparameters are nested in YAML (``sgd: {momentum: ...}``): Orion 0.2.7
+    reads a dotted key as nested too, but writes the trial's value back only under nesting
+    (a dotted key keeps its ``orion~`` prior in the trial's config).
+    """
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        name = prefix + str(key).replace("-", "_")
+        if isinstance(value, dict):
+            flat.update(flatten(value, name + "."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def resolve(task_name: str, argv: list[str] | None,
+            config: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Return ``(options, hparams)`` from the command line, the config file and defaults.
+
+    ``config``, when given, replaces the ``--config`` file (``resolve_agent`` passes the
+    agent's part of it).
+    """
     from rltasks.tasks import REGISTRY
 
-    specs = REGISTRY[task_name].hparam_specs()
+    specs = dict(REGISTRY[task_name].hparam_specs())
+    specs.update({f"{o}.{k}": specs[k] for o, keys in OPTIMIZER_HPARAMS.items() for k in keys})
     given = vars(build_parser(task_name).parse_args(argv))
-    config = load_config(given.pop("config")) if "config" in given else {}
-    priors = sorted(k for k, v in config.items() if isinstance(v, str) and v.startswith("orion~"))
+    path = given.pop("config", None)
+    if config is None:
+        config = load_config(path) if path else {}
+    priors = sorted(k for k, v in config.items() if isinstance(v, str) and v.startswith("orion~")
+                    and k not in given)
+    if priors and os.environ.get("ORION_TRIAL_ID"):
+        raise UsageError(f"Orion left {priors} unsampled in the trial's config; nest "
+                         f"namespaced entries (sgd: {{momentum: ...}}), not dotted keys")
     if priors:
         print(f"not under orion hunt: {', '.join(priors)} keep their defaults "
               f"(the config's search-space entries apply only to a hunt)", file=sys.stderr)
-        config = {k: v for k, v in config.items() if k not in priors}
+    config = {k: v for k, v in config.items()
+              if not (isinstance(v, str) and v.startswith("orion~"))}
     unknown = sorted(set(config) - set(RUN_OPTIONS) - set(specs))
     if unknown:
         raise UsageError(f"unknown option(s) {unknown} in the config; valid: run options "
-                         f"{sorted(RUN_OPTIONS)} and hyperparameters {sorted(specs)}")
+                         f"{sorted(RUN_OPTIONS)} and hyperparameters {sorted(specs)} "
+                         f"(<optimizer>.<name> ones apply to that optimizer only)")
     merged = {**config, **given}
     options = {k: merged.get(k, default) for k, (_, default, _) in RUN_OPTIONS.items()}
     options["env"] = options["env"] or REGISTRY[task_name].DEFAULT_ENV
@@ -148,24 +192,29 @@ def default_workdir(task_name: str, options: dict[str, Any]) -> Path:
     return Path("runs") / f"{task_name}-{env}-{options['seed']}"
 
 
-def _checker(task_name: str, task: Any, workdir: Path):
-    """Refuse a checkpoint of another task, env, loader setting or hyperparameters."""
+def _checker(task_name: str, task: Any, workdir: Path, allow_hparam_change: bool = False):
+    """Refuse a checkpoint of another task, env or loader setting, and one of other
+    hyperparameters unless ``allow_hparam_change`` (then the caller adopts it)."""
     def check(payload: Any) -> None:
         if not isinstance(payload, dict) or "state" not in payload:
             raise ValueError(f"{workdir} holds a file that is not a task checkpoint; "
                              f"use another --workdir or delete it")
-        ours = {"task": task_name, **task.fixed, **task.hparams()}
-        theirs = {"task": payload.get("task"), **(payload.get("fixed") or {}),
-                  **(payload.get("hparams") or {})}
+        ours = {"task": task_name, **task.fixed}
+        theirs = {"task": payload.get("task"), **(payload.get("fixed") or {})}
+        hint = "use another --workdir or delete it to start over"
+        if not allow_hparam_change:
+            ours.update(task.hparams())
+            theirs.update(payload.get("hparams") or {})
+            hint += (", or pass --allow-hparam-change to continue it with these "
+                     "hyperparameters (as PBT does)")
         diff = sorted(k for k in ours.keys() | theirs.keys() if ours.get(k) != theirs.get(k))
         if diff:
             what = ", ".join(f"{k}={theirs.get(k)!r} there, {ours.get(k)!r} here" for k in diff)
-            raise ValueError(f"{workdir} holds a checkpoint of another run ({what}); use "
-                             f"another --workdir or delete it to start over")
+            raise ValueError(f"{workdir} holds a checkpoint of another run ({what}); {hint}")
     return check
 
 
-def report_to_orion(results: dict[str, Any]) -> None:
+def report_to_orion(results: dict[str, Any], extra: tuple[str, ...] = ()) -> None:
     """Hand the objective and statistics to Orion when running as one of its trials.
 
     This writes what ``orion.client.report_results`` writes, to the same file, without
@@ -176,7 +225,8 @@ def report_to_orion(results: dict[str, Any]) -> None:
         return
     data = [{"name": "objective", "type": "objective", "value": results["objective"]}]
     data += [{"name": k, "type": "statistic", "value": results[k]}
-             for k in ("return_mean", "return_std", "length_mean", "env_steps")]
+             for k in ("return_mean", "return_std", "length_mean", "env_steps", "env_steps_run",
+                       *extra)]
     Path(path).write_text(json.dumps(data), encoding="utf8")
 
 
@@ -216,12 +266,19 @@ def _train(task_name: str, options: dict[str, Any], hparams: dict[str, Any], log
     task.init(**hparams)
     checkpointer = Checkpointer(workdir, keep=options["keep"])
     checkpointer.clean_tmp()
-    found = checkpointer.load_latest(check=_checker(task_name, task, workdir), log=log)
+    found = checkpointer.load_latest(
+        check=_checker(task_name, task, workdir, options["allow_hparam_change"]), log=log)
     resumed_from = stopped = None
+    resumed_steps, adopted = 0, None
     if found is not None:
         payload, path = found
-        task.load_state_dict(payload["state"])
-        resumed_from = task.epoch
+        if payload.get("hparams") == task.hparams():
+            task.load_state_dict(payload["state"])
+        else:  # --allow-hparam-change: PBT's child continues its parent's checkpoint
+            adopted = task.adopt_state_dict(payload["state"], payload.get("hparams") or {})
+            log(f"continuing {path} with changed hyperparameters: "
+                + ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in adopted.items()))
+        resumed_from, resumed_steps = task.epoch, task.env_steps
         log(f"resumed from {path} at epoch {task.epoch}")
         stopped = EarlyStop.resume(task, payload.get("run"))
         if stopped is not None:
@@ -259,6 +316,10 @@ def _train(task_name: str, options: dict[str, Any], hparams: dict[str, Any], log
     results = {"task": task_name, "env": options["env"], "seed": options["seed"],
                "objective": -final["return_mean"], **final, "epoch": task.epoch,
                "env_steps": task.env_steps, "resumed_from": resumed_from,
+               "env_steps_run": task.env_steps - resumed_steps,
+               "hparam_changes": [{"epoch": row["epoch"], "changed": row["hparams_changed"]}
+                                  for row in task.history if "hparams_changed" in row],
+               "hparams_adopted": adopted,
                "early_stopped_at": getattr(task, "run_state", {}).get(
                    "early_stop", {}).get("stopped_at"),
                "hparams": task.hparams(), "workdir": str(workdir)}
@@ -267,8 +328,161 @@ def _train(task_name: str, options: dict[str, Any], hparams: dict[str, Any], log
     return results
 
 
+#: ``scripts/agent.py``'s pseudo task: ``--agent`` names the real one
+AGENT = "agent"
+
+
+def _namespaced_flag(token: str) -> tuple[str, str, str | None] | None:
+    """``--ppo.clip-range[=V]`` -> ``("ppo", "clip_range", V or None)``; None for others."""
+    if not token.startswith("--"):
+        return None
+    name, eq, value = token[2:].partition("=")
+    prefix, dot, rest = name.partition(".")
+    if not dot:
+        return None
+    return prefix, rest.replace("-", "_"), value if eq else None
+
+
+def resolve_agent(argv: list[str]) -> tuple[str, list[str], dict[str, Any]]:
+    """``scripts/agent.py``: pick the task named by ``--agent`` (command line or config) and
+    keep only its namespaced hyperparameters (``ppo.clip_range`` -> ``clip_range`` when the
+    agent is ppo); those of the other agents are ignored and not recorded.
+
+    Returns ``(task name, argv for it, config for it)``, for ``resolve``.
+    """
+    from rltasks.envs import check_env_id
+    from rltasks.space import namespaced
+    from rltasks.tasks import REGISTRY
+
+    pre = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
+    pre.add_argument("--agent")
+    pre.add_argument("--config")
+    pre.add_argument("--env")
+    known, rest = pre.parse_known_args(argv)
+    config = load_config(known.config) if hasattr(known, "config") else {}
+    agent = getattr(known, "agent", config.pop("agent", None))
+    config.pop("agent", None)
+    if agent is None or str(agent).startswith("orion~"):
+        raise UsageError(f"--agent is required: one of {sorted(REGISTRY)} that fits the env")
+    if agent not in REGISTRY:
+        raise UsageError(f"--agent {agent!r} is not a task: choose one of {sorted(REGISTRY)}")
+    env = getattr(known, "env", config.get("env")) or REGISTRY[agent].DEFAULT_ENV
+    # every namespaced name must exist, whichever agent this trial runs
+    flags = {}
+    for token in rest:
+        parsed = _namespaced_flag(token)
+        if parsed and parsed[0] in REGISTRY:
+            flags[f"{parsed[0]}.{parsed[1]}"] = token
+    for key in [*config, *flags]:
+        prefix, dot, name = key.partition(".")
+        if dot and prefix in REGISTRY:
+            valid = set(REGISTRY[prefix].hparam_specs()) | {
+                f"{o}.{k}" for o, ks in OPTIMIZER_HPARAMS.items() for k in ks}
+            if name not in valid:
+                raise UsageError(f"{key!r}: {prefix} has no hyperparameter {name!r}; "
+                                 f"valid: {sorted(valid)}")
+    config, ignored = namespaced(config, agent, REGISTRY)
+    argv_out: list[str] = []
+    skip = False
+    for i, token in enumerate(rest):
+        if skip:
+            skip = False
+            continue
+        parsed = _namespaced_flag(token)
+        if not parsed or parsed[0] not in REGISTRY:
+            argv_out.append(token)
+            continue
+        prefix, name, value = parsed
+        takes_next = value is None and i + 1 < len(rest) and not rest[i + 1].startswith("--")
+        if prefix == agent:
+            argv_out.append(f"--{name}" + (f"={value}" if value is not None else ""))
+        else:
+            ignored.append(f"{prefix}.{name}")
+            skip = takes_next
+    if ignored:
+        print(f"agent {agent}: ignoring {', '.join(sorted(ignored))} (other agents')",
+              file=sys.stderr)
+    check_env_id(env)
+    argv_out += ["--env", env] if hasattr(known, "env") else []
+    return agent, argv_out, config
+
+
+def _child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("ORION_RESULTS_PATH", None)  # the parent reports the mean
+    return env
+
+
+def run_seeds(script: str, argv: list[str], task_name: str, options: dict[str, Any],
+              log=None) -> dict[str, Any]:
+    """``--seeds N``: train seeds ``seed .. seed+N-1`` of one configuration, each in its own
+    process and ``WORKDIR/seed-K`` (so each resumes on its own), at most one per core at a
+    time; return their mean as the objective, with the spread and each seed's results.
+
+    ``script`` is what ``python -m rltasks.run`` runs (a task name, or ``agent``).
+    SIGTERM/SIGINT are passed on to the seeds, which checkpoint and stop.
+    """
+    import subprocess
+    import time
+
+    import numpy as np
+
+    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    workdir = default_workdir(task_name, options)
+    seeds = [options["seed"] + i for i in range(options["seeds"])]
+    slots = max(1, min(len(seeds), len(os.sched_getaffinity(0))))
+    todo, running, codes = list(seeds), {}, {}
+    with StopSignals(log) as signals, WorkdirLock(workdir, log=log):
+        while todo or running:
+            while todo and len(running) < slots and signals.received is None:
+                seed = todo.pop(0)
+                cmd = [sys.executable, "-m", "rltasks.run", script, *argv, "--seeds", "1",
+                       "--seed", str(seed), "--workdir", str(workdir / f"seed-{seed}")]
+                running[seed] = subprocess.Popen(cmd, env=_child_env(),
+                                                 stdout=subprocess.DEVNULL)
+            if signals.received is not None:
+                todo.clear()
+                for proc in running.values():
+                    if proc.poll() is None:
+                        proc.terminate()
+            for seed, proc in list(running.items()):
+                if proc.poll() is not None:
+                    codes[seed] = proc.returncode
+                    del running[seed]
+            time.sleep(0.05)
+    if signals.received is not None:
+        raise Preempted(signals.received, f"seeds {sorted(codes)} stopped at an epoch end")
+    failed = {s: c for s, c in codes.items() if c != 0}
+    if failed:
+        first = min(failed)
+        error = NonFiniteError if failed[first] == 3 else UsageError
+        raise error(f"seed(s) {sorted(failed)} of --seeds {len(seeds)} failed (exit codes "
+                    f"{sorted(set(failed.values()))}); see their errors above and "
+                    f"{workdir / f'seed-{first}'}")
+    per_seed = [json.loads((workdir / f"seed-{s}" / "results.json").read_text(encoding="utf8"))
+                for s in seeds]
+    objectives = np.array([r["objective"] for r in per_seed])
+    returns = np.array([r["return_mean"] for r in per_seed])
+    results = {"task": task_name, "env": options["env"], "seed": options["seed"],
+               "seeds": seeds, "objective": float(objectives.mean()),
+               "objective_std": float(objectives.std()),
+               "return_mean": float(returns.mean()), "return_std": float(returns.std()),
+               "return_min": float(returns.min()), "return_max": float(returns.max()),
+               "length_mean": float(np.mean([r["length_mean"] for r in per_seed])),
+               "epoch": min(r["epoch"] for r in per_seed),
+               "env_steps": int(sum(r["env_steps"] for r in per_seed)),
+               "env_steps_run": int(sum(r["env_steps_run"] for r in per_seed)),
+               "hparams": per_seed[0]["hparams"], "workdir": str(workdir),
+               "per_seed": [{k: r[k] for k in ("seed", "objective", "return_mean", "epoch",
+                                                "resumed_from")} for r in per_seed]}
+    write_atomic(workdir / "results.json", json.dumps(results, indent=2).encode())
+    report_to_orion(results, extra=("objective_std", "return_min", "return_max"))
+    return results
+
+
 def main(task_name: str, argv: list[str] | None = None) -> int:
-    """Entry point of ``scripts/<task>.py``: returns the process exit code.
+    """Entry point of ``scripts/<task>.py`` (and of ``scripts/agent.py`` with ``"agent"``):
+    returns the process exit code.
 
     Bad input (options, hyperparameters, env id, a foreign checkpoint) exits 2 with one line
     on stderr, which Orion records as a broken trial; a diverged run exits 3 and keeps its
@@ -277,9 +491,17 @@ def main(task_name: str, argv: list[str] | None = None) -> int:
     with Orion's interrupt code (130 unless ``$ORION_INTERRUPT_CODE`` says otherwise) once
     the epoch in progress is checkpointed, so Orion marks the trial interrupted, not broken.
     """
+    original = argv = list(sys.argv[1:] if argv is None else argv)
+    script = task_name
     try:
-        options, hparams = resolve(task_name, argv)
-        results = run(task_name, options, hparams)
+        config = None
+        if task_name == AGENT:
+            task_name, argv, config = resolve_agent(argv)
+        options, hparams = resolve(task_name, argv, config)
+        if options["seeds"] > 1:
+            results = run_seeds(script, original, task_name, options)
+        else:
+            results = run(task_name, options, hparams)
     except (ValueError, CheckpointError, OSError) as err:
         code = 3 if isinstance(err, NonFiniteError) else 2
         print(f"error: {err}", file=sys.stderr)
@@ -293,3 +515,7 @@ def main(task_name: str, argv: list[str] | None = None) -> int:
         return interrupt_code()
     print(json.dumps(results))
     return 0
+
+
+if __name__ == "__main__":  # python -m rltasks.run TASK|agent [options]: --seeds' children
+    sys.exit(main(sys.argv[1], sys.argv[2:]))

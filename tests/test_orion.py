@@ -29,6 +29,7 @@ storage = {"type": "legacy", "database": {"type": "pickleddb", "host": sys.argv[
 exp = get_experiment(sys.argv[1], storage=storage)
 print(json.dumps([{
     "id": t.id, "status": t.status, "working_dir": t.working_dir, "params": t.params,
+    "hash_params": t.hash_params, "parent": t.parent,
     "objective": None if t.objective is None else t.objective.value,
     "results": {r.name: r.value for r in t.results},
 } for t in exp.fetch_trials()]))
@@ -42,17 +43,22 @@ def orion_env(tmp_path: Path) -> dict[str, str]:
             "PATH": os.pathsep.join([str(BIN), env.get("PATH", "")])}
 
 
-def hunt(tmp_path: Path, name: str, space: str, *args: str, max_trials: int = 1,
-         orion_args: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
-    """``orion hunt`` of scripts/ppo.py with ``space`` as its --config; output merged."""
-    config = tmp_path / f"{name}.yaml"
-    config.write_text(space)
+def hunt(tmp_path: Path, name: str, space: str, *args: str, max_trials: int | None = 1,
+         orion_args: tuple[str, ...] = (), script: str = "scripts/ppo.py",
+         timeout: float = TIMEOUT) -> subprocess.CompletedProcess:
+    """``orion hunt`` of ``script`` with ``space`` (YAML text, or a path under the repo) as
+    its --config; output merged. ``max_trials=None`` leaves the budget to the algorithm."""
+    config = ROOT / space if space.endswith(".yaml") and "\n" not in space else (
+        tmp_path / f"{name}.yaml")
+    if config.parent == tmp_path:
+        config.write_text(space)
+    budget = [] if max_trials is None else ["--exp-max-trials", str(max_trials)]
     return subprocess.run(
-        [str(ORION), "hunt", "-n", name, "--exp-max-trials", str(max_trials),
-         "--working-dir", str(tmp_path / "work"), *orion_args,
-         "python", "scripts/ppo.py", "--config", str(config), *args],
+        [str(ORION), "hunt", *orion_args, "-n", name, *budget,
+         "--working-dir", str(tmp_path / "work"),
+         "python", script, "--config", str(config), *args],
         cwd=ROOT, env=orion_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True, timeout=TIMEOUT)
+        text=True, timeout=timeout)
 
 
 def trials(tmp_path: Path, name: str) -> list[dict[str, Any]]:

@@ -1,0 +1,258 @@
+"""The hunts of the README's recipes, each a real ``orion hunt`` on a temporary database:
+the learning-rate, optimizer and agent finders, the multi-seed objective, checkpoint reuse
+across Hyperband/ASHA fidelities, and PBT/PB2 children continuing their parents."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from test_orion import FAST, ROOT, hunt, orion_env, trials
+
+import rltasks
+from rltasks.checkpoint import load
+from rltasks.optim import OPTIMIZER_HPARAMS, unused_hparams
+from rltasks.report import active_params
+from rltasks.tasks import AGENT_HPARAMS, REGISTRY
+
+RANDOM = ("-c", str(ROOT / "spaces" / "algos" / "random.yaml"))
+
+
+def completed(proc: subprocess.CompletedProcess, found: list[dict]) -> None:
+    assert found and all(t["status"] == "completed" for t in found), (
+        [t["status"] for t in found], proc.stdout[-4000:])
+
+
+def results_in(workdir: str | Path) -> dict:
+    return json.loads((Path(workdir) / "results.json").read_text())
+
+
+def test_lr_finder_hunts_lr_alone_with_every_other_default(tmp_path):
+    proc = hunt(tmp_path, "lr", "spaces/lr.yaml", "--epochs", "1", *FAST, max_trials=3,
+                orion_args=RANDOM)
+    found = trials(tmp_path, "lr")
+    completed(proc, found)
+    defaults = rltasks.make_task("ppo", env="CartPole-v1").init().hparams()
+    for trial in found:
+        assert set(trial["params"]) == {"/lr"}
+        lr = trial["params"]["/lr"]
+        assert results_in(trial["working_dir"])["hparams"] == {**defaults, "lr": lr}
+    assert len({t["params"]["/lr"] for t in found}) == 3
+
+
+def test_optimizer_finder_applies_only_the_chosen_optimizers_own_hyperparameters(tmp_path):
+    proc = hunt(tmp_path, "opt", "spaces/optimizers.yaml", "--epochs", "1", *FAST,
+                max_trials=5, orion_args=RANDOM)
+    found = trials(tmp_path, "opt")
+    completed(proc, found)
+    families = set()
+    for trial in found:
+        params = active_params(trial["params"])
+        family = params["optimizer"]
+        families.add(family)
+        assert {k.partition(".")[0] for k in params if "." in k} == {family}
+        recorded = results_in(trial["working_dir"])["hparams"]
+        assert recorded["optimizer"] == family and recorded["lr"] == params["lr"]
+        for key in OPTIMIZER_HPARAMS[family]:
+            assert recorded[key] == params[f"{family}.{key}"], key
+        assert not unused_hparams(family) & set(recorded)  # ignored, not recorded
+        # and the optimizer really ran with them: its settings in the checkpoint
+        payload = load(Path(trial["working_dir"]) / "last.ckpt")
+        (group,) = payload["state"]["optimizers"]["opt"]["param_groups"]
+        if "momentum" in OPTIMIZER_HPARAMS[family]:
+            assert group["momentum"] == params[f"{family}.momentum"]
+        else:
+            assert list(group["betas"]) == [params[f"{family}.beta1"],
+                                            params[f"{family}.beta2"]]
+        assert group["weight_decay"] == params[f"{family}.weight_decay"]
+    assert len(families) >= 2, families
+
+
+def test_agent_finder_runs_the_chosen_agent_with_its_own_hyperparameters(tmp_path):
+    proc = hunt(tmp_path, "agents", "spaces/agents.yaml", "--epochs", "1",
+                "--steps-per-epoch", "256", "--eval-episodes", "2", max_trials=4,
+                orion_args=RANDOM, script="scripts/agent.py")
+    found = trials(tmp_path, "agents")
+    completed(proc, found)
+    agents = set()
+    for trial in found:
+        params = active_params(trial["params"])
+        agent = params["agent"]
+        agents.add(agent)
+        assert set(params) == {"agent", *(f"{agent}.{k}" for k in AGENT_HPARAMS[agent])}
+        results = results_in(trial["working_dir"])
+        assert results["task"] == agent and trial["objective"] == results["objective"]
+        recorded = results["hparams"]
+        for key in AGENT_HPARAMS[agent]:
+            assert recorded[key] == params[f"{agent}.{key}"], key
+        # exactly the agent's hyperparameters: none of the others' is recorded
+        assert set(recorded) == set(REGISTRY[agent].hparam_specs()) - unused_hparams(
+            recorded["optimizer"])
+        ignored = [line for line in proc.stdout.splitlines()
+                   if line.startswith(f"agent {agent}: ignoring ")]
+        assert ignored and f"{agent}." not in ignored[0], proc.stdout[-3000:]
+    assert len(agents) >= 2, agents
+    # the best trial's rerun command names its agent and only its hyperparameters, and
+    # reproduces its objective
+    info = best(tmp_path, "agents")
+    agent = info["params"]["agent"]
+    command = shlex.split(info["command"])
+    assert f"--agent={agent}" in command
+    assert not [a for a in command if a.startswith("--") and "." in a.split("=")[0]
+                and not a.startswith(f"--{agent}.")]
+    rerun = subprocess.run([sys.executable, *command[1:], "--workdir", str(tmp_path / "rerun")],
+                           cwd=ROOT, capture_output=True, text=True, timeout=120,
+                           env=orion_env(tmp_path))
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert results_in(tmp_path / "rerun")["objective"] == info["objective"]
+
+
+def best(tmp_path: Path, name: str) -> dict:
+    proc = subprocess.run([sys.executable, "-m", "rltasks.cli", "best", name, "--json"],
+                          capture_output=True, text=True, timeout=120, env=orion_env(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout)
+
+
+@pytest.mark.parametrize("argv, message", [
+    ([], "--agent is required"),
+    (["--agent", "dqnn"], "--agent 'dqnn' is not a task"),
+    (["--agent", "ppo", "--dqn.clip-range", "0.2"], "'dqn.clip_range': dqn has no"),
+    (["--agent", "dqn", "--env", "Pendulum-v1"], "dqn needs Discrete actions"),
+])
+def test_agent_script_bad_input_is_one_line(tmp_path, argv, message):
+    proc = subprocess.run([sys.executable, "scripts/agent.py", *argv, "--epochs", "1",
+                           "--workdir", str(tmp_path / "w")], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr.count("\n") == 1 and message in proc.stderr, proc.stderr
+
+
+def test_multi_seed_objective_is_the_mean_of_seeds_that_rerun_identically(tmp_path):
+    proc = hunt(tmp_path, "seeds", "lr: 'orion~loguniform(1e-3, 1e-2)'\n", "--epochs", "1",
+                "--seeds", "2", "--seed", "5", *FAST)
+    (trial,) = trials(tmp_path, "seeds")
+    completed(proc, [trial])
+    results = results_in(trial["working_dir"])
+    per_seed = results["per_seed"]
+    assert [s["seed"] for s in per_seed] == [5, 6]
+    objectives = [s["objective"] for s in per_seed]
+    assert trial["objective"] == pytest.approx(sum(objectives) / 2) == results["objective"]
+    assert trial["results"]["objective_std"] == pytest.approx(
+        abs(objectives[0] - objectives[1]) / 2)
+    assert results["env_steps"] == 2 * 512
+    # each seed trained in its own process and dir; one reruns alone to the same result
+    seed_dir = Path(trial["working_dir"]) / "seed-6"
+    assert results_in(seed_dir)["hparams"]["lr"] == trial["params"]["/lr"]
+    alone = subprocess.run(
+        [sys.executable, "scripts/ppo.py", "--epochs", "1", *FAST, "--seed", "6",
+         "--lr", repr(trial["params"]["/lr"]), "--workdir", str(tmp_path / "alone")],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, env=orion_env(tmp_path))
+    assert alone.returncode == 0, alone.stderr[-2000:]
+    assert results_in(tmp_path / "alone")["objective"] == objectives[1]
+
+
+@pytest.mark.parametrize("algorithm, budget", [("hyperband", None), ("asha", 8)])
+def test_promoted_trials_resume_their_lower_fidelity_checkpoint(tmp_path, algorithm, budget):
+    proc = hunt(tmp_path, algorithm, "spaces/lr.yaml", "--epochs~fidelity(1, 4, 2)",
+                "--workdir", "{exp.working_dir}/{trial.hash_params}", "--horizon", "4",
+                "--steps-per-epoch", "256", "--num-envs", "2", "--eval-episodes", "2",
+                max_trials=budget,
+                orion_args=("-c", str(ROOT / "spaces" / "algos" / f"{algorithm}.yaml")))
+    found = trials(tmp_path, algorithm)
+    completed(proc, found)
+    by_params: dict[str, list[int]] = {}
+    for trial in found:
+        by_params.setdefault(trial["hash_params"], []).append(round(trial["params"]["/epochs"]))
+    promoted = 0
+    for trial in found:
+        epochs = round(trial["params"]["/epochs"])
+        lower = [e for e in by_params[trial["hash_params"]] if e < epochs]
+        stats = trial["results"]
+        assert stats["env_steps"] == epochs * 256
+        if lower:  # a promotion: it trained only the epochs its earlier rung had not
+            promoted += 1
+            assert stats["env_steps_run"] == (epochs - max(lower)) * 256, trial
+        else:
+            assert stats["env_steps_run"] == epochs * 256
+    assert promoted >= 1
+    from_scratch = sum(t["results"]["env_steps"] for t in found)
+    assert sum(t["results"]["env_steps_run"] for t in found) < from_scratch
+    command = best(tmp_path, algorithm)["command"]  # no prior, no template left in it
+    assert "~" not in command and "{" not in command and "--epochs=" in command
+
+
+def small_population(algorithm: str, tmp_path: Path) -> Path:
+    config = yaml.safe_load((ROOT / "spaces" / "algos" / f"{algorithm}.yaml").read_text())
+    algo = config["experiment"]["algorithm"][algorithm]
+    algo.update(population_size=3, generations=3)
+    for exploit in algo["exploit"]["exploit_configs"]:
+        exploit.update(min_forking_population=3, candidate_pool_ratio=0.34)
+    path = tmp_path / f"{algorithm}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.mark.parametrize("algorithm", ["pbt", pytest.param("pb2", marks=pytest.mark.slow)])
+def test_population_children_continue_their_parents_with_new_hyperparameters(tmp_path,
+                                                                              algorithm):
+    if algorithm == "pb2":  # PB2's GP stalls on a population of 3: the shipped config
+        pytest.importorskip("GPy", reason="PB2 needs GPy: pip install -e '.[pb2]'")
+        config = ROOT / "spaces" / "algos" / "pb2.yaml"
+    else:
+        config = small_population(algorithm, tmp_path)
+    proc = hunt(tmp_path, algorithm, "spaces/pbt.yaml", "--epochs~fidelity(1, 3, 1)",
+                "--allow-hparam-change", "--horizon", "3", "--steps-per-epoch", "256",
+                "--num-envs", "2", "--eval-episodes", "2", max_trials=None,
+                orion_args=("-c", str(config)), timeout=300)
+    found = trials(tmp_path, algorithm)
+    completed(proc, found)
+    forked = 0
+    for trial in found:
+        results = results_in(trial["working_dir"])
+        params = active_params(trial["params"])
+        for key in ("lr", "ent_coef", "clip_range"):  # it ran with its own values
+            assert results["hparams"][key] == params[key]
+        if results["hparams_adopted"]:
+            forked += 1
+            assert trial["parent"] is not None
+            assert results["resumed_from"] >= 1  # the parent's networks, not a fresh start
+            changed = results["hparams_adopted"]
+            assert all(new == params[k] and old != new for k, (old, new) in changed.items())
+            if results["epoch"] > results["resumed_from"]:  # and the history says so
+                assert results["hparam_changes"][-1] == {
+                    "epoch": results["resumed_from"] + 1, "changed": changed}
+    assert forked >= 1, proc.stdout[-3000:]
+
+
+def test_a_checkpoint_of_other_hyperparameters_needs_allow_hparam_change(tmp_path):
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "scripts/ppo.py", *FAST, "--workdir",
+                               str(tmp_path), *args], cwd=ROOT, capture_output=True,
+                              text=True, timeout=120)
+
+    assert run("--epochs", "1", "--lr", "0.001").returncode == 0
+    refused = run("--epochs", "2", "--lr", "0.002")
+    assert refused.returncode == 2 and "--allow-hparam-change" in refused.stderr
+    assert "lr=0.001 there, 0.002 here" in refused.stderr
+    assert run("--epochs", "2", "--lr", "0.002", "--allow-hparam-change").returncode == 0
+    results = results_in(tmp_path)
+    assert results["resumed_from"] == 1 and results["hparams"]["lr"] == 0.002
+    assert results["hparam_changes"] == [{"epoch": 2, "changed": {"lr": [0.001, 0.002]}}]
+    payload = load(tmp_path / "last.ckpt")
+    assert payload["state"]["history"][1]["hparams_changed"] == {"lr": [0.001, 0.002]}
+
+
+def test_orion_leaving_a_prior_unsampled_is_an_error_not_a_default(tmp_path):
+    config = tmp_path / "trial.conf"
+    config.write_text("lr: 0.001\nsgd.momentum: 'orion~uniform(0, 0.9)'\n")
+    proc = subprocess.run([sys.executable, "scripts/ppo.py", "--config", str(config),
+                           "--workdir", str(tmp_path / "w")], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120,
+                          env={**orion_env(tmp_path), "ORION_TRIAL_ID": "abc"})
+    assert proc.returncode == 2 and "left ['sgd.momentum'] unsampled" in proc.stderr
