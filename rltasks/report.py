@@ -27,7 +27,7 @@ def _kinds(exp: Any) -> dict[str, str]:
     """Hyperparameter name -> "log", "linear" or "categorical", from the search space."""
     kinds = {}
     for key, dim in exp.space.items():
-        name = key.lstrip("/")
+        name = key.lstrip("/").replace("/", ".")  # nested: sgd/momentum -> sgd.momentum
         if dim.type == "categorical":
             kinds[name] = "categorical"
         elif dim.type in ("real", "integer"):

@@ -407,6 +407,18 @@ def resolve_agent(argv: list[str]) -> tuple[str, list[str], dict[str, Any]]:
     return agent, argv_out, config
 
 
+def _die_with_parent() -> None:
+    """In a seed's process (Linux): SIGKILL it when the parent dies, e.g. SIGKILLed with its
+    Orion worker, so no orphan keeps training or holds its working dir when Orion reruns the
+    trial (the seed's last checkpoint is intact: writes are atomic)."""
+    import ctypes
+
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
+    except (OSError, AttributeError):
+        pass
+
+
 def _child_env() -> dict[str, str]:
     env = dict(os.environ)
     env.pop("ORION_RESULTS_PATH", None)  # the parent reports the mean
@@ -430,7 +442,8 @@ def run_seeds(script: str, argv: list[str], task_name: str, options: dict[str, A
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     workdir = default_workdir(task_name, options)
     seeds = [options["seed"] + i for i in range(options["seeds"])]
-    slots = max(1, min(len(seeds), len(os.sched_getaffinity(0))))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    slots = max(1, min(len(seeds), cores or 1))
     todo, running, codes = list(seeds), {}, {}
     with StopSignals(log) as signals, WorkdirLock(workdir, log=log):
         while todo or running:
@@ -438,8 +451,9 @@ def run_seeds(script: str, argv: list[str], task_name: str, options: dict[str, A
                 seed = todo.pop(0)
                 cmd = [sys.executable, "-m", "rltasks.run", script, *argv, "--seeds", "1",
                        "--seed", str(seed), "--workdir", str(workdir / f"seed-{seed}")]
-                running[seed] = subprocess.Popen(cmd, env=_child_env(),
-                                                 stdout=subprocess.DEVNULL)
+                running[seed] = subprocess.Popen(
+                    cmd, env=_child_env(), stdout=subprocess.DEVNULL,
+                    preexec_fn=_die_with_parent if sys.platform == "linux" else None)
             if signals.received is not None:
                 todo.clear()
                 for proc in running.values():

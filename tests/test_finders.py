@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import json
 import shlex
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import yaml
+from helpers import finish_process
 from test_orion import FAST, ROOT, hunt, orion_env, trials
 
 import rltasks
@@ -21,11 +24,17 @@ from rltasks.report import active_params
 from rltasks.tasks import AGENT_HPARAMS, REGISTRY
 
 RANDOM = ("-c", str(ROOT / "spaces" / "algos" / "random.yaml"))
+SMALL = ("--steps-per-epoch", "256", "--num-envs", "2", "--eval-episodes", "2")
 
 
-def completed(proc: subprocess.CompletedProcess, found: list[dict]) -> None:
+def hunted(tmp_path: Path, name: str, space: str, *args: str,
+           **kwargs) -> tuple[subprocess.CompletedProcess, list[dict]]:
+    """``hunt`` then its trials, every one of them completed."""
+    proc = hunt(tmp_path, name, space, *args, **kwargs)
+    found = trials(tmp_path, name)
     assert found and all(t["status"] == "completed" for t in found), (
         [t["status"] for t in found], proc.stdout[-4000:])
+    return proc, found
 
 
 def results_in(workdir: str | Path) -> dict:
@@ -33,10 +42,8 @@ def results_in(workdir: str | Path) -> dict:
 
 
 def test_lr_finder_hunts_lr_alone_with_every_other_default(tmp_path):
-    proc = hunt(tmp_path, "lr", "spaces/lr.yaml", "--epochs", "1", *FAST, max_trials=3,
+    proc, found = hunted(tmp_path, "lr", "spaces/lr.yaml", "--epochs", "1", *FAST, max_trials=3,
                 orion_args=RANDOM)
-    found = trials(tmp_path, "lr")
-    completed(proc, found)
     defaults = rltasks.make_task("ppo", env="CartPole-v1").init().hparams()
     for trial in found:
         assert set(trial["params"]) == {"/lr"}
@@ -46,10 +53,8 @@ def test_lr_finder_hunts_lr_alone_with_every_other_default(tmp_path):
 
 
 def test_optimizer_finder_applies_only_the_chosen_optimizers_own_hyperparameters(tmp_path):
-    proc = hunt(tmp_path, "opt", "spaces/optimizers.yaml", "--epochs", "1", *FAST,
+    proc, found = hunted(tmp_path, "opt", "spaces/optimizers.yaml", "--epochs", "1", *FAST,
                 max_trials=5, orion_args=RANDOM)
-    found = trials(tmp_path, "opt")
-    completed(proc, found)
     families = set()
     for trial in found:
         params = active_params(trial["params"])
@@ -74,11 +79,9 @@ def test_optimizer_finder_applies_only_the_chosen_optimizers_own_hyperparameters
 
 
 def test_agent_finder_runs_the_chosen_agent_with_its_own_hyperparameters(tmp_path):
-    proc = hunt(tmp_path, "agents", "spaces/agents.yaml", "--epochs", "1",
+    proc, found = hunted(tmp_path, "agents", "spaces/agents.yaml", "--epochs", "1",
                 "--steps-per-epoch", "256", "--eval-episodes", "2", max_trials=4,
                 orion_args=RANDOM, script="scripts/agent.py")
-    found = trials(tmp_path, "agents")
-    completed(proc, found)
     agents = set()
     for trial in found:
         params = active_params(trial["params"])
@@ -110,6 +113,15 @@ def test_agent_finder_runs_the_chosen_agent_with_its_own_hyperparameters(tmp_pat
                            env=orion_env(tmp_path))
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert results_in(tmp_path / "rerun")["objective"] == info["objective"]
+    # the report: one row per trial, '-' for the other agents' parameters, a plot per agent
+    out = tmp_path / "report"
+    report = subprocess.run([sys.executable, "-m", "rltasks.cli", "report", "agents", "--out",
+                             str(out)], capture_output=True, text=True, timeout=120,
+                            env=orion_env(tmp_path))
+    assert report.returncode == 0, report.stderr[-2000:]
+    assert "ppo.clip_range" in report.stdout and " - " in report.stdout
+    pngs = {p.name for p in out.iterdir()}
+    assert "objective_by_agent.png" in pngs and "objective_vs_ppo.lr.png" in pngs, pngs
 
 
 def best(tmp_path: Path, name: str) -> dict:
@@ -134,10 +146,8 @@ def test_agent_script_bad_input_is_one_line(tmp_path, argv, message):
 
 
 def test_multi_seed_objective_is_the_mean_of_seeds_that_rerun_identically(tmp_path):
-    proc = hunt(tmp_path, "seeds", "lr: 'orion~loguniform(1e-3, 1e-2)'\n", "--epochs", "1",
-                "--seeds", "2", "--seed", "5", *FAST)
-    (trial,) = trials(tmp_path, "seeds")
-    completed(proc, [trial])
+    _, (trial,) = hunted(tmp_path, "seeds", "lr: 'orion~loguniform(1e-3, 1e-2)'\n",
+                         "--epochs", "1", "--seeds", "2", "--seed", "5", *FAST)
     results = results_in(trial["working_dir"])
     per_seed = results["per_seed"]
     assert [s["seed"] for s in per_seed] == [5, 6]
@@ -157,15 +167,46 @@ def test_multi_seed_objective_is_the_mean_of_seeds_that_rerun_identically(tmp_pa
     assert results_in(tmp_path / "alone")["objective"] == objectives[1]
 
 
+def test_sigterm_stops_every_seed_at_an_epoch_end_and_each_resumes(tmp_path):
+    cmd = [sys.executable, "scripts/ppo.py", "--seeds", "2", *FAST, "--workdir",
+           str(tmp_path)]
+    proc = subprocess.Popen([*cmd, "--epochs", "200"], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not all((tmp_path / f"seed-{s}" / "last.ckpt").exists() for s in (0, 1)):
+        assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read()
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    code, err = finish_process(proc, timeout=120)
+    assert code == 130, err[-3000:]
+    assert err.count("SIGTERM received: finishing the current epoch") == 3  # parent, 2 seeds
+    assert "interrupted: SIGTERM received: seeds [0, 1] stopped" in err
+    stopped = [load(tmp_path / f"seed-{s}" / "last.ckpt")["state"]["epoch"] for s in (0, 1)]
+    again = subprocess.run([*cmd, "--epochs", str(max(stopped) + 1)], cwd=ROOT,
+                           capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr[-3000:]
+    resumed = [s["resumed_from"] for s in results_in(tmp_path)["per_seed"]]
+    assert resumed == stopped
+    # SIGKILL of the parent (a lost worker) takes the seeds with it: no orphan trains on
+    proc = subprocess.Popen([*cmd, "--epochs", "200"], cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    time.sleep(3)
+    children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True)
+    pids = [int(p) for p in children.stdout.split()]
+    assert len(pids) == 2
+    proc.kill()
+    proc.wait()
+    time.sleep(1)
+    assert not [p for p in pids if Path(f"/proc/{p}").exists()
+                and "Z" not in Path(f"/proc/{p}/stat").read_text().split()[2]]
+
+
 @pytest.mark.parametrize("algorithm, budget", [("hyperband", None), ("asha", 8)])
 def test_promoted_trials_resume_their_lower_fidelity_checkpoint(tmp_path, algorithm, budget):
-    proc = hunt(tmp_path, algorithm, "spaces/lr.yaml", "--epochs~fidelity(1, 4, 2)",
-                "--workdir", "{exp.working_dir}/{trial.hash_params}", "--horizon", "4",
-                "--steps-per-epoch", "256", "--num-envs", "2", "--eval-episodes", "2",
-                max_trials=budget,
-                orion_args=("-c", str(ROOT / "spaces" / "algos" / f"{algorithm}.yaml")))
-    found = trials(tmp_path, algorithm)
-    completed(proc, found)
+    _, found = hunted(tmp_path, algorithm, "spaces/lr.yaml", "--epochs~fidelity(1, 4, 2)",
+                      "--workdir", "{exp.working_dir}/{trial.hash_params}", "--horizon", "4",
+                      *SMALL, max_trials=budget,
+                      orion_args=("-c", str(ROOT / "spaces" / "algos" / f"{algorithm}.yaml")))
     by_params: dict[str, list[int]] = {}
     for trial in found:
         by_params.setdefault(trial["hash_params"], []).append(round(trial["params"]["/epochs"]))
@@ -206,12 +247,9 @@ def test_population_children_continue_their_parents_with_new_hyperparameters(tmp
         config = ROOT / "spaces" / "algos" / "pb2.yaml"
     else:
         config = small_population(algorithm, tmp_path)
-    proc = hunt(tmp_path, algorithm, "spaces/pbt.yaml", "--epochs~fidelity(1, 3, 1)",
-                "--allow-hparam-change", "--horizon", "3", "--steps-per-epoch", "256",
-                "--num-envs", "2", "--eval-episodes", "2", max_trials=None,
-                orion_args=("-c", str(config)), timeout=300)
-    found = trials(tmp_path, algorithm)
-    completed(proc, found)
+    proc, found = hunted(tmp_path, algorithm, "spaces/pbt.yaml", "--epochs~fidelity(1, 3, 1)",
+                         "--allow-hparam-change", "--horizon", "3", *SMALL, max_trials=None,
+                         orion_args=("-c", str(config)), timeout=300)
     forked = 0
     for trial in found:
         results = results_in(trial["working_dir"])
