@@ -51,7 +51,8 @@ def _command_start(args: list[str]) -> int:
 
 def prepare_args(args: list[str], python: str = sys.executable) -> list[str]:
     """``orion hunt`` arguments with the script, ``--working-dir`` and ``python`` made
-    absolute, so a Dask worker running elsewhere (in another cwd) finds them."""
+    absolute, so a Dask worker running elsewhere (in another cwd) finds them, and the
+    template ``{experiment.working_dir}`` spelt as Orion 0.2.7 knows it, ``{exp.working_dir}``."""
     start = _command_start(args)
     orion_args, command = list(args[:start]), list(args[start:])
     for i, arg in enumerate(orion_args):
@@ -69,6 +70,9 @@ def prepare_args(args: list[str], python: str = sys.executable) -> list[str]:
         script = 0
     if script < len(command) and Path(command[script]).is_file():
         command[script] = str(Path(command[script]).absolute())
+    # Orion 0.2.7 formats templates with trial= and exp= only: {experiment.working_dir}
+    # would break every trial with KeyError('experiment')
+    command = [arg.replace("{experiment.", "{exp.") for arg in command]
     return orion_args + command
 
 

@@ -73,6 +73,8 @@ def collect(name: str) -> dict[str, Any]:
         except ValueError:  # no metrics.jsonl or no finished episode yet
             curve = None
         steps = (results or {}).get("env_steps")
+        if steps is None:  # a --workdir of its own ({trial.hash_params}): Orion's statistics
+            steps = {r.name: r.value for r in t.results}.get("env_steps")
         if steps is None and curve is not None:
             steps = int(curve[0][-1])
         wall = ((t.end_time - t.start_time).total_seconds()

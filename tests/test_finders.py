@@ -226,6 +226,13 @@ def test_promoted_trials_resume_their_lower_fidelity_checkpoint(tmp_path, algori
     assert sum(t["results"]["env_steps_run"] for t in found) < from_scratch
     command = best(tmp_path, algorithm)["command"]  # no prior, no template left in it
     assert "~" not in command and "{" not in command and "--epochs=" in command
+    report = subprocess.run([sys.executable, "-m", "rltasks.cli", "report", algorithm,
+                             "--out", str(tmp_path / "report")], capture_output=True,
+                            text=True, timeout=120, env=orion_env(tmp_path))
+    assert report.returncode == 0, report.stderr[-2000:]
+    rows = [line.split() for line in report.stdout.splitlines()
+            if line[:8] in {t["id"][:8] for t in found}]
+    assert len(rows) == len(found) and all(row[-2] != "-" for row in rows)  # env steps known
 
 
 def small_population(algorithm: str, tmp_path: Path) -> Path:

@@ -163,6 +163,8 @@ def test_dask_helper_arguments(tmp_path):
     assert args == ["-n", "x", "--working-dir", str(Path("runs").absolute()),
                     "/venv/bin/python", str(Path("scripts/ppo.py").absolute()),
                     "--lr~loguniform(1e-5, 1e-2)"]
+    assert prepare_args(["python", "x.py", "--workdir", "{experiment.working_dir}/{trial.hash_"
+                         "params}"], python="p")[-1] == "{exp.working_dir}/{trial.hash_params}"
     with pytest.raises(HuntError, match="--orion-config"):
         prepare_args(["-c", "orion.yaml", "python", "x.py"])
     with pytest.raises(HuntError, match="no trial command"):
