@@ -330,6 +330,12 @@ def _train(task_name: str, options: dict[str, Any], hparams: dict[str, Any], log
 
 #: ``scripts/agent.py``'s pseudo task: ``--agent`` names the real one
 AGENT = "agent"
+AGENT_HELP = """usage: agent.py --agent NAME [options of scripts/NAME.py] [--NAME.HPARAM VALUE ...]
+
+Train the agent NAME ({agents}) as one (Orion) trial: an agent finder.
+Options <agent>.<hparam> (--ppo.clip-range 0.2; nested `ppo: {{clip_range: ...}}` in a
+--config file) apply only when that agent runs; the others are ignored and not recorded.
+`python scripts/agent.py --agent ppo --help` lists the options of ppo."""
 
 
 def _namespaced_flag(token: str) -> tuple[str, str, str | None] | None:
@@ -362,6 +368,9 @@ def resolve_agent(argv: list[str]) -> tuple[str, list[str], dict[str, Any]]:
     config = load_config(known.config) if hasattr(known, "config") else {}
     agent = getattr(known, "agent", config.pop("agent", None))
     config.pop("agent", None)
+    if agent is None and ("-h" in rest or "--help" in rest):
+        print(AGENT_HELP.format(agents=", ".join(sorted(REGISTRY))))
+        raise SystemExit(0)
     if agent is None or str(agent).startswith("orion~"):
         raise UsageError(f"--agent is required: one of {sorted(REGISTRY)} that fits the env")
     if agent not in REGISTRY:

@@ -145,6 +145,18 @@ def test_agent_script_bad_input_is_one_line(tmp_path, argv, message):
     assert proc.stderr.count("\n") == 1 and message in proc.stderr, proc.stderr
 
 
+def test_agent_script_help_names_the_agents_and_each_agents_options():
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "scripts/agent.py", *args], cwd=ROOT,
+                              capture_output=True, text=True, timeout=120)
+
+    general = run("--help")
+    assert general.returncode == 0 and "--agent NAME" in general.stdout
+    assert all(name in general.stdout for name in REGISTRY)
+    dqn = run("--agent", "dqn", "--help")
+    assert dqn.returncode == 0 and "--exploration" in dqn.stdout
+
+
 def test_multi_seed_objective_is_the_mean_of_seeds_that_rerun_identically(tmp_path):
     _, (trial,) = hunted(tmp_path, "seeds", "lr: 'orion~loguniform(1e-3, 1e-2)'\n",
                          "--epochs", "1", "--seeds", "2", "--seed", "5", *FAST)
