@@ -8,6 +8,6 @@ bash scripts/setup.sh
 export PATH="$PWD/.venv/bin:$PATH"   # the `python` of the hunt command is the project's
 export PYTHONWARNINGS='ignore:The `profet` extras:RuntimeWarning'   # orion's optional extra
 NAME=${NAME:-ppo-cartpole}
-orion hunt -n "$NAME" --max-trials "${TRIALS:-4}" --working-dir "runs/hunt-$NAME" \
+orion hunt -n "$NAME" --exp-max-trials "${TRIALS:-4}" --working-dir "runs/hunt-$NAME" \
   python scripts/ppo.py --config spaces/ppo.yaml --env CartPole-v1 --epochs "${EPOCHS:-6}"
 rltasks best "$NAME"

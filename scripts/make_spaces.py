@@ -30,7 +30,7 @@ def render(name: str) -> str:
         f"# Orion search space of the {name} task: every hyperparameter of",
         f"# rltasks.make_task({name!r}, ...).get_space(); scripts/make_spaces.py writes it and",
         "# tests/test_spaces.py keeps it in step with the code. Usage:",
-        f"#   orion hunt -n NAME --max-trials 20 python scripts/{name}.py "
+        f"#   orion hunt -n NAME --exp-max-trials 20 python scripts/{name}.py "
         f"--config spaces/{name}.yaml --env {example_env(name)} --epochs 8",
     ]
     lines += _lines(task.get_space())
