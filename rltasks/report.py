@@ -46,7 +46,7 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 def active_params(params: dict[str, Any]) -> dict[str, Any]:
     """A trial's Orion parameters, flat (``sgd.momentum``), without the namespaced ones of the
     agents and optimizers it did not run (``rltasks.space.namespaced``), which it ignored."""
-    from rltasks.optim import OPTIMIZER_HPARAMS
+    from rltasks.optim import OPTIMIZER_HPARAMS, unused_hparams
     from rltasks.run import flatten
     from rltasks.tasks import REGISTRY
 
@@ -54,9 +54,10 @@ def active_params(params: dict[str, Any]) -> dict[str, Any]:
     for key, names in (("agent", REGISTRY), ("optimizer", OPTIMIZER_HPARAMS)):
         if key in flat:
             chosen = flat[key]
-            kept = {k: v for k, v in flat.items()
+            flat = {k: v for k, v in flat.items()
                     if k.partition(".")[0] not in names or k.partition(".")[0] == chosen}
-            flat = kept
+    if flat.get("optimizer") in OPTIMIZER_HPARAMS:  # plain momentum of an adam trial, ...
+        flat = {k: v for k, v in flat.items() if k not in unused_hparams(flat["optimizer"])}
     return flat
 
 

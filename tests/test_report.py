@@ -66,3 +66,13 @@ def test_report_lists_every_trial_names_the_best_and_writes_the_plots(tmp_path):
             assert image.format == "PNG" and image.size[0] > 100
     missing = cli("report", "nope", "--out", str(out), env=env)
     assert missing.returncode == 2 and "no Orion experiment named 'nope'" in missing.stderr
+
+
+def test_active_params_leave_out_what_the_trial_ignored():
+    from rltasks.report import active_params
+
+    params = {"/agent": "ppo", "/ppo/lr": 1e-3, "/dqn/exploration": "boltzmann",
+              "/optimizer": "rmsprop", "/momentum": 0.5, "/beta1": 0.8, "/lr": 1e-3,
+              "/sgd/momentum": 0.9, "/rmsprop/momentum": 0.7}
+    assert active_params(params) == {"agent": "ppo", "ppo.lr": 1e-3, "optimizer": "rmsprop",
+                                     "momentum": 0.5, "lr": 1e-3, "rmsprop.momentum": 0.7}
