@@ -453,7 +453,9 @@ def run_seeds(script: str, argv: list[str], task_name: str, options: dict[str, A
     seeds = [options["seed"] + i for i in range(options["seeds"])]
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     slots = max(1, min(len(seeds), cores or 1))
-    todo, running, codes = list(seeds), {}, {}
+    todo: list[int] | None = list(seeds)  # None: no more seeds, the seeds were told to stop
+    running: dict[int, Any] = {}
+    codes: dict[int, int] = {}
     with StopSignals(log) as signals, WorkdirLock(workdir, log=log):
         while todo or running:
             while todo and len(running) < slots and signals.received is None:
@@ -463,8 +465,8 @@ def run_seeds(script: str, argv: list[str], task_name: str, options: dict[str, A
                 running[seed] = subprocess.Popen(
                     cmd, env=_child_env(), stdout=subprocess.DEVNULL,
                     preexec_fn=_die_with_parent if sys.platform == "linux" else None)
-            if signals.received is not None:
-                todo.clear()
+            if signals.received is not None and todo is not None:
+                todo = None  # tell them once: a second SIGTERM stops a seed mid-epoch
                 for proc in running.values():
                     if proc.poll() is None:
                         proc.terminate()

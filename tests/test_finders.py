@@ -192,6 +192,7 @@ def test_sigterm_stops_every_seed_at_an_epoch_end_and_each_resumes(tmp_path):
     code, err = finish_process(proc, timeout=120)
     assert code == 130, err[-3000:]
     assert err.count("SIGTERM received: finishing the current epoch") == 3  # parent, 2 seeds
+    assert "stopped at once" not in err  # each seed got one signal and finished its epoch
     assert "interrupted: SIGTERM received: seeds [0, 1] stopped" in err
     stopped = [load(tmp_path / f"seed-{s}" / "last.ckpt")["state"]["epoch"] for s in (0, 1)]
     again = subprocess.run([*cmd, "--epochs", str(max(stopped) + 1)], cwd=ROOT,
