@@ -86,6 +86,7 @@ from pathlib import Path
 from typing import Any
 
 import rltasks
+from rltasks.space import flatten
 
 with warnings.catch_warnings():  # orion warns about optional extras (profet) and pkg_resources
     warnings.simplefilter("ignore")
@@ -146,19 +147,6 @@ def task_class(name: str) -> type[RLBenchmarkTask]:
         "__doc__": f"RL benchmark problem {name!r} (see rltasks.benchmark.RLBenchmarkTask)."})
     _CLASSES[name.lower()] = cls
     return cls
-
-
-def _flat(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Trial parameters as ``Task.init`` names them: Orion unflattens dotted names into nested
-    dicts (``sgd.momentum`` -> ``{"sgd": {"momentum": ...}}``) and may prefix them with '/'."""
-    out: dict[str, Any] = {}
-    for key, value in params.items():
-        key = prefix + str(key).lstrip("/")
-        if isinstance(value, Mapping):
-            out.update(_flat(value, key + "."))
-        else:
-            out[key] = value
-    return out
 
 
 class RLBenchmarkTask(BenchmarkTask):
@@ -290,7 +278,7 @@ class RLBenchmarkTask(BenchmarkTask):
         objective ``-return_mean``, and ``return_mean``, ``return_std`` and ``env_steps`` as
         statistics.
         """
-        hparams = _flat(params)
+        hparams = flatten(params)  # Orion nests dotted names (sgd.momentum) and adds '/'
         epochs = int(round(float(hparams.pop("epochs", self.epochs))))
         task = self.make()
         try:

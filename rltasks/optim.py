@@ -324,6 +324,10 @@ OPTIMIZER_HPARAMS: dict[str, tuple[str, ...]] = {
     "rmsprop": ("momentum", "weight_decay"),
 }
 
+#: Those hyperparameters as an optimizer finder names them: ``adam.beta1``, ``sgd.momentum``...
+NAMESPACED_OPTIM_HPARAMS: tuple[str, ...] = tuple(
+    f"{name}.{key}" for name, keys in OPTIMIZER_HPARAMS.items() for key in keys)
+
 #: Fixed (not hunted) optimizer constants; a task may override them as hparams.
 OPTIM_CONSTANTS: dict[str, Any] = {"adam_eps": 1e-5}
 
@@ -343,9 +347,8 @@ def optimizer_space() -> dict[str, str]:
     hyperparameters namespaced by it (``adam.beta1``, ``sgd.momentum``), which apply only to
     the trials of that optimizer (``rltasks.space.namespaced``)."""
     space = {"optimizer": OPTIM_HPARAMS["optimizer"].prior, "lr": OPTIM_HPARAMS["lr"].prior}
-    for name, keys in OPTIMIZER_HPARAMS.items():
-        for key in keys:
-            space[f"{name}.{key}"] = _OWN_PRIORS.get(f"{name}.{key}", OPTIM_HPARAMS[key].prior)
+    for flag in NAMESPACED_OPTIM_HPARAMS:
+        space[flag] = _OWN_PRIORS.get(flag, OPTIM_HPARAMS[flag.partition(".")[2]].prior)
     return space
 
 

@@ -47,15 +47,14 @@ def active_params(params: dict[str, Any]) -> dict[str, Any]:
     """A trial's Orion parameters, flat (``sgd.momentum``), without the namespaced ones of the
     agents and optimizers it did not run (``rltasks.space.namespaced``), which it ignored."""
     from rltasks.optim import OPTIMIZER_HPARAMS, unused_hparams
-    from rltasks.run import flatten
+    from rltasks.space import flatten, namespaced
     from rltasks.tasks import REGISTRY
 
-    flat = flatten({k.lstrip("/").replace("/", "."): v for k, v in params.items()})
+    flat = flatten(params)
     for key, names in (("agent", REGISTRY), ("optimizer", OPTIMIZER_HPARAMS)):
         if key in flat:
-            chosen = flat[key]
-            flat = {k: v for k, v in flat.items()
-                    if k.partition(".")[0] not in names or k.partition(".")[0] == chosen}
+            _, ignored = namespaced(flat, flat[key], names)
+            flat = {k: v for k, v in flat.items() if k not in ignored}
     if flat.get("optimizer") in OPTIMIZER_HPARAMS:  # plain momentum of an adam trial, ...
         flat = {k: v for k, v in flat.items() if k not in unused_hparams(flat["optimizer"])}
     return flat

@@ -18,8 +18,9 @@ from typing import Any
 import yaml
 
 from rltasks.checkpoint import Checkpointer, CheckpointError, write_atomic
-from rltasks.optim import OPTIMIZER_HPARAMS
+from rltasks.optim import NAMESPACED_OPTIM_HPARAMS
 from rltasks.preempt import Preempted, StopAtEpochEnd, StopSignals, interrupt_code
+from rltasks.space import flatten
 from rltasks.task import NonFiniteError
 from rltasks.workdir import WorkdirLock
 
@@ -92,12 +93,11 @@ def build_parser(task_name: str) -> argparse.ArgumentParser:
                                    help=f"{text} (default {default})")
     own = parser.add_argument_group(
         "optimizer-specific", "apply only when --optimizer is that optimizer (optimizer hunts)")
-    for name, keys in OPTIMIZER_HPARAMS.items():
-        for key in keys:
-            flag = f"{name}.{key}"
-            names = [f"--{flag.replace('_', '-')}"] + ([f"--{flag}"] if "_" in key else [])
-            own.add_argument(*names, dest=flag, type=float, metavar=key.upper(),
-                             help=f"{key} when the optimizer is {name}")
+    for flag in NAMESPACED_OPTIM_HPARAMS:
+        name, _, key = flag.partition(".")
+        names = [f"--{flag.replace('_', '-')}"] + ([f"--{flag}"] if "_" in key else [])
+        own.add_argument(*names, dest=flag, type=float, metavar=key.upper(),
+                         help=f"{key} when the optimizer is {name}")
     return parser
 
 
@@ -116,23 +116,6 @@ def load_config(path: str) -> dict[str, Any]:
     return flatten(data)
 
 
-def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"sgd": {"momentum": 0.9}}`` -> ``{"sgd.momentum": 0.9}``, dashes to underscores.
-
-    Namespaced hyperparameters are nested in YAML (``sgd: {momentum: ...}``): Orion 0.2.7
-    reads a dotted key as nested too, but writes the trial's value back only under nesting
-    (a dotted key keeps its ``orion~`` prior in the trial's config).
-    """
-    flat: dict[str, Any] = {}
-    for key, value in data.items():
-        name = prefix + str(key).replace("-", "_")
-        if isinstance(value, dict):
-            flat.update(flatten(value, name + "."))
-        else:
-            flat[name] = value
-    return flat
-
-
 def resolve(task_name: str, argv: list[str] | None,
             config: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """Return ``(options, hparams)`` from the command line, the config file and defaults.
@@ -143,7 +126,7 @@ def resolve(task_name: str, argv: list[str] | None,
     from rltasks.tasks import REGISTRY
 
     specs = dict(REGISTRY[task_name].hparam_specs())
-    specs.update({f"{o}.{k}": specs[k] for o, keys in OPTIMIZER_HPARAMS.items() for k in keys})
+    specs.update({flag: specs[flag.partition(".")[2]] for flag in NAMESPACED_OPTIM_HPARAMS})
     given = vars(build_parser(task_name).parse_args(argv))
     path = given.pop("config", None)
     if config is None:
@@ -385,8 +368,7 @@ def resolve_agent(argv: list[str]) -> tuple[str, list[str], dict[str, Any]]:
     for key in [*config, *flags]:
         prefix, dot, name = key.partition(".")
         if dot and prefix in REGISTRY:
-            valid = set(REGISTRY[prefix].hparam_specs()) | {
-                f"{o}.{k}" for o, ks in OPTIMIZER_HPARAMS.items() for k in ks}
+            valid = set(REGISTRY[prefix].hparam_specs()) | set(NAMESPACED_OPTIM_HPARAMS)
             if name not in valid:
                 raise UsageError(f"{key!r}: {prefix} has no hyperparameter {name!r}; "
                                  f"valid: {sorted(valid)}")

@@ -105,6 +105,25 @@ def choices(*values: Any) -> str:
     return f"choices({list(values)!r})"
 
 
+def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Namespaced names flat: ``{"sgd": {"momentum": 0.9}}`` (a nested config) and
+    ``{"/sgd/momentum": 0.9}`` (Orion's trial params) -> ``{"sgd.momentum": 0.9}``; dashes
+    become underscores.
+
+    Namespaced hyperparameters are nested in YAML (``sgd: {momentum: ...}``): Orion 0.2.7
+    reads a dotted key as nested too, but writes the trial's value back only under nesting
+    (a dotted key keeps its ``orion~`` prior in the trial's config).
+    """
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        name = prefix + str(key).lstrip("/").replace("/", ".").replace("-", "_")
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, name + "."))
+        else:
+            flat[name] = value
+    return flat
+
+
 def namespaced(values: Mapping[str, Any], chosen: str | None,
                names: Iterable[str]) -> tuple[dict[str, Any], list[str]]:
     """Resolve ``<name>.<key>`` entries against the ``chosen`` name of a categorical.

@@ -20,6 +20,7 @@ from torch import nn
 
 from rltasks.envs import VecLoader, derive_seed, evaluate_policy
 from rltasks.optim import (
+    NAMESPACED_OPTIM_HPARAMS,
     OPTIM_HPARAMS,
     OPTIMIZER_HPARAMS,
     SCHEDULE_HPARAMS,
@@ -148,7 +149,7 @@ class Task:
             if dot and rest not in OPTIMIZER_HPARAMS.get(prefix, ()):
                 raise ValueError(
                     f"unknown hyperparameter {key!r}: namespaced ones are <optimizer>.<its own>, "
-                    f"one of {[f'{o}.{k}' for o, ks in OPTIMIZER_HPARAMS.items() for k in ks]}")
+                    f"one of {list(NAMESPACED_OPTIM_HPARAMS)}")
         chosen = hparams.get("optimizer", self.fixed.get("optimizer",
                                                          self.defaults()["optimizer"]))
         hparams, _ = namespaced(hparams, chosen, OPTIMIZER_HPARAMS)

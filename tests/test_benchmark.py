@@ -19,11 +19,11 @@ import pytest
 from rltasks.benchmark import (
     RLBenchmark,
     RLBenchmarkTask,
-    _flat,
     get_or_create_benchmark,
     save_figures,
     task_class,
 )
+from rltasks.space import flatten
 
 with warnings.catch_warnings():  # orion warns about optional extras (profet)
     warnings.simplefilter("ignore")
@@ -118,7 +118,7 @@ def test_call_trains_through_the_public_api_and_reports_minus_return_mean():
     with pytest.raises(ValueError, match="unknown hyperparameter"):
         task(bogus=1)
     # Orion's runner unflattens dotted names (sgd.momentum) into dicts: flattened back
-    assert _flat({"/lr": 1e-3, "sgd": {"momentum": 0.5}}) == {"lr": 1e-3, "sgd.momentum": 0.5}
+    assert flatten({"/lr": 1e-3, "sgd": {"momentum": 0.5}}) == {"lr": 1e-3, "sgd.momentum": 0.5}
 
 
 # -------------------------------------------------------------- Orion's bugs and the workarounds
