@@ -5,7 +5,7 @@ Every Orion trial is a new process and pays this before it learns anything (targ
 How: the bench writes a small ``sitecustomize.py`` into a temp dir that it puts on the
 child's ``PYTHONPATH`` (nothing is added to the package). When ``RLTASKS_STARTUP_PROBE``
 names an output file, that module installs an import hook (a ``sys.meta_path`` finder)
-that times the imports of ``torch``, ``gymnasium``, ``rltasks.run`` and ``torch._dynamo``
+that times the imports of ``torch``, ``gymnasium``, ``rltasks.trial.run`` and ``torch._dynamo``
 (cumulative: a nested import counts in its parent too), records the call stack that first
 imports ``torch._dynamo``, and wraps ``rltasks.envs.VecLoader.step`` and
 ``rltasks.tasks.ppo.PPO.update`` once imported, to note ``time.time()`` at the first env
@@ -56,7 +56,7 @@ SITECUSTOMIZE = textwrap.dedent('''
         import json
 
         _EVENTS = {"python_up": time.time()}
-        _TIMED = ("torch", "gymnasium", "rltasks.run", "torch._dynamo")
+        _TIMED = ("torch", "gymnasium", "rltasks.trial.run", "torch._dynamo")
 
         def _stack():
             import traceback
@@ -140,7 +140,8 @@ ROWS = [  # (section, label, key)
     ("seconds since launch", "process exit (after interpreter teardown)", "wall"),
     ("import durations", "import torch", "import torch"),
     ("import durations", "import gymnasium", "import gymnasium"),
-    ("import durations", "import rltasks.run (incl. nested torch)", "import rltasks.run"),
+    ("import durations", "import rltasks.trial.run (incl. nested torch)",
+     "import rltasks.trial.run"),
     ("import durations", "import torch._dynamo", "import torch._dynamo"),
 ]
 

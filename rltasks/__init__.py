@@ -5,22 +5,22 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from rltasks import envs_goal as _envs_goal
+import torch
 
-_envs_goal.register()  # rltasks/BitFlipping-v0, rltasks/PointReach-v0, ... for gym.make
+# importing the envs registers rltasks' goal envs: gym.make("rltasks/PointReach-v0") works
+from rltasks.task import SpaceMismatch, Task
+from rltasks.tasks import REGISTRY, tasks_for
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 __all__ = ["known_tasks", "make_task", "__version__"]
 
 
 def known_tasks() -> list[str]:
     """Names of the registered tasks, sorted."""
-    from rltasks.tasks import REGISTRY
-
     return sorted(REGISTRY)
 
 
-def make_task(name: str, env: str, **kwargs: Any) -> Any:
+def make_task(name: str, env: str, **kwargs: Any) -> Task:
     """Build task ``name`` on gymnasium env ``env``.
 
     Keyword arguments are the loader arguments (``num_envs``, ``seed``, ``device``,
@@ -29,11 +29,11 @@ def make_task(name: str, env: str, **kwargs: Any) -> Any:
     Torch runs on one thread unless ``RLTASKS_THREADS`` says otherwise: per-call overhead,
     not arithmetic, dominates small RL networks and more threads are slower here.
     """
-    import torch
-
-    from rltasks.tasks import REGISTRY
-
     if name not in REGISTRY:
         raise ValueError(f"unknown task {name!r}: choose one of {sorted(REGISTRY)}")
     torch.set_num_threads(int(os.environ.get("RLTASKS_THREADS", "1")))
-    return REGISTRY[name](env=env, **kwargs)
+    try:
+        return REGISTRY[name](env=env, **kwargs)
+    except SpaceMismatch as err:
+        fit = ", ".join(tasks_for(err.action_space, err.observation_space, err.loader))
+        raise ValueError(f"{err}; tasks that fit it: {fit or 'none yet'}") from None

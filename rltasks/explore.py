@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from rltasks.space import HP
+from rltasks.hparams import HP
 
 
 class Policy:

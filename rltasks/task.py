@@ -1,4 +1,4 @@
-"""The ``Task`` base: the contract every algorithm implements (see ``DESIGN.md``).
+"""The ``Task`` base: the contract every algorithm implements (see ``docs/design.md``).
 
 The base owns what every algorithm shares: hyperparameter declaration and validation, the
 Orion space, the epoch loop with its observers, seeding, evaluation, state aggregation and
@@ -19,6 +19,8 @@ from gymnasium import spaces
 from torch import nn
 
 from rltasks.envs import VecLoader, derive_seed, evaluate_policy
+from rltasks.envs.protocol import Loader
+from rltasks.hparams import HP, namespaced
 from rltasks.optim import (
     NAMESPACED_OPTIM_HPARAMS,
     OPTIM_HPARAMS,
@@ -28,7 +30,6 @@ from rltasks.optim import (
     scheduled,
     unused_hparams,
 )
-from rltasks.space import HP, namespaced
 
 # Seed-derivation keys: one stream per purpose, all derived from the task seed.
 _INIT, _TORCH, _NUMPY, _EPOCH, _EVAL = 0, 1, 2, 3, 4
@@ -40,6 +41,18 @@ class BadResume(RuntimeError):
 
 class NonFiniteError(ValueError):
     """A loss or statistic became NaN or infinite during training."""
+
+
+class SpaceMismatch(ValueError):
+    """The env's action or observation space is not one the algorithm handles.
+
+    ``rltasks.make_task`` adds the names of the tasks that do fit the env."""
+
+    def __init__(self, message: str, action_space: spaces.Space,
+                 observation_space: spaces.Space, loader: type) -> None:
+        super().__init__(message)
+        self.action_space, self.observation_space, self.loader = (
+            action_space, observation_space, loader)
 
 
 class Observer(Protocol):
@@ -63,7 +76,7 @@ class Task:
     #: the env scripts use when --env is not given
     DEFAULT_ENV: ClassVar[str] = "CartPole-v1"
     #: the dataloader class: gymnasium vector envs (``ParallelLoader`` for PettingZoo)
-    LOADER: ClassVar[type] = VecLoader
+    LOADER: ClassVar[type[Loader]] = VecLoader
     #: the gymnasium space types the algorithm handles
     ACTION_SPACES: ClassVar[tuple[type[spaces.Space], ...]] = (spaces.Discrete, spaces.Box)
     OBSERVATION_SPACES: ClassVar[tuple[type[spaces.Space], ...]] = (spaces.Box,)
@@ -72,7 +85,7 @@ class Task:
                  steps_per_epoch: int | None = None, horizon: int | None = None,
                  vectorization: str = "auto", norm_obs: bool = False,
                  norm_reward: bool = False, observers: Iterable[Observer] = (),
-                 **fixed_hparams: Any) -> None:
+                 env_kwargs: dict[str, Any] | None = None, **fixed_hparams: Any) -> None:
         specs = self.hparam_specs()
         unknown = sorted(set(fixed_hparams) - set(specs))
         if unknown:
@@ -91,14 +104,22 @@ class Task:
             "steps_per_epoch": int(steps_per_epoch), "horizon": horizon,
             "vectorization": vectorization, "norm_obs": bool(norm_obs),
             "norm_reward": bool(norm_reward),
+            # part of the run's identity only when given: older checkpoints have none
+            **({"env_kwargs": dict(env_kwargs)} if env_kwargs else {}),
             **{k: specs[k].coerce(k, v) for k, v in fixed_hparams.items()},
         }
         self.env_id, self.seed, self.device = env, int(seed), torch.device(device)
         self.num_envs, self.steps_per_epoch, self.horizon = int(num_envs), steps_per_epoch, horizon
-        self.loader = self.LOADER(env, num_envs, vectorization, norm_obs, norm_reward)
+        self.env_kwargs = dict(env_kwargs or {})
+        self.loader: Loader = self.LOADER(env, num_envs, vectorization, norm_obs, norm_reward,
+                                          env_kwargs=self.env_kwargs)
         self.observation_space = self.loader.single_observation_space
         self.action_space = self.loader.single_action_space
-        self.check_env()
+        try:
+            self.check_env()
+        except ValueError:
+            self.loader.close()
+            raise
         self.observers: list[Observer] = list(observers)
         self.hp: dict[str, Any] = {}
         self.modules: dict[str, nn.Module] = {}
@@ -253,7 +274,8 @@ class Task:
             raise ValueError(f"episodes={episodes!r} must be >= 1")
         vectorization = "sync" if self.loader.vectorization == "async" else (
             self.loader.vectorization)
-        loader = self.LOADER(self.env_id, num_envs=episodes, vectorization=vectorization)
+        loader = self.LOADER(self.env_id, num_envs=episodes, vectorization=vectorization,
+                             env_kwargs=self.env_kwargs)
         return evaluate_policy(loader, self.act, derive_seed(self.seed, _EVAL),
                                normalize=self.loader.normalize_obs)
 
@@ -274,10 +296,18 @@ class Task:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore a ``state_dict``; call ``init`` with the same hyperparameters first."""
+        """Restore a ``state_dict``; call ``init`` with the same hyperparameters first.
+
+        A state without one of the components this task needs (a network, an optimizer, the
+        RNGs, the buffer) raises ``ValueError`` naming it."""
         self._guard()
         if not self.hp:
             raise RuntimeError("call init() with the checkpoint's hyperparameters first")
+        _require(state, ("epoch", "env_steps", "history", "rng", "loader", "modules",
+                         "optimizers", "extra"), "state")
+        _require(state["rng"], ("torch", "numpy"), "state.rng")
+        _require(state["modules"], self.modules, "state.modules")
+        _require(state["optimizers"], self.optimizers, "state.optimizers")
         self.epoch, self.env_steps = int(state["epoch"]), int(state["env_steps"])
         self.history = [dict(row) for row in state["history"]]
         self.gen.set_state(state["rng"]["torch"])
@@ -287,7 +317,11 @@ class Task:
             module.load_state_dict(state["modules"][key])
         for key, opt in self.optimizers.items():
             opt.load_state_dict(state["optimizers"][key])
-        self.load_extra_state(state["extra"])
+        try:
+            self.load_extra_state(state["extra"])
+        except KeyError as err:
+            raise ValueError(f"the checkpoint's state has no extra.{err.args[0]} that "
+                             f"{self.name} needs: it was not written by this task") from None
 
     def adopt_state_dict(self, state: dict[str, Any],
                          previous: dict[str, Any]) -> dict[str, list[Any]]:
@@ -330,19 +364,15 @@ class Task:
 
     # -- hooks for algorithms -----------------------------------------------------------------
     def check_env(self) -> None:
-        """Raise ``ValueError`` if the env's spaces do not fit the algorithm, naming those
-        that do fit."""
+        """Raise ``SpaceMismatch`` if the env's spaces do not fit the algorithm."""
         for kind, space, allowed in (("action", self.action_space, self.ACTION_SPACES),
                                      ("observation", self.observation_space,
                                       self.OBSERVATION_SPACES)):
             if not isinstance(space, allowed):
-                from rltasks.tasks import tasks_for
-
                 names = "/".join(t.__name__ for t in allowed)
-                fit = ", ".join(tasks_for(self.action_space, self.observation_space,
-                                          type(self.loader)))
-                raise ValueError(f"{self.name} needs {names} {kind}s but {self.env_id} has "
-                                 f"{space}; tasks that fit it: {fit or 'none yet'}")
+                raise SpaceMismatch(f"{self.name} needs {names} {kind}s but {self.env_id} has "
+                                    f"{space}", self.action_space, self.observation_space,
+                                    type(self.loader))
 
     @classmethod
     def fits(cls, action_space: spaces.Space, observation_space: spaces.Space) -> bool:
@@ -368,8 +398,9 @@ class Task:
         raise NotImplementedError(f"{self.name} cannot export its policy yet")
 
     def policy_module(self) -> nn.Module:
-        """The deterministic policy alone, as a module from a batch of raw flat observations
-        to env actions: observation normalisation, network, action rescaling or argmax."""
+        """The deterministic policy alone, as a module from a batch of raw observations
+        to env actions: observation normalisation, network, action rescaling or argmax
+        (observations shaped as the env gives them: flat, or agents x features)."""
         return PolicyModule(self)
 
     def extra_state(self) -> dict[str, Any]:
@@ -380,6 +411,21 @@ class Task:
         """Restore ``extra_state``."""
 
     # -- helpers --------------------------------------------------------------------------------
+    def optimizer_step(self, name: str, loss: torch.Tensor,
+                       clip: Iterable[torch.Tensor] | None = None,
+                       max_grad_norm: float | None = None) -> None:
+        """One gradient step of optimizer ``name`` on ``loss``: zero its grads, backpropagate,
+        clip the global norm of the gradients of ``clip`` (when given) to ``max_grad_norm``
+        (default: the ``max_grad_norm`` hyperparameter), step. Every algorithm's update goes
+        through here, so they all take their steps the same way."""
+        opt = self.optimizers[name]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if clip is not None:
+            nn.utils.clip_grad_norm_(clip, self.hp["max_grad_norm"] if max_grad_norm is None
+                                     else max_grad_norm)
+        opt.step()
+
     def _guard(self) -> None:
         if self._poisoned is not None:
             raise BadResume(f"task {self.name!r} is unusable after a failed fit "
@@ -410,6 +456,16 @@ class PolicyModule(nn.Module):
         if self.normalize:
             obs = ((obs - self.obs_mean) / self.obs_std).clamp(-10.0, 10.0)
         return self.policy_actions(obs)
+
+
+def _require(state: Any, keys: Iterable[str], where: str) -> None:
+    """One-line ``ValueError`` naming the first component ``state`` lacks."""
+    if not isinstance(state, dict):
+        raise ValueError(f"the checkpoint's {where} is a {type(state).__name__}, not a mapping")
+    missing = [k for k in keys if k not in state]
+    if missing:
+        raise ValueError(f"the checkpoint's {where} has no {', '.join(missing)}: it is damaged "
+                         f"or was written by another task")
 
 
 def _check_finite(metrics: dict[str, Any], epoch: int) -> None:

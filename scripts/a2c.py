@@ -6,6 +6,6 @@ hyperparameters; see `python scripts/a2c.py --help`.
 """
 import sys
 
-from rltasks.run import main
+from rltasks.trial import main
 
 sys.exit(main("a2c", sys.argv[1:]))

@@ -11,7 +11,8 @@ others are ignored and not recorded. Every other option is the agent script's ow
 """
 import sys
 
-from rltasks.run import AGENT, main
+from rltasks.trial import main
+from rltasks.trial.agent import AGENT
 
 if __name__ == "__main__":
     sys.exit(main(AGENT, sys.argv[1:]))

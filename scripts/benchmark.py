@@ -105,7 +105,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
-    from rltasks.benchmark import RLBenchmarkTask, get_or_create_benchmark, save_figures
+    from rltasks.orion.benchmark import RLBenchmarkTask, get_or_create_benchmark, save_figures
 
     with warnings.catch_warnings():  # orion warns about optional extras (profet)
         warnings.simplefilter("ignore")

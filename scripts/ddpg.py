@@ -6,6 +6,6 @@ hyperparameters; see `python scripts/ddpg.py --help`.
 """
 import sys
 
-from rltasks.run import main
+from rltasks.trial import main
 
 sys.exit(main("ddpg", sys.argv[1:]))

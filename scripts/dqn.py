@@ -6,6 +6,6 @@ hyperparameters; see `python scripts/dqn.py --help`.
 """
 import sys
 
-from rltasks.run import main
+from rltasks.trial import main
 
 sys.exit(main("dqn", sys.argv[1:]))

@@ -6,6 +6,6 @@ hyperparameters; see `python scripts/maddpg.py --help`.
 """
 import sys
 
-from rltasks.run import main
+from rltasks.trial import main
 
 sys.exit(main("maddpg", sys.argv[1:]))

@@ -54,7 +54,7 @@ def _lines(space: dict[str, str]) -> list[str]:
 
 
 def render_finders() -> dict[str, str]:
-    """The finder spaces: learning rate, optimizer, agent (README "Hunts")."""
+    """The finder spaces: learning rate, optimizer, agent (docs/hunts.md)."""
     from rltasks.optim import OPTIM_HPARAMS, optimizer_space
     from rltasks.tasks import agent_space
 

@@ -6,6 +6,6 @@ hyperparameters; see `python scripts/pg.py --help`.
 """
 import sys
 
-from rltasks.run import main
+from rltasks.trial import main
 
 sys.exit(main("pg", sys.argv[1:]))

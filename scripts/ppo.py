@@ -6,6 +6,6 @@ hyperparameters; see `python scripts/ppo.py --help`.
 """
 import sys
 
-from rltasks.run import main
+from rltasks.trial import main
 
 sys.exit(main("ppo", sys.argv[1:]))

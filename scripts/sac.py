@@ -6,6 +6,6 @@ hyperparameters; see `python scripts/sac.py --help`.
 """
 import sys
 
-from rltasks.run import main
+from rltasks.trial import main
 
 sys.exit(main("sac", sys.argv[1:]))

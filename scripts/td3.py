@@ -6,6 +6,6 @@ hyperparameters; see `python scripts/td3.py --help`.
 """
 import sys
 
-from rltasks.run import main
+from rltasks.trial import main
 
 sys.exit(main("td3", sys.argv[1:]))

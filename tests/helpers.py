@@ -1,17 +1,48 @@
-"""Shared test helpers (importable because pytest puts tests/ on sys.path)."""
+"""Shared test helpers: plain functions that tests call with arguments, often many times
+(importable because ``tests/conftest.py`` puts tests/ on sys.path). Fixtures live in
+``conftest.py``.
+
+Every process a test starts (a script, the ``rltasks`` command, ``orion hunt``) gets
+``environ()``: this process's environment without ``ORION_*`` (a user's database or trial
+must never leak in) and ``RLTASKS_TEST_*`` (the shims' switches), on one torch thread, plus
+what the caller adds. Orion processes get ``Orion.env`` (the ``orion`` fixture): the same,
+pointing at the test's own pickled database.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import math
+import os
+import signal
+import subprocess
+import sys
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 import torch
 
+ROOT = Path(__file__).resolve().parents[1]
+SHIMS = ROOT / "tests" / "shims"
+BIN = Path(sys.executable).parent
+ORION = BIN / "orion"
+TIMEOUT = 120  # seconds for one script or trial process; each takes a few
+HUNT_TIMEOUT = 180  # seconds for one ``orion hunt``
+
+
+# ---------------------------------------------------------------------------- task states
 
 def state_diffs(a: Any, b: Any, path: str = "state") -> list[str]:
     """Every place where two nested states differ: tensors and arrays must have the same dtype,
-    shape and values, other leaves the same type and value (floats exactly, NaN equal to NaN)."""
+    shape and values, other leaves the same type and value (floats exactly, NaN equal to NaN).
+    Any two dicts compare by their items and a list equals a tuple of the same items: a
+    checkpoint file gives a module's ``OrderedDict`` state back as a dict, a tuple as a list."""
     if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
         if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)):
             return [f"{path}: {type(a).__name__} vs {type(b).__name__}"]
@@ -28,7 +59,9 @@ def state_diffs(a: Any, b: Any, path: str = "state") -> list[str]:
             return [f"{path}: {a.dtype}{list(a.shape)} vs {b.dtype}{list(b.shape)}"]
         same = np.array_equal(a, b, equal_nan=a.dtype.kind in "fc")
         return [] if same else [f"{path}: array values differ"]
-    if type(a) is not type(b):
+    alike = (isinstance(a, dict) and isinstance(b, dict)) or (
+        isinstance(a, list | tuple) and isinstance(b, list | tuple))
+    if type(a) is not type(b) and not alike:
         return [f"{path}: {type(a).__name__} {a!r:.60} vs {type(b).__name__} {b!r:.60}"]
     if isinstance(a, dict):
         diffs = [f"{path}.{k}: only in one state" for k in a.keys() ^ b.keys()]
@@ -52,19 +85,23 @@ def assert_same_state(a: Any, b: Any) -> None:
     assert not diffs, f"{len(diffs)} differences:\n" + "\n".join(diffs[:40])
 
 
-def train_until(task, threshold: float, max_steps: int, eval_every: int = 1) -> tuple[float, int]:
-    """Fit epoch by epoch; evaluate every few epochs; stop at the threshold or the budget."""
+def train_until(task: Any, threshold: float, max_steps: int, eval_every: int = 1,
+                metric: str = "return_mean", episodes: int = 10) -> tuple[float, int]:
+    """Fit epoch by epoch; every ``eval_every`` epochs evaluate ``episodes`` episodes; stop
+    once the best ``metric`` of an evaluation reaches ``threshold`` or the next epoch would pass
+    ``max_steps``. Returns (best metric, env steps trained)."""
     best = float("-inf")
     while task.env_steps + task.steps_per_epoch <= max_steps:
         task.fit(task.epoch + 1)
         if task.epoch % eval_every == 0:
-            best = max(best, task.evaluate(episodes=10)["return_mean"])
+            best = max(best, task.evaluate(episodes=episodes)[metric])
             if best >= threshold:
                 break
     return best, task.env_steps
 
 
-def assert_resumes_exactly(make: Any, tmp_path: Any, stop: int = 1, end: int = 2) -> Any:
+def assert_resumes_exactly(make: Callable[[], Any], tmp_path: Path, stop: int = 1,
+                           end: int = 2) -> Any:
     """Train ``make()`` straight to epoch ``end``; train another to ``stop``, save its state to
     a checkpoint file, load that into a third and train it to ``end``: the two must end
     identical. Returns the straight-through task."""
@@ -83,19 +120,210 @@ def assert_resumes_exactly(make: Any, tmp_path: Any, stop: int = 1, end: int = 2
     return straight
 
 
-def finish_process(proc: Any, timeout: float) -> tuple[int, str]:
-    """Wait for a subprocess started in its own session (pipes for stdout and stderr); kill
-    its process group and fail the test if it does not exit in time. Returns (code, stderr)."""
-    import os
-    import signal
-    import subprocess
+# ------------------------------------------------------------------------------ processes
 
-    import pytest
+def environ(**extra: str) -> dict[str, str]:
+    """The environment of a process a test starts (see the module docstring), plus ``extra``."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("ORION_", "RLTASKS_TEST_"))}
+    return {**env, "RLTASKS_THREADS": "1", **extra}
 
+
+def shimmed(shim: Path, **extra: str) -> dict[str, str]:
+    """Extra variables that load the start-up shim in folder ``shim`` (``tests/shims``)
+    before the process's own code, and switch it on with ``extra``."""
+    pythonpath = os.pathsep.join(filter(None, [str(shim), os.environ.get("PYTHONPATH")]))
+    return {"PYTHONPATH": pythonpath, **extra}
+
+
+def script_command(script: str, *args: Any, workdir: str | Path | None = None) -> list[str]:
+    """The command line of ``scripts/<script>.py`` with ``args`` (and ``--workdir``)."""
+    tail = [] if workdir is None else ["--workdir", str(workdir)]
+    return [sys.executable, str(ROOT / "scripts" / f"{script}.py"), *map(str, args), *tail]
+
+
+def run_script(script: str, *args: Any, workdir: str | Path | None = None,
+               env: dict[str, str] | None = None, cwd: Path = ROOT,
+               timeout: float = TIMEOUT) -> subprocess.CompletedProcess:
+    """Run ``scripts/<script>.py`` to the end, output captured (``env``: extra variables)."""
+    return subprocess.run(script_command(script, *args, workdir=workdir), cwd=cwd,
+                          env=environ(**(env or {})), capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def cli(*args: Any, env: dict[str, str] | None = None, cwd: Path | None = None,
+        timeout: float = 180) -> subprocess.CompletedProcess:
+    """Run the ``rltasks`` command (``python -m rltasks``) to the end, output captured; SDL
+    renders without a display, for ``record``."""
+    return subprocess.run([sys.executable, "-m", "rltasks", *map(str, args)],
+                          capture_output=True, text=True, timeout=timeout, cwd=cwd,
+                          env=environ(SDL_VIDEODRIVER="dummy", **(env or {})))
+
+
+def start(command: Sequence[str], env: dict[str, str] | None = None, log: Path | None = None,
+          cwd: Path = ROOT) -> subprocess.Popen:
+    """Start ``command`` in its own process group (so that a signal or a kill reaches every
+    process it starts). Its output goes to ``log`` (appended, stderr merged), else to text
+    pipes."""
+    if log is None:
+        return subprocess.Popen(list(command), cwd=cwd, env=environ(**(env or {})),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                start_new_session=True)
+    with log.open("ab") as out:
+        return subprocess.Popen(list(command), cwd=cwd, env=environ(**(env or {})), stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def launch(script: str, *args: Any, workdir: str | Path | None = None,
+           env: dict[str, str] | None = None, log: Path | None = None) -> subprocess.Popen:
+    """Start ``scripts/<script>.py`` as ``start`` does."""
+    return start(script_command(script, *args, workdir=workdir), env=env, log=log)
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL the process group of ``proc`` (started by ``start``) and reap it."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+
+
+def _output(proc: subprocess.Popen, log: Path | None) -> str:
+    """What a process wrote: its log, else its stderr pipe (read to the end: it has exited)."""
+    if log is not None:
+        return log.read_text()[-5000:]
+    return (proc.communicate()[1] or "")[-3000:] if proc.stderr else ""
+
+
+def finish_process(proc: subprocess.Popen, timeout: float = TIMEOUT,
+                   log: Path | None = None) -> tuple[int, str]:
+    """Wait for a process started by ``start``; kill its process group and fail the test if it
+    does not exit in time. Returns (exit code, its stderr, or the text of ``log``)."""
     try:
         _, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
+        kill_group(proc)
         _, err = proc.communicate()
-        pytest.fail(f"the process did not exit in {timeout} s:\n{err[-3000:]}")
-    return proc.returncode, err
+        pytest.fail(f"the process did not exit in {timeout} s:\n"
+                    f"{(log.read_text() if log else err or '')[-3000:]}")
+    return proc.returncode, log.read_text() if log else err
+
+
+def wait_for(predicate: Callable[[], Any], proc: subprocess.Popen, what: str,
+             timeout: float = TIMEOUT, log: Path | None = None, poll: float = 0.01) -> Any:
+    """Poll ``predicate`` until it returns something true, and return that; fail if ``proc``
+    exits first (showing its output) or ``timeout`` passes."""
+    deadline = time.monotonic() + timeout
+    while not (found := predicate()):
+        assert proc.poll() is None, f"exited before {what}:\n{_output(proc, log)}"
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(poll)
+    return found
+
+
+def last_json(proc: subprocess.CompletedProcess) -> dict:
+    """The JSON object on the last line of a successful process's stdout."""
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def results_in(workdir: str | Path) -> dict:
+    """The ``results.json`` of a finished run."""
+    return json.loads((Path(workdir) / "results.json").read_text())
+
+
+# ---------------------------------------------------------------------------- checkpoints
+
+class RunsCommand:
+    """Pickles to a call of ``os.system`` that touches ``marker``: if the marker appears, a
+    loader unpickled untrusted data."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def envelope(payload: bytes, fmt: str | None = None, digest: str | None = None) -> bytes:
+    """A checkpoint file around ``payload``: its format (``FORMAT`` by default) and SHA-256
+    digest (the right one by default)."""
+    import hashlib
+
+    import msgpack
+
+    from rltasks.checkpoint import FORMAT
+
+    digest = hashlib.sha256(payload).hexdigest() if digest is None else digest
+    return msgpack.packb({"format": FORMAT if fmt is None else fmt, "sha256": digest,
+                          "payload": payload}, use_bin_type=True)
+
+
+# ---------------------------------------------------------------------------------- Orion
+
+# Runs in a subprocess (Orion reads its configuration when imported): prints every trial.
+QUERY = """
+import json, sys
+from orion.client import get_experiment
+storage = {"type": "legacy", "database": {"type": "pickleddb", "host": sys.argv[2]}}
+exp = get_experiment(sys.argv[1], storage=storage)
+print(json.dumps([{
+    "id": t.id, "status": t.status, "working_dir": t.working_dir, "params": t.params,
+    "hash_params": t.hash_params, "parent": t.parent,
+    "objective": None if t.objective is None else t.objective.value,
+    "results": {r.name: r.value for r in t.results},
+} for t in exp.fetch_trials()]))
+"""
+
+
+class Orion:
+    """A test's own Orion database, ``root/db.pkl`` (the ``orion`` fixture): its storage
+    configuration for Orion's Python client, the environment of Orion processes, and hunts
+    whose trials work under ``root/work``. ``orion hunt`` exits 0 even when every trial broke,
+    so outcomes are read back from the database (``trials``)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.db = root / "db.pkl"
+        self.storage = {"type": "legacy", "database": {"type": "pickleddb", "host": str(self.db)}}
+        self.vars = {"ORION_DB_TYPE": "pickleddb", "ORION_DB_ADDRESS": str(self.db)}
+        self.env = environ(**self.vars, PYTHONWARNINGS="ignore",
+                           PATH=os.pathsep.join([str(BIN), os.environ.get("PATH", "")]))
+
+    def experiment(self, name: str, **kwargs: Any) -> Any:
+        """Orion's ``build_experiment`` in this database."""
+        with warnings.catch_warnings():  # orion warns about optional extras (profet)
+            warnings.simplefilter("ignore")
+            from orion.client import build_experiment
+        return build_experiment(name, storage=self.storage, **kwargs)
+
+    def hunt_command(self, name: str, space: str, *args: str, max_trials: int | None = 1,
+                     orion_args: Sequence[str] = (), script: str = "scripts/ppo.py"
+                     ) -> list[str]:
+        """``orion hunt`` of ``script`` with ``space`` (YAML text, written to ``root``, or a
+        path under the repo) as its --config. ``max_trials=None`` leaves the budget to the
+        algorithm."""
+        if space.endswith(".yaml") and "\n" not in space:
+            config = ROOT / space
+        else:
+            config = self.root / f"{name}.yaml"
+            config.write_text(space)
+        budget = [] if max_trials is None else ["--exp-max-trials", str(max_trials)]
+        return [str(ORION), "hunt", *orion_args, "-n", name, *budget,
+                "--working-dir", str(self.root / "work"),
+                "python", script, "--config", str(config), *args]
+
+    def hunt(self, name: str, space: str, *args: str, timeout: float = HUNT_TIMEOUT,
+             **kwargs: Any) -> subprocess.CompletedProcess:
+        """Run ``hunt_command(name, space, *args, **kwargs)`` to the end; output merged into
+        stdout."""
+        return subprocess.run(self.hunt_command(name, space, *args, **kwargs), cwd=ROOT,
+                              env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True, timeout=timeout)
+
+    def trials(self, name: str) -> list[dict[str, Any]]:
+        """Every trial of experiment ``name``, read in a fresh process."""
+        proc = subprocess.run([sys.executable, "-c", QUERY, name, str(self.db)], cwd=self.root,
+                              env=self.env, capture_output=True, text=True, timeout=TIMEOUT)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return json.loads(proc.stdout.strip().splitlines()[-1])

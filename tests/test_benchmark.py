@@ -1,29 +1,30 @@
-"""Orion benchmark suites of RL tasks (rltasks.benchmark, scripts/benchmark.py).
+"""Orion benchmark suites of RL tasks (rltasks.orion.benchmark, scripts/benchmark.py).
 
-Every benchmark lives in a temporary PickledDB given explicitly as its storage; subprocesses
-also get ``ORION_DB_TYPE``/``ORION_DB_ADDRESS`` pointing into ``tmp_path``, so nothing touches
-the user's Orion database. Trials are tiny (256 steps per epoch, 1-2 epochs, 2 trials).
+Every benchmark lives in a temporary PickledDB (``tmp_path/bench.pkl``) given explicitly as
+its storage; subprocesses also get the test's own Orion database (the ``orion`` fixture), so
+nothing touches the user's Orion database. Trials are tiny (256 steps per epoch, 1-2 epochs,
+2 trials).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import warnings
 from pathlib import Path
 
 import pytest
+from helpers import ROOT
 
-from rltasks.benchmark import (
+from rltasks.hparams import flatten
+from rltasks.orion.benchmark import (
     RLBenchmark,
     RLBenchmarkTask,
     get_or_create_benchmark,
     save_figures,
     task_class,
 )
-from rltasks.space import flatten
 
 with warnings.catch_warnings():  # orion warns about optional extras (profet)
     warnings.simplefilter("ignore")
@@ -32,7 +33,6 @@ with warnings.catch_warnings():  # orion warns about optional extras (profet)
     from orion.benchmark.assessment import AverageRank, AverageResult
     from orion.storage.base import setup_storage
 
-ROOT = Path(__file__).resolve().parents[1]
 TINY = {"env": "CartPole-v1", "steps_per_epoch": 256, "eval_episodes": 2}
 ALGORITHMS = [{"random": {"seed": 1}}, {"asha": {"seed": 1}}]
 
@@ -41,17 +41,11 @@ def storage_of(path: Path):
     return setup_storage({"type": "legacy", "database": {"type": "pickleddb", "host": str(path)}})
 
 
-def orion_env(tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ORION_")}
-    return {**env, "ORION_DB_TYPE": "pickleddb", "ORION_DB_ADDRESS": str(tmp_path / "user.pkl"),
-            "PYTHONWARNINGS": "ignore", "RLTASKS_THREADS": "1"}
-
-
 # Runs in a fresh process, where no per-task class exists yet (workaround (c)): prints what the
 # reloaded benchmark finds, experiment by experiment.
 RELOAD = """
 import json, sys
-from rltasks.benchmark import get_or_create_benchmark
+from rltasks.orion.benchmark import get_or_create_benchmark
 bench = get_or_create_benchmark(sys.argv[1], sys.argv[2])
 studies = [[s.assess_name, s.task_name] for s in bench.studies]
 exps = {}
@@ -129,16 +123,16 @@ def test_orion_alone_keeps_only_the_last_target_and_one_task_per_class(tmp_path)
     dqn = RLBenchmarkTask(task="dqn", epochs=1, max_trials=1, **TINY)
     targets = [{"assess": [AverageResult(1)], "task": [ppo, dqn]},
                {"assess": [AverageRank(1)], "task": [ppo]}]
-    orion = Benchmark(storage_of(tmp_path / "db.pkl"), "b", ["random"], targets).configuration
+    orion = Benchmark(storage_of(tmp_path / "bench.pkl"), "b", ["random"], targets).configuration
     assert len(orion["targets"]) == 1  # __init__.py:288
-    ours = RLBenchmark(storage_of(tmp_path / "db.pkl"), "b", ["random"], targets).configuration
+    ours = RLBenchmark(storage_of(tmp_path / "bench.pkl"), "b", ["random"], targets).configuration
     assert [sorted(t["task"]) for t in ours["targets"]] == [
         ["dqn_CartPole_v1", "ppo_CartPole_v1"], ["ppo_CartPole_v1"]]
     assert [list(t["assess"]) for t in ours["targets"]] == [["AverageResult"], ["AverageRank"]]
 
 
 def test_what_orion_would_lose_is_refused(tmp_path):
-    db = tmp_path / "db.pkl"
+    db = tmp_path / "bench.pkl"
     ppo = RLBenchmarkTask(task="ppo", epochs=1, max_trials=1, **TINY)
     ppo2 = RLBenchmarkTask(task="ppo", epochs=2, max_trials=1, **TINY)  # same default name
     with pytest.raises(ValueError, match="two task entries named"):
@@ -170,8 +164,8 @@ def test_what_orion_would_lose_is_refused(tmp_path):
     assert not storage_of(db).fetch_benchmark({})  # nothing was stored
 
 
-def test_tiny_benchmark_of_two_tasks_stores_and_reloads_every_experiment(tmp_path):
-    db = tmp_path / "db.pkl"
+def test_tiny_benchmark_of_two_tasks_stores_and_reloads_every_experiment(tmp_path, orion):
+    db = tmp_path / "bench.pkl"
     ppo = RLBenchmarkTask(task="ppo", epochs=2, max_trials=2, **TINY)
     dqn = RLBenchmarkTask(task="dqn", epochs=2, max_trials=2, **TINY)
     ppo_lr = RLBenchmarkTask(task="ppo", epochs=2, max_trials=2, space=["lr"], label="ppo_lr",
@@ -191,7 +185,7 @@ def test_tiny_benchmark_of_two_tasks_stores_and_reloads_every_experiment(tmp_pat
 
     # a fresh process (no per-task class defined yet) finds all of it again
     proc = subprocess.run([sys.executable, "-c", RELOAD, str(db), "tiny"], cwd=tmp_path,
-                          env=orion_env(tmp_path), capture_output=True, text=True, timeout=120)
+                          env=orion.env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     found = json.loads(proc.stdout.strip().splitlines()[-1])
     assert found["configuration"] == json.loads(json.dumps(created))
@@ -229,12 +223,12 @@ def test_orion_own_get_or_create_benchmark_takes_rl_tasks(tmp_path):
     differ) and reloaded in this process."""
     ppo = RLBenchmarkTask(task="ppo", epochs=1, max_trials=1, **TINY)
     dqn = RLBenchmarkTask(task="dqn", epochs=1, max_trials=1, **TINY)
-    storage = storage_of(tmp_path / "db.pkl")
+    storage = storage_of(tmp_path / "bench.pkl")
     bench = orion_client.get_or_create_benchmark(
         storage, "plain", algorithms=[{"random": {"seed": 1}}],
         targets=[{"assess": [AverageResult(1)], "task": [ppo, dqn]}])
     bench.process()
-    again = orion_client.get_or_create_benchmark(storage_of(tmp_path / "db.pkl"), "plain")
+    again = orion_client.get_or_create_benchmark(storage_of(tmp_path / "bench.pkl"), "plain")
     assert sorted(s.task_name for s in again.studies) == ["dqn_CartPole_v1", "ppo_CartPole_v1"]
     for study in again.studies:
         [(_, exp)] = study.get_experiments()
@@ -243,13 +237,13 @@ def test_orion_own_get_or_create_benchmark_takes_rl_tasks(tmp_path):
 
 # ------------------------------------------------------------------------------------ script
 
-def test_script_compares_algorithms_writes_figures_and_resumes(tmp_path):
+def test_script_compares_algorithms_writes_figures_and_resumes(tmp_path, orion):
     out = tmp_path / "out"
     command = [sys.executable, str(ROOT / "scripts" / "benchmark.py"), "--tasks", "ppo", "dqn",
                "--algorithms", "random", "tpe", "asha", "--epochs", "2", "--steps-per-epoch",
                "256", "--max-trials", "2", "--repetitions", "1", "--eval-episodes", "2",
                "--out", str(out)]
-    run = {"cwd": tmp_path, "env": orion_env(tmp_path), "capture_output": True, "text": True,
+    run = {"cwd": tmp_path, "env": orion.env, "capture_output": True, "text": True,
            "timeout": 180}
     proc = subprocess.run(command, **run)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -262,7 +256,7 @@ def test_script_compares_algorithms_writes_figures_and_resumes(tmp_path):
         (task, algo) for task in ("ppo_CartPole_v1", "dqn_CartPole_v1")
         for algo in ("random", "tpe", "asha")}  # one experiment, 2 trials each
     assert (out / "plotly.min.js").is_file() and (out / "orion.pkl").is_file()
-    assert not (tmp_path / "user.pkl").exists()  # its own database, not the configured one
+    assert not orion.db.exists()  # its own database, not the configured one
     exps = storage_of(out / "orion.pkl").fetch_experiments({})
     assert len(exps) == 6  # 2 tasks x 3 algorithms, shared by both assessments
     assert {next(iter(e["algorithm"])) for e in exps} == {"random", "tpe", "asha"}

@@ -1,7 +1,6 @@
 """Tests for rltasks.checkpoint: codec round trips, hostile files, atomic writes, rotation."""
 
 import copy
-import hashlib
 import json
 import math
 import os
@@ -12,6 +11,7 @@ import msgpack
 import numpy as np
 import pytest
 import torch
+from helpers import RunsCommand, envelope
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -84,8 +84,7 @@ def roundtrip(obj):
 
 
 def write_envelope(path, payload: bytes, fmt=FORMAT, digest=None):
-    digest = hashlib.sha256(payload).hexdigest() if digest is None else digest
-    path.write_bytes(msgpack.packb({"format": fmt, "sha256": digest, "payload": payload}))
+    path.write_bytes(envelope(payload, fmt, digest))
     return path
 
 
@@ -330,14 +329,6 @@ def encode_file(tmp_path) -> bytes:
     data = (tmp_path / "small.ckpt").read_bytes()
     assert_same(small, load(tmp_path / "small.ckpt"))
     return data
-
-
-class RunsCommand:
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return os.system, (f"touch {self.marker}",)
 
 
 def test_malicious_pickle_is_refused_and_never_executed(tmp_path):

@@ -3,29 +3,20 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import warnings
 from pathlib import Path
+
+from helpers import cli
 
 import rltasks
 from rltasks import checkpoint
-from rltasks.observers import checkpoint_payload
-
-RLTASKS = [sys.executable, "-m", "rltasks.cli"]
-
-
-def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([*RLTASKS, *args], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, **(env or {})})
+from rltasks.trial.payload import make_payload
 
 
 def test_inspect_prints_the_checkpoint_header_without_a_model(tmp_path):
     task = rltasks.make_task("ppo", env="CartPole-v1", num_envs=2, steps_per_epoch=128)
     task.init(update_epochs=1, lr=1e-3)
     task.fit(1)
-    checkpoint.save(tmp_path / "last.ckpt", checkpoint_payload(task))
+    checkpoint.save(tmp_path / "last.ckpt", make_payload(task))
     proc = cli("inspect", str(tmp_path / "last.ckpt"))
     assert proc.returncode == 0, proc.stderr
     info = json.loads(proc.stdout)
@@ -37,14 +28,9 @@ def test_inspect_prints_the_checkpoint_header_without_a_model(tmp_path):
     assert proc.returncode == 2 and "bad.ckpt" in proc.stderr and "Traceback" not in proc.stderr
 
 
-def test_best_reports_the_lowest_objective_and_a_rerun_command(tmp_path):
-    db = tmp_path / "orion.pkl"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from orion.client import build_experiment
-    exp = build_experiment(
-        "cli-best", space={"lr": "loguniform(1e-5, 1e-2)"}, working_dir=str(tmp_path / "work"),
-        storage={"type": "legacy", "database": {"type": "pickleddb", "host": str(db)}})
+def test_best_reports_the_lowest_objective_and_a_rerun_command(tmp_path, orion):
+    exp = orion.experiment("cli-best", space={"lr": "loguniform(1e-5, 1e-2)"},
+                           working_dir=str(tmp_path / "work"))
     scores = {}
     for score in (-50.0, -200.0, -120.0):
         trial = exp.suggest()
@@ -53,7 +39,7 @@ def test_best_reports_the_lowest_objective_and_a_rerun_command(tmp_path):
         (Path(trial.working_dir) / "results.json").write_text(json.dumps(results))
         exp.observe(trial, [{"name": "objective", "type": "objective", "value": score}])
         scores[trial.id] = (score, trial.params["lr"])
-    env = {"ORION_DB_TYPE": "pickleddb", "ORION_DB_ADDRESS": str(db)}
+    env = orion.env
     proc = cli("best", "cli-best", "--json", env=env)
     assert proc.returncode == 0, proc.stderr
     info = json.loads(proc.stdout)

@@ -3,27 +3,12 @@ through a real subprocess."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from helpers import cli, last_json, results_in, run_script
 
-RLTASKS = [sys.executable, "-m", "rltasks.cli"]
 FAST = ["--steps-per-epoch", "256", "--num-envs", "2", "--eval-episodes", "3"]
-
-
-def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([*RLTASKS, *map(str, args)], capture_output=True, text=True,
-                          timeout=180, cwd=cwd,
-                          env={**os.environ, "RLTASKS_THREADS": "1", "SDL_VIDEODRIVER": "dummy"})
-
-
-def last_json(proc: subprocess.CompletedProcess) -> dict:
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +21,7 @@ def ppo_run(tmp_path_factory) -> Path:
 
 
 def test_train_is_the_script_and_eval_reproduces_the_final_evaluation(ppo_run):
-    results = json.loads((ppo_run / "results.json").read_text())
+    results = results_in(ppo_run)
     assert results["task"] == "ppo" and results["epoch"] == 2
     info = last_json(cli("eval", ppo_run, "--episodes", "3"))
     assert info["task"] == "ppo" and info["env"] == "CartPole-v1" and info["epoch"] == 2
@@ -92,14 +77,14 @@ def test_exported_policies_match_every_family(name, env, extra, tmp_path):
 
     import rltasks
     from rltasks import checkpoint
-    from rltasks.export import export_run, sample_observations
-    from rltasks.observers import checkpoint_payload
+    from rltasks.commands.export import export_run, sample_observations
+    from rltasks.trial.payload import make_payload
 
     fixed = {k: v for k, v in extra.items() if k == "norm_obs"}
     task = rltasks.make_task(name, env=env, num_envs=1, steps_per_epoch=64, **fixed)
     task.init(**{k: v for k, v in extra.items() if k != "norm_obs"})
     task.fit(1)
-    checkpoint.save(tmp_path / "last.ckpt", checkpoint_payload(task))
+    checkpoint.save(tmp_path / "last.ckpt", make_payload(task))
     obs = sample_observations(task)
     expected = task.act(task.loader.normalize_obs(obs))
     task.close()
@@ -117,11 +102,8 @@ def test_record_writes_a_gif_that_decodes(tmp_path):
     from PIL import Image
 
     workdir = tmp_path / "run"
-    proc = subprocess.run([sys.executable, "scripts/ppo.py", "--epochs", "1",
-                           "--steps-per-epoch", "256", "--num-envs", "2", "--eval-episodes", "2",
-                           "--workdir", str(workdir)], capture_output=True, text=True,
-                          timeout=180, cwd=Path(__file__).resolve().parents[1],
-                          env={**os.environ, "RLTASKS_THREADS": "1"})
+    proc = run_script("ppo", "--epochs", "1", "--steps-per-epoch", "256", "--num-envs", "2",
+                      "--eval-episodes", "2", workdir=workdir, timeout=180)
     assert proc.returncode == 0, proc.stderr
     out = workdir / "video.gif"
     info = last_json(cli("record", workdir, "--out", out))
@@ -143,7 +125,7 @@ def test_record_writes_a_gif_that_decodes(tmp_path):
 def test_record_plays_normalised_and_goal_observations(tmp_path):
     """In process: a norm_obs Pendulum run and a goal env's dict observations."""
     import rltasks
-    from rltasks.record import play
+    from rltasks.commands.record import play
 
     for name, env, fixed, hp in (("ppo", "Pendulum-v1", {"norm_obs": True}, {}),
                                  ("sac", "rltasks/PointReach-v0", {}, {"learning_starts": 0})):

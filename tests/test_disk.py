@@ -10,31 +10,18 @@ that fills up and is then remounted read-only.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from helpers import SHIMS, results_in, run_script, shimmed
 
 from rltasks import checkpoint
 
-ROOT = Path(__file__).resolve().parents[1]
-SHIM = Path(__file__).resolve().parent / "shims" / "failing_writes"
+SHIM = SHIMS / "failing_writes"
 FAST = ["--env", "CartPole-v1", "--steps-per-epoch", "512", "--num-envs", "2",
         "--eval-episodes", "2", "--seed", "1"]
-
-
-def script(workdir: Path, *args: str, fail: str | None = None) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ORION_", "RLTASKS_TEST_"))}
-    env["RLTASKS_THREADS"] = "1"
-    if fail:
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SHIM), env.get("PYTHONPATH")]))
-        env["RLTASKS_TEST_FAIL_WRITES"] = fail
-    return subprocess.run([sys.executable, str(ROOT / "scripts" / "ppo.py"), *FAST, *args,
-                           "--workdir", str(workdir)], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=120)
 
 
 def error_line(proc: subprocess.CompletedProcess) -> str:
@@ -58,14 +45,15 @@ def assert_intact(workdir: Path, epoch: int) -> None:
 def test_failing_checkpoint_write_exits_2_keeps_the_previous_one_and_resumes(
         tmp_path, fail, reason):
     workdir = tmp_path / "run"
-    line = error_line(script(workdir, "--epochs", "4", fail=fail))
+    failing = shimmed(SHIM, RLTASKS_TEST_FAIL_WRITES=fail)
+    line = error_line(run_script("ppo", *FAST, "--epochs", "4", workdir=workdir, env=failing))
     assert line.startswith(f"error: cannot write checkpoint {workdir / 'last.ckpt'}: {reason}")
     assert line.endswith("; the previous checkpoint is intact")
     assert_intact(workdir, 1)
     assert not (workdir / "last.ckpt.1").exists()  # nothing rotated for the failed write
-    done = script(workdir, "--epochs", "4")
+    done = run_script("ppo", *FAST, "--epochs", "4", workdir=workdir)
     assert done.returncode == 0, done.stderr[-3000:]
-    results = json.loads((workdir / "results.json").read_text())
+    results = results_in(workdir)
     assert results["resumed_from"] == 1 and results["epoch"] == 4
 
 
@@ -89,13 +77,13 @@ def tmpfs(tmp_path):
 
 def test_real_full_disk_then_read_only_dir(tmp_path, tmpfs):
     probe = tmp_path / "probe"  # the size of one checkpoint of this run
-    assert script(probe, "--epochs", "1").returncode == 0
+    assert run_script("ppo", *FAST, "--epochs", "1", workdir=probe).returncode == 0
     size = (probe / "last.ckpt").stat().st_size
     # room for two checkpoints and a half: epoch 3's write (two kept + the new one) fails
     assert mount("-o", f"remount,size={int(2.5 * size) // 4096 * 4096}", str(tmpfs)
                  ).returncode == 0
     workdir = tmpfs / "run"
-    line = error_line(script(workdir, "--epochs", "5"))
+    line = error_line(run_script("ppo", *FAST, "--epochs", "5", workdir=workdir))
     assert "No space left on device" in line, line
     saved = checkpoint.load(workdir / "last.ckpt")["epoch"]
     assert saved in (1, 2), line
@@ -105,13 +93,13 @@ def test_real_full_disk_then_read_only_dir(tmp_path, tmpfs):
 
     # read-only: refused before anything is touched
     assert mount("-o", "remount,ro", str(tmpfs)).returncode == 0
-    line = error_line(script(workdir, "--epochs", "5"))
+    line = error_line(run_script("ppo", *FAST, "--epochs", "5", workdir=workdir))
     assert line.startswith(f"error: cannot lock working dir {workdir}: Read-only file system")
     assert checkpoint.load(workdir / "last.ckpt")["epoch"] == saved
 
     # room again: the rerun resumes from the intact checkpoint and completes
     assert mount("-o", "remount,rw,size=16m", str(tmpfs)).returncode == 0
-    done = script(workdir, "--epochs", "5")
+    done = run_script("ppo", *FAST, "--epochs", "5", workdir=workdir)
     assert done.returncode == 0, done.stderr[-3000:]
-    results = json.loads((workdir / "results.json").read_text())
+    results = results_in(workdir)
     assert results["resumed_from"] == saved and results["epoch"] == 5

@@ -7,7 +7,8 @@ import json
 from helpers import assert_same_state
 
 from rltasks import checkpoint
-from rltasks.run import resolve, run
+from rltasks.trial.options import resolve
+from rltasks.trial.run import run
 
 FAST = ["--steps-per-epoch", "256", "--num-envs", "2", "--eval-episodes", "2"]
 

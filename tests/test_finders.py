@@ -1,10 +1,9 @@
-"""The hunts of the README's recipes, each a real ``orion hunt`` on a temporary database:
+"""The hunts of docs/hunts.md's recipes, each a real ``orion hunt`` on a temporary database:
 the learning-rate, optimizer and agent finders, the multi-seed objective, checkpoint reuse
 across Hyperband/ASHA fidelities, and PBT/PB2 children continuing their parents."""
 
 from __future__ import annotations
 
-import json
 import shlex
 import signal
 import subprocess
@@ -14,35 +13,42 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import finish_process
-from test_orion import FAST, ROOT, hunt, orion_env, trials
+from helpers import (
+    ROOT,
+    Orion,
+    cli,
+    finish_process,
+    last_json,
+    launch,
+    results_in,
+    run_script,
+    script_command,
+    wait_for,
+)
 
 import rltasks
 from rltasks.checkpoint import load
 from rltasks.optim import OPTIMIZER_HPARAMS, unused_hparams
-from rltasks.report import active_params
+from rltasks.orion.experiments import active_params
 from rltasks.tasks import AGENT_HPARAMS, REGISTRY
 
 RANDOM = ("-c", str(ROOT / "spaces" / "algos" / "random.yaml"))
+FAST = ("--steps-per-epoch", "512", "--num-envs", "2", "--eval-episodes", "2")
 SMALL = ("--steps-per-epoch", "256", "--num-envs", "2", "--eval-episodes", "2")
 
 
-def hunted(tmp_path: Path, name: str, space: str, *args: str,
+def hunted(orion: Orion, name: str, space: str, *args: str,
            **kwargs) -> tuple[subprocess.CompletedProcess, list[dict]]:
-    """``hunt`` then its trials, every one of them completed."""
-    proc = hunt(tmp_path, name, space, *args, **kwargs)
-    found = trials(tmp_path, name)
+    """``orion.hunt`` then its trials, every one of them completed."""
+    proc = orion.hunt(name, space, *args, **kwargs)
+    found = orion.trials(name)
     assert found and all(t["status"] == "completed" for t in found), (
         [t["status"] for t in found], proc.stdout[-4000:])
     return proc, found
 
 
-def results_in(workdir: str | Path) -> dict:
-    return json.loads((Path(workdir) / "results.json").read_text())
-
-
-def test_lr_finder_hunts_lr_alone_with_every_other_default(tmp_path):
-    proc, found = hunted(tmp_path, "lr", "spaces/lr.yaml", "--epochs", "1", *FAST, max_trials=3,
+def test_lr_finder_hunts_lr_alone_with_every_other_default(orion):
+    proc, found = hunted(orion, "lr", "spaces/lr.yaml", "--epochs", "1", *FAST, max_trials=3,
                 orion_args=RANDOM)
     defaults = rltasks.make_task("ppo", env="CartPole-v1").init().hparams()
     for trial in found:
@@ -52,8 +58,8 @@ def test_lr_finder_hunts_lr_alone_with_every_other_default(tmp_path):
     assert len({t["params"]["/lr"] for t in found}) == 3
 
 
-def test_optimizer_finder_applies_only_the_chosen_optimizers_own_hyperparameters(tmp_path):
-    proc, found = hunted(tmp_path, "opt", "spaces/optimizers.yaml", "--epochs", "1", *FAST,
+def test_optimizer_finder_applies_only_the_chosen_optimizers_own_hyperparameters(orion):
+    proc, found = hunted(orion, "opt", "spaces/optimizers.yaml", "--epochs", "1", *FAST,
                 max_trials=5, orion_args=RANDOM)
     families = set()
     for trial in found:
@@ -78,8 +84,8 @@ def test_optimizer_finder_applies_only_the_chosen_optimizers_own_hyperparameters
     assert len(families) >= 2, families
 
 
-def test_agent_finder_runs_the_chosen_agent_with_its_own_hyperparameters(tmp_path):
-    proc, found = hunted(tmp_path, "agents", "spaces/agents.yaml", "--epochs", "1",
+def test_agent_finder_runs_the_chosen_agent_with_its_own_hyperparameters(tmp_path, orion):
+    proc, found = hunted(orion, "agents", "spaces/agents.yaml", "--epochs", "1",
                 "--steps-per-epoch", "256", "--eval-episodes", "2", max_trials=4,
                 orion_args=RANDOM, script="scripts/agent.py")
     agents = set()
@@ -102,7 +108,7 @@ def test_agent_finder_runs_the_chosen_agent_with_its_own_hyperparameters(tmp_pat
     assert len(agents) >= 2, agents
     # the best trial's rerun command names its agent and only its hyperparameters, and
     # reproduces its objective
-    info = best(tmp_path, "agents")
+    info = best(orion, "agents")
     agent = info["params"]["agent"]
     command = shlex.split(info["command"])
     assert f"--agent={agent}" in command
@@ -110,25 +116,20 @@ def test_agent_finder_runs_the_chosen_agent_with_its_own_hyperparameters(tmp_pat
                 and not a.startswith(f"--{agent}.")]
     rerun = subprocess.run([sys.executable, *command[1:], "--workdir", str(tmp_path / "rerun")],
                            cwd=ROOT, capture_output=True, text=True, timeout=120,
-                           env=orion_env(tmp_path))
+                           env=orion.env)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert results_in(tmp_path / "rerun")["objective"] == info["objective"]
     # the report: one row per trial, '-' for the other agents' parameters, a plot per agent
     out = tmp_path / "report"
-    report = subprocess.run([sys.executable, "-m", "rltasks.cli", "report", "agents", "--out",
-                             str(out)], capture_output=True, text=True, timeout=120,
-                            env=orion_env(tmp_path))
+    report = cli("report", "agents", "--out", out, env=orion.env)
     assert report.returncode == 0, report.stderr[-2000:]
     assert "ppo.clip_range" in report.stdout and " - " in report.stdout
     pngs = {p.name for p in out.iterdir()}
     assert "objective_by_agent.png" in pngs and "objective_vs_ppo.lr.png" in pngs, pngs
 
 
-def best(tmp_path: Path, name: str) -> dict:
-    proc = subprocess.run([sys.executable, "-m", "rltasks.cli", "best", name, "--json"],
-                          capture_output=True, text=True, timeout=120, env=orion_env(tmp_path))
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return json.loads(proc.stdout)
+def best(orion: Orion, name: str) -> dict:
+    return last_json(cli("best", name, "--json", env=orion.env))
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -138,27 +139,21 @@ def best(tmp_path: Path, name: str) -> dict:
     (["--agent", "dqn", "--env", "Pendulum-v1"], "dqn needs Discrete actions"),
 ])
 def test_agent_script_bad_input_is_one_line(tmp_path, argv, message):
-    proc = subprocess.run([sys.executable, "scripts/agent.py", *argv, "--epochs", "1",
-                           "--workdir", str(tmp_path / "w")], cwd=ROOT, capture_output=True,
-                          text=True, timeout=120)
+    proc = run_script("agent", *argv, "--epochs", "1", workdir=tmp_path / "w")
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert proc.stderr.count("\n") == 1 and message in proc.stderr, proc.stderr
 
 
 def test_agent_script_help_names_the_agents_and_each_agents_options():
-    def run(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "scripts/agent.py", *args], cwd=ROOT,
-                              capture_output=True, text=True, timeout=120)
-
-    general = run("--help")
+    general = run_script("agent", "--help")
     assert general.returncode == 0 and "--agent NAME" in general.stdout
     assert all(name in general.stdout for name in REGISTRY)
-    dqn = run("--agent", "dqn", "--help")
+    dqn = run_script("agent", "--agent", "dqn", "--help")
     assert dqn.returncode == 0 and "--exploration" in dqn.stdout
 
 
-def test_multi_seed_objective_is_the_mean_of_seeds_that_rerun_identically(tmp_path):
-    _, (trial,) = hunted(tmp_path, "seeds", "lr: 'orion~loguniform(1e-3, 1e-2)'\n",
+def test_multi_seed_objective_is_the_mean_of_seeds_that_rerun_identically(tmp_path, orion):
+    _, (trial,) = hunted(orion, "seeds", "lr: 'orion~loguniform(1e-3, 1e-2)'\n",
                          "--epochs", "1", "--seeds", "2", "--seed", "5", *FAST)
     results = results_in(trial["working_dir"])
     per_seed = results["per_seed"]
@@ -171,38 +166,33 @@ def test_multi_seed_objective_is_the_mean_of_seeds_that_rerun_identically(tmp_pa
     # each seed trained in its own process and dir; one reruns alone to the same result
     seed_dir = Path(trial["working_dir"]) / "seed-6"
     assert results_in(seed_dir)["hparams"]["lr"] == trial["params"]["/lr"]
-    alone = subprocess.run(
-        [sys.executable, "scripts/ppo.py", "--epochs", "1", *FAST, "--seed", "6",
-         "--lr", repr(trial["params"]["/lr"]), "--workdir", str(tmp_path / "alone")],
-        cwd=ROOT, capture_output=True, text=True, timeout=120, env=orion_env(tmp_path))
+    alone = run_script("ppo", "--epochs", "1", *FAST, "--seed", "6",
+                       "--lr", repr(trial["params"]["/lr"]), workdir=tmp_path / "alone",
+                       env=orion.env)
     assert alone.returncode == 0, alone.stderr[-2000:]
     assert results_in(tmp_path / "alone")["objective"] == objectives[1]
 
 
 def test_sigterm_stops_every_seed_at_an_epoch_end_and_each_resumes(tmp_path):
-    cmd = [sys.executable, "scripts/ppo.py", "--seeds", "2", *FAST, "--workdir",
-           str(tmp_path)]
-    proc = subprocess.Popen([*cmd, "--epochs", "200"], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
-    deadline = time.monotonic() + 120
-    while not all((tmp_path / f"seed-{s}" / "last.ckpt").exists() for s in (0, 1)):
-        assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read()
-        time.sleep(0.1)
+    args = ("--seeds", "2", *FAST)
+    proc = launch("ppo", *args, "--epochs", "200", workdir=tmp_path)
+    wait_for(lambda: all((tmp_path / f"seed-{s}" / "last.ckpt").exists() for s in (0, 1)),
+             proc, "a checkpoint of each seed", poll=0.1)
     proc.send_signal(signal.SIGTERM)
-    code, err = finish_process(proc, timeout=120)
+    code, err = finish_process(proc)
     assert code == 130, err[-3000:]
     assert err.count("SIGTERM received: finishing the current epoch") == 3  # parent, 2 seeds
     assert "stopped at once" not in err  # each seed got one signal and finished its epoch
     assert "interrupted: SIGTERM received: seeds [0, 1] stopped" in err
     stopped = [load(tmp_path / f"seed-{s}" / "last.ckpt")["state"]["epoch"] for s in (0, 1)]
-    again = subprocess.run([*cmd, "--epochs", str(max(stopped) + 1)], cwd=ROOT,
-                           capture_output=True, text=True, timeout=120)
+    again = run_script("ppo", *args, "--epochs", str(max(stopped) + 1), workdir=tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
     resumed = [s["resumed_from"] for s in results_in(tmp_path)["per_seed"]]
     assert resumed == stopped
     # SIGKILL of the parent (a lost worker) takes the seeds with it: no orphan trains on
-    proc = subprocess.Popen([*cmd, "--epochs", "200"], cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(script_command("ppo", *args, "--epochs", "200", workdir=tmp_path),
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
     time.sleep(3)
     children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True)
     pids = [int(p) for p in children.stdout.split()]
@@ -215,8 +205,9 @@ def test_sigterm_stops_every_seed_at_an_epoch_end_and_each_resumes(tmp_path):
 
 
 @pytest.mark.parametrize("algorithm, budget", [("hyperband", None), ("asha", 8)])
-def test_promoted_trials_resume_their_lower_fidelity_checkpoint(tmp_path, algorithm, budget):
-    _, found = hunted(tmp_path, algorithm, "spaces/lr.yaml", "--epochs~fidelity(1, 4, 2)",
+def test_promoted_trials_resume_their_lower_fidelity_checkpoint(tmp_path, orion, algorithm,
+                                                                budget):
+    _, found = hunted(orion, algorithm, "spaces/lr.yaml", "--epochs~fidelity(1, 4, 2)",
                       "--workdir", "{exp.working_dir}/{trial.hash_params}", "--horizon", "4",
                       *SMALL, max_trials=budget,
                       orion_args=("-c", str(ROOT / "spaces" / "algos" / f"{algorithm}.yaml")))
@@ -237,11 +228,9 @@ def test_promoted_trials_resume_their_lower_fidelity_checkpoint(tmp_path, algori
     assert promoted >= 1
     from_scratch = sum(t["results"]["env_steps"] for t in found)
     assert sum(t["results"]["env_steps_run"] for t in found) < from_scratch
-    command = best(tmp_path, algorithm)["command"]  # no prior, no template left in it
+    command = best(orion, algorithm)["command"]  # no prior, no template left in it
     assert "~" not in command and "{" not in command and "--epochs=" in command
-    report = subprocess.run([sys.executable, "-m", "rltasks.cli", "report", algorithm,
-                             "--out", str(tmp_path / "report")], capture_output=True,
-                            text=True, timeout=120, env=orion_env(tmp_path))
+    report = cli("report", algorithm, "--out", tmp_path / "report", env=orion.env)
     assert report.returncode == 0, report.stderr[-2000:]
     rows = [line.split() for line in report.stdout.splitlines()
             if line[:8] in {t["id"][:8] for t in found}]
@@ -260,14 +249,14 @@ def small_population(algorithm: str, tmp_path: Path) -> Path:
 
 
 @pytest.mark.parametrize("algorithm", ["pbt", pytest.param("pb2", marks=pytest.mark.slow)])
-def test_population_children_continue_their_parents_with_new_hyperparameters(tmp_path,
+def test_population_children_continue_their_parents_with_new_hyperparameters(tmp_path, orion,
                                                                               algorithm):
     if algorithm == "pb2":  # PB2's GP stalls on a population of 3: the shipped config
         pytest.importorskip("GPy", reason="PB2 needs GPy: pip install -e '.[pb2]'")
         config = ROOT / "spaces" / "algos" / "pb2.yaml"
     else:
         config = small_population(algorithm, tmp_path)
-    proc, found = hunted(tmp_path, algorithm, "spaces/pbt.yaml", "--epochs~fidelity(1, 3, 1)",
+    proc, found = hunted(orion, algorithm, "spaces/pbt.yaml", "--epochs~fidelity(1, 3, 1)",
                          "--allow-hparam-change", "--horizon", "3", *SMALL, max_trials=None,
                          orion_args=("-c", str(config)), timeout=300)
     forked = 0
@@ -290,9 +279,7 @@ def test_population_children_continue_their_parents_with_new_hyperparameters(tmp
 
 def test_a_checkpoint_of_other_hyperparameters_needs_allow_hparam_change(tmp_path):
     def run(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "scripts/ppo.py", *FAST, "--workdir",
-                               str(tmp_path), *args], cwd=ROOT, capture_output=True,
-                              text=True, timeout=120)
+        return run_script("ppo", *FAST, *args, workdir=tmp_path)
 
     assert run("--epochs", "1", "--lr", "0.001").returncode == 0
     refused = run("--epochs", "2", "--lr", "0.002")
@@ -306,11 +293,9 @@ def test_a_checkpoint_of_other_hyperparameters_needs_allow_hparam_change(tmp_pat
     assert payload["state"]["history"][1]["hparams_changed"] == {"lr": [0.001, 0.002]}
 
 
-def test_orion_leaving_a_prior_unsampled_is_an_error_not_a_default(tmp_path):
+def test_orion_leaving_a_prior_unsampled_is_an_error_not_a_default(tmp_path, orion):
     config = tmp_path / "trial.conf"
     config.write_text("lr: 0.001\nsgd.momentum: 'orion~uniform(0, 0.9)'\n")
-    proc = subprocess.run([sys.executable, "scripts/ppo.py", "--config", str(config),
-                           "--workdir", str(tmp_path / "w")], cwd=ROOT, capture_output=True,
-                          text=True, timeout=120,
-                          env={**orion_env(tmp_path), "ORION_TRIAL_ID": "abc"})
+    proc = run_script("ppo", "--config", config, workdir=tmp_path / "w",
+                      env={**orion.env, "ORION_TRIAL_ID": "abc"})
     assert proc.returncode == 2 and "left ['sgd.momentum'] unsampled" in proc.stderr

@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import io
-import os
 import pickle
 import struct
 import subprocess
@@ -24,17 +23,15 @@ import sys
 import time
 import tracemalloc
 import zipfile
-from pathlib import Path
 
 import msgpack
 import pytest
-from helpers import state_diffs
+from helpers import ROOT, RunsCommand, envelope, environ, run_script, state_diffs
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rltasks.checkpoint import FORMAT, Checkpointer, CheckpointError, decode, encode, load
+from rltasks.checkpoint import Checkpointer, CheckpointError, decode, encode, load
 
-ROOT = Path(__file__).resolve().parents[1]
 #: peak bytes allocated per input byte, measured worst case ~81 (a list of empty maps: each
 #: one-byte map becomes a 64-byte dict); arrays and tensors cost about twice their raw bytes
 AMPLIFICATION = 128
@@ -176,26 +173,11 @@ after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 assert (after - before) * 1024 <= {AMPLIFICATION} * len(data) + 2**20, (after - before, len(data))
 """
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=120, env={**os.environ, "RLTASKS_THREADS": "1"})
+                          timeout=120, env=environ())
     assert proc.returncode == 0, proc.stderr[-2000:]
 
 
 # ------------------------------------------------------------------------ code execution
-
-class RunsCommand:
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return os.system, (f"touch {self.marker}",)
-
-
-def envelope(payload: bytes) -> bytes:
-    import hashlib
-
-    return msgpack.packb({"format": FORMAT, "sha256": hashlib.sha256(payload).hexdigest(),
-                          "payload": payload}, use_bin_type=True)
-
 
 def torch_zip(pickled: bytes) -> bytes:
     buffer = io.BytesIO()
@@ -228,9 +210,7 @@ def test_trial_whose_last_checkpoint_is_a_crafted_pickle_refuses_it(tmp_path):
     marker, workdir = tmp_path / "MARKER", tmp_path / "run"
     workdir.mkdir()
     (workdir / "last.ckpt").write_bytes(pickle.dumps({"state": RunsCommand(marker)}))
-    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "ppo.py"), "--epochs", "1",
-                           "--workdir", str(workdir)], cwd=ROOT, capture_output=True,
-                          text=True, timeout=120, env={**os.environ, "RLTASKS_THREADS": "1"})
+    proc = run_script("ppo", "--epochs", "1", workdir=workdir)
     assert proc.returncode == 2, proc.stderr[-3000:]
     line = proc.stderr.strip().splitlines()[-1]
     assert line.startswith(f"error: no usable checkpoint in {workdir}") and "pickle" in line
@@ -245,6 +225,6 @@ def test_atheris_finds_no_crash_in_a_short_run(tmp_path):
                            "-max_total_time=5", "-max_len=2048", "-rss_limit_mb=4096",
                            str(tmp_path / "corpus")],
                           cwd=tmp_path, capture_output=True, text=True, timeout=180,
-                          env={**os.environ, "RLTASKS_THREADS": "1", "PYTHONWARNINGS": "ignore"})
+                          env=environ(PYTHONWARNINGS="ignore"))
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert "Done " in proc.stderr

@@ -1,8 +1,8 @@
-"""Hunts beyond one process: trials on a Dask cluster (``rltasks.hunt``), two ``orion hunt``
+"""Hunts beyond one process: trials on a Dask cluster (``rltasks.orion.dask``), two ``orion hunt``
 processes sharing one PickledDB, a SIGKILLed worker whose trial Orion re-queues (heartbeat),
 and a pre-empted trial that Orion marks interrupted and a later hunt resumes.
 
-Every Orion process uses a temporary PickledDB (``test_orion.orion_env``); the Dask cluster
+Every Orion process uses the test's own PickledDB (the ``orion`` fixture); the Dask cluster
 listens on 127.0.0.1 only.
 """
 
@@ -17,11 +17,20 @@ import time
 from pathlib import Path
 
 import pytest
-from test_orion import ORION, ROOT, orion_env, trials
+from helpers import (
+    ROOT,
+    Orion,
+    environ,
+    finish_process,
+    kill_group,
+    results_in,
+    start,
+    wait_for,
+)
 
 from rltasks import checkpoint
 
-TIMEOUT = 240
+TIMEOUT = 240  # seconds for one hunt of these tests
 SPACE = "lr: 'orion~loguniform(1e-4, 1e-2)'\n"
 QUICK = ["--epochs", "1", "--steps-per-epoch", "512", "--num-envs", "2", "--eval-episodes", "2"]
 SLOWER = ["--epochs", "5", "--steps-per-epoch", "2048", "--num-envs", "4", "--eval-episodes", "2"]
@@ -52,52 +61,16 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 """
 
 
-def hunt_command(tmp_path: Path, name: str, *args: str, max_trials: int) -> list[str]:
-    config = tmp_path / "space.yaml"
-    config.write_text(SPACE)
-    return [str(ORION), "hunt", "-n", name, "--exp-max-trials", str(max_trials),
-            "--working-dir", str(tmp_path / "work"),
-            "python", "scripts/ppo.py", "--config", str(config), *args]
-
-
-def start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
-    with log.open("ab") as out:
-        return subprocess.Popen(command, cwd=ROOT, env=env, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def finish(proc: subprocess.Popen, log: Path) -> int:
-    try:
-        return proc.wait(timeout=TIMEOUT)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-        pytest.fail(f"hunt did not finish in {TIMEOUT} s:\n{log.read_text()[-5000:]}")
-
-
-def wait_for(predicate, proc: subprocess.Popen, log: Path, what: str):
-    deadline = time.monotonic() + TIMEOUT
-    while not (found := predicate()):
-        assert proc.poll() is None, f"exited before {what}:\n{log.read_text()[-5000:]}"
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.01)
-    return found
-
-
-def trial_dirs(tmp_path: Path) -> list[Path]:
-    work = tmp_path / "work"
+def trial_dirs(orion: Orion) -> list[Path]:
+    work = orion.root / "work"
     return sorted(p for p in work.iterdir() if p.is_dir()) if work.exists() else []
 
 
-def first_checkpoint(tmp_path: Path) -> Path | None:
-    for path in trial_dirs(tmp_path):
+def first_checkpoint(orion: Orion) -> Path | None:
+    for path in trial_dirs(orion):
         if (path / "last.ckpt").exists():
             return path
     return None
-
-
-def results(trial: dict) -> dict:
-    return json.loads((Path(trial["working_dir"]) / "results.json").read_text())
 
 
 # ------------------------------------------------------------------------------------- Dask
@@ -108,7 +81,7 @@ def dask_cluster(tmp_path):
     log = (tmp_path / "cluster.log").open("w")
     proc = subprocess.Popen([sys.executable, "-c", CLUSTER], cwd=ROOT, stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=log, text=True,
-                            env={**os.environ, "PYTHONWARNINGS": "ignore"})
+                            env=environ(PYTHONWARNINGS="ignore"))
     try:
         line = proc.stdout.readline()
         assert line, (tmp_path / "cluster.log").read_text()[-3000:]
@@ -123,20 +96,20 @@ def dask_cluster(tmp_path):
         log.close()
 
 
-def test_dask_helper_runs_every_trial_on_the_cluster_workers(tmp_path, dask_cluster):
+def test_dask_helper_runs_every_trial_on_the_cluster_workers(tmp_path, orion, dask_cluster):
     address, workers = dask_cluster["address"], set(dask_cluster["pids"].values())
     assert address.startswith("tcp://127.0.0.1:") and len(workers) == 2
     where = tmp_path / "where.py"
     where.write_text(WHERE)
-    command = hunt_command(tmp_path, "dask", *QUICK, max_trials=2)
+    command = orion.hunt_command("dask", SPACE, *QUICK, max_trials=2)
     command[command.index("scripts/ppo.py")] = f"{where} scripts/ppo.py"
     command = " ".join(command).split()  # the wrapper, then the script and its arguments
     log = tmp_path / "hunt.log"
-    proc = start([sys.executable, "-m", "rltasks.hunt", "--scheduler", address, *command[2:]],
-                 orion_env(tmp_path), log)
-    assert finish(proc, log) == 0, log.read_text()[-5000:]
+    proc = start([sys.executable, "-m", "rltasks.orion.dask", "--scheduler", address,
+                  *command[2:]], env=orion.env, log=log)
+    assert finish_process(proc, TIMEOUT, log)[0] == 0, log.read_text()[-5000:]
     assert f"hunt on the Dask cluster at {address}, 2 trial(s) at once" in log.read_text()
-    found = trials(tmp_path, "dask")
+    found = orion.trials("dask")
     done = [t for t in found if t["status"] == "completed"]
     # Orion 0.2.7 samples ahead with parallel workers: a third trial may run, a fourth may
     # stay "new" (never started); none broken, lost or left reserved
@@ -147,12 +120,18 @@ def test_dask_helper_runs_every_trial_on_the_cluster_workers(tmp_path, dask_clus
         ran = json.loads((Path(trial["working_dir"]) / "where.json").read_text())
         assert ran["ppid"] in workers, (ran, workers)  # a child of a Dask worker process
         ran_by.add(ran["ppid"])
-        assert trial["objective"] == results(trial)["objective"]
+        assert trial["objective"] == results_in(trial["working_dir"])["objective"]
     assert ran_by == workers  # the first two trials at once: one on each worker
 
 
 def test_dask_helper_arguments(tmp_path):
-    from rltasks.hunt import HuntError, orion_config, prepare_args, scheduler_threads, split_argv
+    from rltasks.orion.dask import (
+        HuntError,
+        orion_config,
+        prepare_args,
+        scheduler_threads,
+        split_argv,
+    )
 
     assert split_argv(["--scheduler", "tcp://127.0.0.1:1", "--n-workers=3", "-n", "x"]) == (
         ["--scheduler", "tcp://127.0.0.1:1", "--n-workers=3"], ["-n", "x"])
@@ -180,14 +159,14 @@ def test_dask_helper_arguments(tmp_path):
 
 # --------------------------------------------------------------- shared storage, lost workers
 
-def test_two_hunt_processes_sharing_one_pickleddb_complete_each_trial_once(tmp_path):
-    env, max_trials = orion_env(tmp_path), 4
-    command = hunt_command(tmp_path, "shared", *QUICK, max_trials=max_trials)
+def test_two_hunt_processes_sharing_one_pickleddb_complete_each_trial_once(tmp_path, orion):
+    max_trials = 4
+    command = orion.hunt_command("shared", SPACE, *QUICK, max_trials=max_trials)
     logs = [tmp_path / "hunt0.log", tmp_path / "hunt1.log"]
-    procs = [start(command, env, log) for log in logs]
+    procs = [start(command, env=orion.env, log=log) for log in logs]
     for proc, log in zip(procs, logs, strict=True):
-        assert finish(proc, log) == 0, log.read_text()[-5000:]
-    found = trials(tmp_path, "shared")
+        assert finish_process(proc, TIMEOUT, log)[0] == 0, log.read_text()[-5000:]
+    found = orion.trials("shared")
     out = "\n".join(log.read_text()[-3000:] for log in logs)
     statuses = [t["status"] for t in found]
     # Orion 0.2.7 may start one trial past --exp-max-trials when workers race; none is lost
@@ -196,58 +175,59 @@ def test_two_hunt_processes_sharing_one_pickleddb_complete_each_trial_once(tmp_p
     assert len({t["working_dir"] for t in found}) == len(found)
     for trial in found:  # each trial ran exactly once: one epoch logged, never resumed
         workdir = Path(trial["working_dir"])
-        assert results(trial)["resumed_from"] is None
+        assert results_in(workdir)["resumed_from"] is None
         assert len((workdir / "metrics.jsonl").read_text().splitlines()) == 1
         assert len(list(workdir.glob("results_*.log"))) == 1  # one Orion execution
     assert "stale lock" not in out and "in use by" not in out
 
 
-def test_sigkilled_hunt_worker_trial_is_requeued_after_the_heartbeat_and_resumes(tmp_path):
-    env = {**orion_env(tmp_path), "ORION_HEARTBEAT": "1"}  # lost after 5 heartbeats
-    command = hunt_command(tmp_path, "lost", *SLOWER, max_trials=1)
+def test_sigkilled_hunt_worker_trial_is_requeued_after_the_heartbeat_and_resumes(tmp_path,
+                                                                                  orion):
+    env = {**orion.env, "ORION_HEARTBEAT": "1"}  # lost after 5 heartbeats
+    command = orion.hunt_command("lost", SPACE, *SLOWER, max_trials=1)
     log = tmp_path / "hunt.log"
-    first = start(command, env, log)
-    workdir = wait_for(lambda: first_checkpoint(tmp_path), first, log, "a checkpoint")
-    os.killpg(first.pid, signal.SIGKILL)  # orion hunt and its trial, with no chance to report
-    first.wait()
+    first = start(command, env=env, log=log)
+    workdir = wait_for(lambda: first_checkpoint(orion), first, "a checkpoint", TIMEOUT, log)
+    kill_group(first)  # orion hunt and its trial, with no chance to report
     killed_at = checkpoint.load(workdir / "last.ckpt")["epoch"]
     assert 1 <= killed_at < 5  # the trial stays "reserved": Orion cannot know it died
     time.sleep(6)  # 5 x ORION_HEARTBEAT, and a margin
-    second = start(command, env, log)
-    assert finish(second, log) == 0, log.read_text()[-5000:]
-    (trial,) = trials(tmp_path, "lost")
+    second = start(command, env=env, log=log)
+    assert finish_process(second, TIMEOUT, log)[0] == 0, log.read_text()[-5000:]
+    (trial,) = orion.trials("lost")
     assert trial["status"] == "completed", log.read_text()[-5000:]
     assert Path(trial["working_dir"]) == workdir
-    done = results(trial)
+    done = results_in(trial["working_dir"])
     assert done["resumed_from"] is not None and done["resumed_from"] >= killed_at
     assert done["epoch"] == 5 and trial["objective"] == done["objective"]
     assert f"taking over the stale lock {workdir / 'rltasks.lock'}" in log.read_text()
 
 
-def test_preempted_trial_is_marked_interrupted_and_the_next_hunt_resumes_it(tmp_path):
-    env = orion_env(tmp_path)
-    command = hunt_command(tmp_path, "preempt", *SLOWER, max_trials=1)
+def test_preempted_trial_is_marked_interrupted_and_the_next_hunt_resumes_it(tmp_path, orion):
+    env = orion.env
+    command = orion.hunt_command("preempt", SPACE, *SLOWER, max_trials=1)
     log = tmp_path / "hunt.log"
-    first = start(command, env, log)
+    first = start(command, env=env, log=log)
 
     def running_trial() -> tuple[Path, int] | None:
-        workdir = first_checkpoint(tmp_path)
+        workdir = first_checkpoint(orion)
         try:
             return workdir, json.loads((workdir / "rltasks.lock").read_text())["pid"]
         except (TypeError, OSError, ValueError):
             return None
 
-    workdir, pid = wait_for(running_trial, first, log, "a running trial")
+    workdir, pid = wait_for(running_trial, first, "a running trial", TIMEOUT, log)
     os.kill(pid, signal.SIGTERM)  # the trial alone, as a cluster pre-empting it would
-    assert finish(first, log) == 130, log.read_text()[-5000:]  # Orion stops on an interrupt
+    # Orion stops on an interrupt
+    assert finish_process(first, TIMEOUT, log)[0] == 130, log.read_text()[-5000:]
     assert "Orion is interrupted." in log.read_text()
-    (trial,) = trials(tmp_path, "preempt")
+    (trial,) = orion.trials("preempt")
     assert trial["status"] == "interrupted"
     stopped = checkpoint.load(workdir / "last.ckpt")["epoch"]
     assert 1 <= stopped < 5 and not (workdir / "results.json").exists()
-    second = start(command, env, log)
-    assert finish(second, log) == 0, log.read_text()[-5000:]
-    (trial,) = trials(tmp_path, "preempt")
+    second = start(command, env=env, log=log)
+    assert finish_process(second, TIMEOUT, log)[0] == 0, log.read_text()[-5000:]
+    (trial,) = orion.trials("preempt")
     assert trial["status"] == "completed"
-    done = results(trial)
+    done = results_in(trial["working_dir"])
     assert done["resumed_from"] == stopped and done["epoch"] == 5

@@ -1,4 +1,4 @@
-"""One process per working dir (rltasks.workdir): real trial processes, then the lock's rules.
+"""One process per working dir (rltasks.trial.workdir): real trial processes, then the lock's rules.
 
 A second trial on a busy working dir exits 2 at once with one line naming the owner's pid and
 host; a lock left by a SIGKILLed trial is taken over by the rerun with a log line.
@@ -12,51 +12,27 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from helpers import finish_process
+from helpers import finish_process, kill_group, launch, results_in, wait_for
 
 from rltasks import checkpoint
-from rltasks.workdir import LOCK_NAME, LockError, WorkdirLock, process_start
+from rltasks.trial.workdir import LOCK_NAME, LockError, WorkdirLock, process_start
 
-ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--env", "CartPole-v1", "--steps-per-epoch", "1024", "--num-envs", "2",
         "--eval-episodes", "2"]
 HOST = socket.gethostname()
-TIMEOUT = 120
-
-
-def launch(workdir: Path, *args: str) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ORION_", "RLTASKS_TEST_"))}
-    return subprocess.Popen([sys.executable, str(ROOT / "scripts" / "ppo.py"), *FAST, *args,
-                             "--workdir", str(workdir)],
-                            cwd=ROOT, env={**env, "RLTASKS_THREADS": "1"},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
-
-
-def finish(proc: subprocess.Popen) -> tuple[int, str]:
-    return finish_process(proc, TIMEOUT)
-
-
-def wait_for(predicate, proc: subprocess.Popen, what: str) -> None:
-    deadline = time.monotonic() + TIMEOUT
-    while not predicate():
-        assert proc.poll() is None, proc.communicate()[1][-3000:]
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.01)
 
 
 def test_second_process_on_a_busy_workdir_refuses_naming_owner_pid_and_host(tmp_path):
     workdir = tmp_path / "run"
-    first = launch(workdir, "--epochs", "50")
+    first = launch("ppo", *FAST, "--epochs", "50", workdir=workdir)
     try:
         wait_for(lambda: (workdir / "last.ckpt").exists(), first, "the first checkpoint")
         start = time.monotonic()
-        code, err = finish(launch(workdir, "--epochs", "50"))
+        code, err = finish_process(launch("ppo", *FAST, "--epochs", "50", workdir=workdir))
         lines = err.strip().splitlines()
         assert code == 2 and len(lines) == 1, err
         assert lines[0].startswith(f"error: working dir {workdir} is in use by pid {first.pid} "
@@ -68,7 +44,7 @@ def test_second_process_on_a_busy_workdir_refuses_naming_owner_pid_and_host(tmp_
         assert (owner["pid"], owner["host"]) == (first.pid, HOST)
     finally:
         first.send_signal(signal.SIGTERM)
-    code, err = finish(first)
+    code, err = finish_process(first)
     assert code == 130, err[-3000:]
     assert not (workdir / LOCK_NAME).exists()  # removed at exit
     assert checkpoint.load(workdir / "last.ckpt")["epoch"] >= 1
@@ -76,22 +52,22 @@ def test_second_process_on_a_busy_workdir_refuses_naming_owner_pid_and_host(tmp_
 
 def test_lock_of_a_sigkilled_trial_is_taken_over_by_the_rerun(tmp_path):
     workdir = tmp_path / "run"
-    first = launch(workdir, "--epochs", "3")
+    first = launch("ppo", *FAST, "--epochs", "3", workdir=workdir)
     wait_for(lambda: (workdir / "last.ckpt").exists(), first, "the first checkpoint")
-    os.killpg(first.pid, signal.SIGKILL)
-    first.wait()
+    kill_group(first)
     stale = json.loads((workdir / LOCK_NAME).read_text())
     assert stale["pid"] == first.pid
-    code, err = finish(launch(workdir, "--epochs", "3"))
+    code, err = finish_process(launch("ppo", *FAST, "--epochs", "3", workdir=workdir))
     assert code == 0, err[-3000:]
     assert (f"taking over the stale lock {workdir / LOCK_NAME}: pid {first.pid} on this host "
             f"({HOST}) is no longer running") in err
-    assert json.loads((workdir / "results.json").read_text())["resumed_from"] >= 1
+    assert results_in(workdir)["resumed_from"] >= 1
     assert not (workdir / LOCK_NAME).exists()
 
 
 def test_bad_input_leaves_no_working_dir(tmp_path):
-    code, err = finish(launch(tmp_path / "run", "--epochs", "1", "--lr", "-1"))
+    code, err = finish_process(launch("ppo", *FAST, "--epochs", "1", "--lr", "-1",
+                                      workdir=tmp_path / "run"))
     assert code == 2 and not (tmp_path / "run").exists(), err
 
 

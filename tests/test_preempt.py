@@ -7,38 +7,20 @@ process must finish that epoch, save it and exit, never leaving a half epoch beh
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from helpers import finish_process, state_diffs
+from helpers import assert_same_state, finish_process, launch, results_in, wait_for
 
 from rltasks import checkpoint
 
-ROOT = Path(__file__).resolve().parents[1]
 EPOCHS = 5
 ARGS = ["--env", "CartPole-v1", "--epochs", str(EPOCHS), "--seed", "3", "--eval-episodes", "2",
         "--steps-per-epoch", "2048", "--num-envs", "4"]
-TIMEOUT = 120
-
-
-def environ(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("ORION_", "RLTASKS_TEST_"))}
-    return {**env, "RLTASKS_THREADS": "1", **extra}
-
-
-def launch(workdir: Path, *extra: str, env: dict[str, str] | None = None) -> subprocess.Popen:
-    """scripts/ppo.py in its own process group, stderr captured."""
-    return subprocess.Popen([sys.executable, str(ROOT / "scripts" / "ppo.py"), *ARGS, *extra,
-                             "--workdir", str(workdir)],
-                            cwd=ROOT, env=env or environ(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 
 def logged_epochs(workdir: Path) -> int:
@@ -48,22 +30,14 @@ def logged_epochs(workdir: Path) -> int:
         return 0
 
 
-def wait_for_epochs(proc: subprocess.Popen, workdir: Path, n: int) -> None:
-    deadline = time.monotonic() + TIMEOUT
-    while logged_epochs(workdir) < n:
-        assert proc.poll() is None, proc.communicate()[1][-3000:]
-        assert time.monotonic() < deadline, "the trial did not log its first epoch in time"
-        time.sleep(0.005)
-
-
-def finish(proc: subprocess.Popen) -> tuple[int, str]:
-    return finish_process(proc, TIMEOUT)
+def first_epoch_logged(proc: subprocess.Popen, workdir: Path) -> None:
+    wait_for(lambda: logged_epochs(workdir) >= 1, proc, "the trial's first epoch", poll=0.005)
 
 
 def complete(workdir: Path, *extra: str) -> dict:
-    code, err = finish(launch(workdir, *extra))
+    code, err = finish_process(launch("ppo", *ARGS, *extra, workdir=workdir))
     assert code == 0, err[-3000:]
-    return json.loads((workdir / "results.json").read_text())
+    return results_in(workdir)
 
 
 def assert_at_epoch_boundary(workdir: Path) -> int:
@@ -86,9 +60,8 @@ def reference(tmp_path_factory) -> tuple[dict, dict]:
 def assert_same_as(reference: tuple[dict, dict], workdir: Path, stopped_at: int) -> None:
     ckpt, results = reference
     mine = checkpoint.load(workdir / "last.ckpt")
-    diffs = state_diffs(mine["state"], ckpt["state"])
-    assert not diffs, f"{len(diffs)} differences after resume:\n" + "\n".join(diffs[:40])
-    again = json.loads((workdir / "results.json").read_text())
+    assert_same_state(mine["state"], ckpt["state"])
+    again = results_in(workdir)
     assert again["resumed_from"] == stopped_at
     for key in ("return_mean", "return_std", "length_mean", "epoch", "env_steps"):
         assert again[key] == results[key], key
@@ -97,10 +70,10 @@ def assert_same_as(reference: tuple[dict, dict], workdir: Path, stopped_at: int)
 def test_sigterm_finishes_the_epoch_saves_and_exits_130_then_resumes_exactly(
         tmp_path, reference):
     workdir = tmp_path / "run"
-    proc = launch(workdir)
-    wait_for_epochs(proc, workdir, 1)
+    proc = launch("ppo", *ARGS, workdir=workdir)
+    first_epoch_logged(proc, workdir)
     proc.send_signal(signal.SIGTERM)
-    code, err = finish(proc)
+    code, err = finish_process(proc)
     assert code == 130, err[-3000:]
     stopped = assert_at_epoch_boundary(workdir)
     assert 1 <= stopped < EPOCHS, "the signal should land before the last epoch"
@@ -116,10 +89,11 @@ def test_sigterm_finishes_the_epoch_saves_and_exits_130_then_resumes_exactly(
 def test_sigint_uses_orions_interrupt_code_and_saves_between_save_freq(tmp_path, reference):
     """--save-freq 10 would save only the final epoch: the stop saves its own epoch."""
     workdir = tmp_path / "run"
-    proc = launch(workdir, "--save-freq", "10", env=environ(ORION_INTERRUPT_CODE="42"))
-    wait_for_epochs(proc, workdir, 1)
+    proc = launch("ppo", *ARGS, "--save-freq", "10", workdir=workdir,
+                  env={"ORION_INTERRUPT_CODE": "42"})
+    first_epoch_logged(proc, workdir)
     proc.send_signal(signal.SIGINT)
-    code, err = finish(proc)
+    code, err = finish_process(proc)
     assert code == 42, err[-3000:]
     stopped = assert_at_epoch_boundary(workdir)
     assert stopped < EPOCHS and "SIGINT received" in err and "Traceback" not in err
@@ -130,10 +104,10 @@ def test_sigint_uses_orions_interrupt_code_and_saves_between_save_freq(tmp_path,
 def test_ctrl_c_to_the_process_group_with_async_envs_finishes_the_epoch(tmp_path):
     """Ctrl-C reaches the env worker processes too: they ignore it and the epoch completes."""
     workdir = tmp_path / "run"
-    proc = launch(workdir, "--vectorization", "async")
-    wait_for_epochs(proc, workdir, 1)
+    proc = launch("ppo", *ARGS, "--vectorization", "async", workdir=workdir)
+    first_epoch_logged(proc, workdir)
     os.killpg(proc.pid, signal.SIGINT)
-    code, err = finish(proc)
+    code, err = finish_process(proc)
     assert code == 130, err[-3000:]
     stopped = assert_at_epoch_boundary(workdir)
     assert "saved in" in err.strip().splitlines()[-1] and "Traceback" not in err
@@ -146,10 +120,10 @@ def test_sigterm_to_the_process_group_with_async_envs_loses_only_the_current_epo
     progress is lost, the trial still exits with the interrupt code, and the rerun resumes from
     the last saved epoch."""
     workdir = tmp_path / "run"
-    proc = launch(workdir, "--vectorization", "async")
-    wait_for_epochs(proc, workdir, 1)
+    proc = launch("ppo", *ARGS, "--vectorization", "async", workdir=workdir)
+    first_epoch_logged(proc, workdir)
     os.killpg(proc.pid, signal.SIGTERM)
-    code, err = finish(proc)
+    code, err = finish_process(proc)
     assert code == 130, err[-3000:]
     last = err.strip().splitlines()[-1]
     assert last.startswith("interrupted: SIGTERM received: stopped ") and "Traceback" not in err
@@ -164,12 +138,12 @@ def test_sigterm_to_the_process_group_with_async_envs_loses_only_the_current_epo
 
 def test_second_signal_stops_at_once_and_the_last_checkpoint_still_resumes(tmp_path, reference):
     workdir = tmp_path / "run"
-    proc = launch(workdir)
-    wait_for_epochs(proc, workdir, 1)
+    proc = launch("ppo", *ARGS, workdir=workdir)
+    first_epoch_logged(proc, workdir)
     proc.send_signal(signal.SIGTERM)
     time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
-    code, err = finish(proc)
+    code, err = finish_process(proc)
     assert code == 130, err[-3000:]
     assert err.strip().splitlines()[-1].startswith("interrupted: stopped at once")
     saved = checkpoint.load(workdir / "last.ckpt")["epoch"]
@@ -181,7 +155,7 @@ def test_second_signal_stops_at_once_and_the_last_checkpoint_still_resumes(tmp_p
 def test_signal_before_training_stops_before_the_first_epoch(tmp_path, monkeypatch, capsys):
     """In-process: the signal arrives while the task is being built."""
     import rltasks
-    from rltasks.run import main
+    from rltasks.trial.run import main
 
     real = rltasks.make_task
 

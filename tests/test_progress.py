@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 
 import rltasks
-from rltasks.observers import ProgressBar, ProgressLog, progress_observer
+from rltasks.trial.observers import ProgressBar, ProgressLog, progress_observer
 
 
 class Tty(io.StringIO):

@@ -4,30 +4,17 @@ subprocess."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import warnings
 from pathlib import Path
 
+from helpers import cli
 from PIL import Image
 
 
-def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "rltasks.cli", *args], capture_output=True,
-                          text=True, timeout=120, env={**os.environ, **env})
-
-
-def test_report_lists_every_trial_names_the_best_and_writes_the_plots(tmp_path):
-    db = tmp_path / "orion.pkl"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from orion.client import build_experiment
-    exp = build_experiment(
+def test_report_lists_every_trial_names_the_best_and_writes_the_plots(tmp_path, orion):
+    exp = orion.experiment(
         "cli-report", working_dir=str(tmp_path / "work"),
         space={"lr": "loguniform(1e-5, 1e-2)", "gamma": "uniform(0.9, 0.999)",
-               "optimizer": "choices(['adam', 'sgd'])"},
-        storage={"type": "legacy", "database": {"type": "pickleddb", "host": str(db)}})
+               "optimizer": "choices(['adam', 'sgd'])"})
     scores = {}
     for score in (-50.0, -200.0, -120.0):
         trial = exp.suggest()
@@ -41,7 +28,7 @@ def test_report_lists_every_trial_names_the_best_and_writes_the_plots(tmp_path):
         exp.observe(trial, [{"name": "objective", "type": "objective", "value": score}])
         scores[trial.id] = score
     running = exp.suggest()  # reserved, no results yet: listed, not plotted
-    env = {"ORION_DB_TYPE": "pickleddb", "ORION_DB_ADDRESS": str(db)}
+    env = orion.env
     out = tmp_path / "report"
     try:
         proc = cli("report", "cli-report", "--out", str(out), env=env)
@@ -69,7 +56,7 @@ def test_report_lists_every_trial_names_the_best_and_writes_the_plots(tmp_path):
 
 
 def test_active_params_leave_out_what_the_trial_ignored():
-    from rltasks.report import active_params
+    from rltasks.orion.experiments import active_params
 
     params = {"/agent": "ppo", "/ppo/lr": 1e-3, "/dqn/exploration": "boltzmann",
               "/optimizer": "rmsprop", "/momentum": 0.5, "/beta1": 0.8, "/lr": 1e-3,

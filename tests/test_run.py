@@ -1,36 +1,25 @@
-"""scripts/ppo.py and rltasks.run: options, config files, results, and bad input."""
+"""scripts/ppo.py and rltasks.trial.run: options, config files, results, and bad input."""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+from helpers import last_json, results_in, run_script
 
 from rltasks import checkpoint
-from rltasks.run import main, resolve
+from rltasks.trial.options import resolve
+from rltasks.trial.run import main
 
-ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--steps-per-epoch", "256", "--num-envs", "2", "--eval-episodes", "2"]
 
 
-def script(*args: str, cwd: Path = ROOT, env: dict[str, str] | None = None
-           ) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / "scripts" / "ppo.py"), *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "RLTASKS_THREADS": "1", **(env or {})})
-
-
 def test_script_trains_alone_and_prints_a_final_json_line(tmp_path):
-    proc = script("--env", "CartPole-v1", "--epochs", "2", "--workdir", str(tmp_path), *FAST)
-    assert proc.returncode == 0, proc.stderr
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    proc = run_script("ppo", "--env", "CartPole-v1", "--epochs", "2", *FAST, workdir=tmp_path)
+    result = last_json(proc)
     assert result["epoch"] == 2 and result["env_steps"] == 512
     assert result["objective"] == -result["return_mean"]
-    assert json.loads((tmp_path / "results.json").read_text())["objective"] == result["objective"]
+    assert results_in(tmp_path)["objective"] == result["objective"]
     ckpt = checkpoint.load(tmp_path / "last.ckpt")
     assert ckpt["task"] == "ppo" and ckpt["epoch"] == 2 and ckpt["fixed"]["env"] == "CartPole-v1"
     lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
@@ -39,13 +28,14 @@ def test_script_trains_alone_and_prints_a_final_json_line(tmp_path):
 
 
 def test_orion_working_dir_is_the_default_workdir(tmp_path):
-    proc = script("--epochs", "1", *FAST, env={"ORION_WORKING_DIR": str(tmp_path / "trial"),
-                                                "ORION_RESULTS_PATH": str(tmp_path / "r.json")})
+    trial = {"ORION_WORKING_DIR": str(tmp_path / "trial"),
+             "ORION_RESULTS_PATH": str(tmp_path / "r.json")}
+    proc = run_script("ppo", "--epochs", "1", *FAST, env=trial)
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "trial" / "last.ckpt").exists()
     reported = json.loads((tmp_path / "r.json").read_text())
     objective = [r for r in reported if r["type"] == "objective"][0]["value"]
-    results = json.loads((tmp_path / "trial" / "results.json").read_text())
+    results = results_in(tmp_path / "trial")
     assert objective == -results["return_mean"]
 
 
@@ -70,7 +60,7 @@ def test_config_file_is_parsed_by_content_and_cli_wins(tmp_path):
     (["--optimizer", "lbfgs"], "optimizer='lbfgs'"),
 ])
 def test_bad_input_is_one_line_naming_the_value(args, needle, tmp_path):
-    proc = script(*args, "--workdir", str(tmp_path), *FAST)
+    proc = run_script("ppo", *args, *FAST, workdir=tmp_path)
     assert proc.returncode == 2
     assert needle in proc.stderr
     assert "Traceback" not in proc.stderr

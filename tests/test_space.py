@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rltasks.space import HP, choices
+from rltasks.hparams import HP, choices
 
 
 def test_coercion_of_orion_values():

@@ -33,7 +33,7 @@ def test_task_space_file_is_exactly_get_space(name):
 
 def nested_priors(path: Path) -> dict[str, str]:
     """The priors of a finder space, nested sections read as ``section.key``."""
-    from rltasks.space import flatten
+    from rltasks.hparams import flatten
 
     return {k: v.removeprefix("orion~") for k, v in flatten(yaml.safe_load(path.read_text()))
             .items() if isinstance(v, str) and v.startswith("orion~")}

@@ -1,4 +1,4 @@
-"""The Task contract of DESIGN.md, exercised through the public API."""
+"""The Task contract of docs/design.md, exercised through the public API."""
 
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ import builtins
 
 import pytest
 
-from rltasks import run
+import rltasks.trial.run as run
 
 ARGS = ["--env", "CartPole-v1", "--epochs", "1", "--steps-per-epoch", "64", "--num-envs", "2",
         "--eval-episodes", "1", "--tensorboard"]

@@ -4,6 +4,7 @@ DDPG alone does not, and SAC+HER solves the point-reach env (fixed seeds)."""
 from __future__ import annotations
 
 import pytest
+from helpers import train_until
 
 import rltasks
 
@@ -13,12 +14,10 @@ BITS = dict(hidden=64, gamma=0.95, noise_sigma=0.2, noise_sigma_min=0.2)
 
 
 def success_within(name: str, env: str, budget: int, **hparams) -> tuple[float, int]:
+    """The best success rate of 20 evaluation episodes after each epoch, until it reaches 0.9
+    or the budget of env steps is spent."""
     task = rltasks.make_task(name, env=env, seed=0, steps_per_epoch=2048).init(**hparams)
-    best = 0.0
-    while task.env_steps + task.steps_per_epoch <= budget and best < 0.9:
-        task.fit(task.epoch + 1)
-        best = max(best, task.evaluate(episodes=20)["success_rate"])
-    return best, task.env_steps
+    return train_until(task, 0.9, budget, metric="success_rate", episodes=20)
 
 
 def test_ddpg_with_her_solves_15_bit_flipping_and_without_her_does_not():

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import rltasks
-from rltasks.envs_multi import ParallelLoader
+from rltasks.envs.multi import ParallelLoader
 
 pytestmark = pytest.mark.slow
 ENV = "mpe2/simple_spread_v3"

@@ -19,12 +19,12 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
-from rltasks.envs import derive_seed
+from rltasks.envs.loader import derive_seed
 
 _ID = re.compile(r"^mpe2/([a-z0-9_]+)(-discrete)?$")
 
 
-def make_parallel_env(env_id: str) -> Any:
+def make_parallel_env(env_id: str, **kwargs: Any) -> Any:
     """Build the PettingZoo parallel env named ``env_id`` or raise a one-line ValueError."""
     match = _ID.match(env_id)
     if not match:
@@ -35,19 +35,27 @@ def make_parallel_env(env_id: str) -> Any:
     except ImportError as err:
         raise ValueError(f"cannot load multi-agent env {env_id!r} ({err}); install the "
                          f"'multiagent' extra: pip install -e '.[multiagent]'") from None
-    return module.parallel_env(continuous_actions=match.group(2) is None)
+    try:
+        return module.parallel_env(continuous_actions=match.group(2) is None, **kwargs)
+    except TypeError as err:  # an env kwarg the env does not take
+        raise ValueError(f"{env_id} does not take these env kwargs {kwargs}: {err}") from None
 
 
 class ParallelLoader:
     """Vectorized PettingZoo parallel envs for one multi-agent task."""
 
+    multi_agent = True
+    obs_rms = None  # no observation normalisation for several agents
+
     def __init__(self, env_id: str, num_envs: int = 1, vectorization: str = "auto",
-                 norm_obs: bool = False, norm_reward: bool = False, gamma: float = 0.99) -> None:
+                 norm_obs: bool = False, norm_reward: bool = False, gamma: float = 0.99,
+                 env_kwargs: dict[str, Any] | None = None) -> None:
         if norm_obs or norm_reward:
             raise ValueError("norm_obs/norm_reward are not supported for multi-agent envs")
         if num_envs < 1:
             raise ValueError(f"num_envs={num_envs} must be >= 1")
-        self.envs = [make_parallel_env(env_id) for _ in range(num_envs)]
+        self.env_kwargs = dict(env_kwargs or {})
+        self.envs = [make_parallel_env(env_id, **self.env_kwargs) for _ in range(num_envs)]
         env = self.envs[0]
         self.agents = list(env.possible_agents)
         obs_spaces = [env.observation_space(a) for a in self.agents]

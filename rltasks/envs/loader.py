@@ -14,9 +14,6 @@ interrupted run follows the same path as an uninterrupted one.
 
 from __future__ import annotations
 
-import difflib
-import importlib
-import importlib.util
 from collections.abc import Callable
 from typing import Any
 
@@ -24,9 +21,9 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv, VectorEnv
 
-from rltasks import envs_goal
+from rltasks.envs.goal import is_goal_space
+from rltasks.envs.registry import check_env_id, make_env
 
-envs_goal.register()
 VECTORIZATIONS = ("auto", "sync", "async", "native")
 
 
@@ -35,38 +32,11 @@ def derive_seed(seed: int, *keys: int) -> int:
     return int(np.random.SeedSequence([seed, *keys]).generate_state(1)[0])
 
 
-def check_env_id(env_id: str) -> gym.envs.registration.EnvSpec:
-    """Return the spec of ``env_id`` or raise a one-line ``ValueError`` naming close matches."""
-    try:
-        return gym.spec(env_id)
-    except gym.error.Error:
-        pass
-    if _register_optional_envs():
-        return check_env_id(env_id)
-    known = list(gym.registry)
-    close = difflib.get_close_matches(env_id, known, n=3, cutoff=0.5)
-    hint = f"did you mean {', '.join(close)}?" if close else (
-        "list them with: python -c 'import gymnasium; gymnasium.pprint_registry()'")
-    raise ValueError(f"unknown env id {env_id!r}: not registered with gymnasium; {hint}")
-
-
-_OPTIONAL_ENV_PACKAGES = ["gymnasium_robotics"]  # the `robotics` extra: Fetch, Adroit...
-
-
-def _register_optional_envs() -> bool:
-    """Register the envs of installed optional packages, once; True if any was new."""
-    registered = False
-    while _OPTIONAL_ENV_PACKAGES:
-        name = _OPTIONAL_ENV_PACKAGES.pop()
-        if importlib.util.find_spec(name) is None:
-            continue
-        import warnings
-
-        with warnings.catch_warnings():  # gymnasium-robotics warns about old Adroit versions
-            warnings.simplefilter("ignore")
-            gym.register_envs(importlib.import_module(name))
-        registered = True
-    return registered
+def as_float32(obs: Any) -> Any:
+    """``obs`` as float32 arrays (a goal env's dict key by key); float32 arrays as they are."""
+    if isinstance(obs, dict):
+        return {k: np.asarray(v, np.float32) for k, v in obs.items()}
+    return np.asarray(obs, np.float32)
 
 
 class RunningMeanStd:
@@ -172,14 +142,16 @@ class _GymSameStep:
             self.env.closed = True
 
 
-def _has_native(env_id: str) -> bool:
-    spec = check_env_id(env_id)
+def _has_native(spec: gym.envs.registration.EnvSpec) -> bool:
     return spec.vector_entry_point == (
         "gymnasium.envs.classic_control.cartpole:CartPoleVectorEnv")
 
 
 class VecLoader:
-    """Vectorized envs for one task: seeding, same-step autoreset, stats and normalisation."""
+    """Vectorized envs for one task: seeding, same-step autoreset, stats and normalisation
+    (a ``rltasks.envs.protocol.Loader``)."""
+
+    multi_agent = False
 
     def __init__(self, env_id: str, num_envs: int = 8, vectorization: str = "auto",
                  norm_obs: bool = False, norm_reward: bool = False, gamma: float = 0.99,
@@ -189,29 +161,21 @@ class VecLoader:
             raise ValueError(f"num_envs={num_envs} must be >= 1")
         if vectorization not in VECTORIZATIONS:
             raise ValueError(f"vectorization={vectorization!r} is not one of {VECTORIZATIONS}")
-        native = _has_native(env_id) and not env_kwargs
+        native = _has_native(spec) and not env_kwargs
         if vectorization == "native" and not native:
             raise ValueError(f"vectorization='native': gymnasium has no numpy-vectorized "
                              f"{env_id}; use 'sync' or 'async'")
         if vectorization == "auto":
             vectorization = "native" if native else "sync"
         self.env_id, self.num_envs, self.vectorization = env_id, num_envs, vectorization
-        kwargs = dict(env_kwargs or {})
-        if vectorization == "native":
-            venv = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="vector_entry_point")
-            self._venv: _NativeSameStep | _GymSameStep = _NativeSameStep(venv)
-        else:
-            fns: list[Callable[[], gym.Env]] = [
-                lambda: gym.make(spec.id, **kwargs) for _ in range(num_envs)]
-            cls = AsyncVectorEnv if vectorization == "async" else SyncVectorEnv
-            venv = cls(fns, autoreset_mode=AutoresetMode.SAME_STEP)
-            self._venv = _GymSameStep(venv)
+        self.env_kwargs = dict(env_kwargs or {})
+        venv = self._vector_env(spec)
         self.single_observation_space = venv.single_observation_space
         self.single_action_space = venv.single_action_space
         self.max_episode_steps = spec.max_episode_steps
         # goal envs: one env instance lends its compute_reward to hindsight relabelling
-        self.goal_env = (gym.make(spec.id).unwrapped
-                         if envs_goal.is_goal_space(self.single_observation_space) else None)
+        self.goal_env = (make_env(spec, **self.env_kwargs).unwrapped
+                         if is_goal_space(self.single_observation_space) else None)
         if norm_obs and not isinstance(self.single_observation_space, gym.spaces.Box):
             raise ValueError(f"norm_obs needs Box observations; {env_id} has "
                              f"{type(self.single_observation_space).__name__} observations")
@@ -223,6 +187,25 @@ class VecLoader:
         self._ep_length = np.zeros(num_envs, np.int64)
         # (return, length, success or None) of episodes finished since the last pop_episodes()
         self.episodes: list[tuple[float, int, bool | None]] = []
+
+    def _vector_env(self, spec: gym.envs.registration.EnvSpec) -> VectorEnv:
+        """The gymnasium vector env behind the loader, wrapped for same-step autoreset."""
+        if self.vectorization == "native":
+            venv = gym.make_vec(spec.id, num_envs=self.num_envs,
+                                vectorization_mode="vector_entry_point")
+            self._venv: _NativeSameStep | _GymSameStep = _NativeSameStep(venv)
+            return venv
+        kwargs = self.env_kwargs
+        fns: list[Callable[[], gym.Env]] = [
+            lambda: make_env(spec, **kwargs) for _ in range(self.num_envs)]
+        cls = AsyncVectorEnv if self.vectorization == "async" else SyncVectorEnv
+        try:
+            venv = cls(fns, autoreset_mode=AutoresetMode.SAME_STEP)
+        except TypeError as err:  # an env kwarg its constructor does not take
+            raise ValueError(f"{spec.id} does not take these env kwargs {kwargs}: "
+                             f"{err}") from None
+        self._venv = _GymSameStep(venv)
+        return venv
 
     # -- the data path ---------------------------------------------------------------------
     def reset(self, seed: int) -> np.ndarray:
@@ -265,9 +248,11 @@ class VecLoader:
         return obs, rew.astype(np.float32), term, trunc, final
 
     def normalize_obs(self, obs: np.ndarray, update: bool = False) -> np.ndarray:
-        """Normalise observations with the running statistics (identity when disabled)."""
+        """Observations as the networks see them: float32, normalised with the running
+        statistics when ``norm_obs``. Every observation the loader hands out passes here, so
+        this is the one place where MuJoCo's float64 or an integer Box becomes float32."""
         if self.obs_rms is None:
-            return obs
+            return as_float32(obs)
         if update:
             self.obs_rms.update(obs)
         norm = (obs - self.obs_rms.mean) / np.sqrt(self.obs_rms.var + 1e-8)

@@ -2,8 +2,8 @@
 
 Two trials writing the same ``last.ckpt`` would each resume from the other's epochs and end as
 neither run; a second process also deletes the first one's temp files at start-up. So
-``rltasks.run`` holds ``<workdir>/rltasks.lock`` from before it reads a checkpoint until it
-exits. The file is JSON ``{pid, host, started, ...}``, created complete and atomically (written
+``rltasks.trial.run`` holds ``<workdir>/rltasks.lock`` from before it reads a checkpoint until
+it exits. The file is JSON ``{pid, host, started, ...}``, created complete and atomically (written
 to a temp file, then hard-linked to its name, which fails if the name exists; where a
 filesystem has no hard links, ``O_CREAT | O_EXCL``), and removed at exit.
 

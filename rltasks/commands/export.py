@@ -15,26 +15,27 @@ from typing import Any
 import numpy as np
 import torch
 
+from rltasks.trial.payload import load_task
+
 FORMATS = ("torchscript", "onnx")
 
 
 def sample_observations(task: Any, n: int = 64) -> np.ndarray:
-    """Observations from the space (seeded), clipped to a plausible range for unbounded dims."""
+    """Observations from the space (seeded), clipped to a plausible range for unbounded dims,
+    shaped as the env gives them (flat, or agents x observation for several agents)."""
     space = task.observation_space
     space.seed(12345)
     obs = np.stack([space.sample() for _ in range(n)]).astype(np.float32)
-    return np.clip(obs, -10.0, 10.0).reshape(n, -1)
+    return np.clip(obs, -10.0, 10.0)
 
 
 def export_run(run: str | Path, fmt: str = "torchscript", out: str | Path | None = None,
-               best: bool = False) -> dict[str, Any]:
+               best: bool = False, env_module: str | None = None) -> dict[str, Any]:
     """Write the policy of run ``run`` as ``fmt``; return the parity report. Raises
     ``ValueError`` if the exported policy's actions differ from the task's."""
-    from rltasks.runs import load_task
-
     if fmt not in FORMATS:
         raise ValueError(f"--format {fmt!r}: choose one of {list(FORMATS)}")
-    task = load_task(run, best=best, vectorization="sync")
+    task = load_task(run, best=best, env_module=env_module, vectorization="sync")
     try:
         out = Path(out) if out else Path(run if Path(run).is_dir() else Path(run).parent) / (
             "policy.pt" if fmt == "torchscript" else "policy.onnx")

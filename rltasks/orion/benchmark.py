@@ -5,7 +5,7 @@ assessments (``AverageResult``, ``AverageRank``, ...) compare search algorithms 
 they do on ``RosenBrock`` or ``Branin``::
 
     from orion.benchmark.assessment import AverageRank, AverageResult
-    from rltasks.benchmark import RLBenchmarkTask, get_or_create_benchmark
+    from rltasks.orion.benchmark import RLBenchmarkTask, get_or_create_benchmark
 
     storage = {"type": "legacy", "database": {"type": "pickleddb", "host": "bench.pkl"}}
     ppo = RLBenchmarkTask(task="ppo", env="CartPole-v1", epochs=8, max_trials=20)
@@ -86,7 +86,7 @@ from pathlib import Path
 from typing import Any
 
 import rltasks
-from rltasks.space import flatten
+from rltasks.hparams import flatten
 
 with warnings.catch_warnings():  # orion warns about optional extras (profet) and pkg_resources
     warnings.simplefilter("ignore")
@@ -144,7 +144,7 @@ def task_class(name: str) -> type[RLBenchmarkTask]:
                          f"{others[name.lower()].__module__}.{others[name.lower()].__name__}")
     cls = type(name, (RLBenchmarkTask,), {
         "__module__": __name__, "__qualname__": name,
-        "__doc__": f"RL benchmark problem {name!r} (see rltasks.benchmark.RLBenchmarkTask)."})
+        "__doc__": f"RL benchmark problem {name!r} (see rltasks.orion.benchmark.RLBenchmarkTask)."})
     _CLASSES[name.lower()] = cls
     return cls
 

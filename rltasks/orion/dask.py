@@ -1,6 +1,6 @@
 """Run an ``orion hunt`` whose trials execute on a Dask cluster.
 
-    python -m rltasks.hunt --scheduler tcp://10.0.0.5:8786 \\
+    python -m rltasks.orion.dask --scheduler tcp://10.0.0.5:8786 \\
         -n ppo-dask --exp-max-trials 32 --working-dir /shared/runs \\
         python scripts/ppo.py --config spaces/ppo.yaml --epochs 8
 
@@ -14,8 +14,7 @@ the algorithm and the heartbeats; each trial's command runs as a subprocess of a
 For that the workers must see what the hunt sees: this helper makes the trial's script, and
 ``--working-dir``, absolute paths and replaces a leading ``python``/``python3`` with this
 interpreter's absolute path; workers on other machines need the same paths (a shared
-filesystem holding the checkout, the venv and the working dir). See the README, "Scale out,
-and nothing lost".
+filesystem holding the checkout, the venv and the working dir). See docs/scale-out.md.
 """
 
 from __future__ import annotations
@@ -116,7 +115,7 @@ def orion_executable() -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m rltasks.hunt",
+        prog="python -m rltasks.orion.dask",
         description="orion hunt with trials executed on a Dask cluster. Arguments after this "
                     "helper's options are orion hunt's, ending with the trial command.")
     parser.add_argument("--scheduler", required=True,

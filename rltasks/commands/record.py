@@ -1,9 +1,9 @@
 """A video of a trained agent (``rltasks record RUN_DIR --out video.gif``).
 
-The task is rebuilt from the run's checkpoint (``rltasks.runs``) and its deterministic policy
-plays ``episodes`` episodes in one env made with ``render_mode="rgb_array"``, observations
-normalised as in evaluation. Frames go to a GIF (imageio or Pillow), or to an mp4 when
-imageio-ffmpeg is installed.
+The task is rebuilt from the run's checkpoint (``rltasks.trial.payload``) and its
+deterministic policy plays ``episodes`` episodes in one env made with
+``render_mode="rgb_array"``, observations normalised as in evaluation. Frames go to a GIF
+(imageio or Pillow), or to an mp4 when imageio-ffmpeg is installed.
 """
 
 from __future__ import annotations
@@ -13,6 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from rltasks.envs import derive_seed
+from rltasks.envs.registry import check_env_id, make_env
+from rltasks.trial.payload import load_task
 
 #: gymnasium's classic-control rendering uses pygame: no window, no display needed
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
@@ -31,18 +35,14 @@ def _batch(obs: Any) -> Any:
 def play(task: Any, episodes: int = 1, seed: int | None = None) -> tuple[list[np.ndarray],
                                                                           list[float]]:
     """Frames and returns of ``episodes`` deterministic episodes of ``task``'s policy."""
-    import gymnasium as gym
-
-    from rltasks.envs import derive_seed
-
-    spec = gym.spec(task.env_id)
-    probe = gym.make(spec.id)
+    spec = check_env_id(task.env_id)  # the task imported its module already, if any
+    probe = make_env(spec, **task.env_kwargs)
     modes = probe.metadata.get("render_modes", [])
     probe.close()
     if "rgb_array" not in modes:
         raise ValueError(f"{task.env_id} does not render rgb_array frames (its render modes: "
                          f"{modes or 'none'}): nothing to record")
-    env = gym.make(spec.id, render_mode="rgb_array")
+    env = make_env(spec, render_mode="rgb_array", **task.env_kwargs)
     frames: list[np.ndarray] = []
     returns: list[float] = []
     try:
@@ -77,10 +77,9 @@ def write_video(frames: list[np.ndarray], out: Path, fps: int) -> None:
 
 
 def record_run(run: str | Path, out: str | Path | None = None, episodes: int = 1,
-               best: bool = False, fps: int = 30) -> dict[str, Any]:
+               best: bool = False, fps: int = 30, env_module: str | None = None
+               ) -> dict[str, Any]:
     """Record ``episodes`` episodes of run ``run``'s deterministic policy to ``out``."""
-    from rltasks.runs import load_task
-
     if episodes < 1:
         raise ValueError(f"--episodes {episodes} must be >= 1")
     out = Path(out) if out else Path(run if Path(run).is_dir() else Path(run).parent) / (
@@ -93,9 +92,9 @@ def record_run(run: str | Path, out: str | Path | None = None, episodes: int = 1
         except ImportError:
             raise ValueError(f"--out {out}: mp4 needs imageio-ffmpeg (pip install "
                              f"imageio-ffmpeg); write a .gif instead") from None
-    task = load_task(run, best=best, vectorization="sync")
+    task = load_task(run, best=best, env_module=env_module, vectorization="sync")
     try:
-        if task.LOADER.__name__ == "ParallelLoader":
+        if task.loader.multi_agent:
             raise ValueError(f"record does not handle multi-agent tasks ({task.name} on "
                              f"{task.env_id}); evaluate it with `rltasks eval` instead")
         frames, returns = play(task, episodes)

@@ -1,7 +1,7 @@
 """Pre-emption: SIGTERM or SIGINT stops a trial at the next epoch boundary, checkpointed.
 
 Clusters pre-empt a job by sending SIGTERM and, after a grace period, SIGKILL; Ctrl-C sends
-SIGINT. Checkpoints exist only at epoch boundaries (``DESIGN.md``), so on the first signal the
+SIGINT. Checkpoints exist only at epoch boundaries (``docs/design.md``), so on the first signal the
 trial finishes the epoch in progress, makes sure ``last.ckpt`` holds it, and exits with
 Orion's interrupt code (``$ORION_INTERRUPT_CODE``, which Orion sets for its trials; 130
 otherwise). Orion then marks the trial *interrupted*, and a later run of the same command
@@ -11,7 +11,8 @@ resumes it exactly. A second signal stops at once; the previous epoch's checkpoi
 How the loop is stopped without a hook in ``Task``: the ``StopAtEpochEnd`` observer, placed
 after the checkpointing one, raises ``Preempted`` from ``on_epoch_end``. Like any exception
 out of ``fit``, that poisons the task (``BadResume``): the process is about to exit, and a
-caller of ``rltasks.run.run`` from Python builds a new task to go on, as after any failure.
+caller of ``rltasks.trial.run.run`` from Python builds a new task to go on, as after any
+failure.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 from rltasks.checkpoint import Checkpointer
+from rltasks.trial.payload import make_payload
 
 #: what Orion (``worker.interrupt_signal_code``) expects when it does not set the variable
 DEFAULT_INTERRUPT_CODE = 130
@@ -101,8 +103,6 @@ class StopAtEpochEnd:
         if self.signals.received is None:
             return
         if task.epoch % self.every and task.epoch != self.final_epoch:  # not saved this epoch
-            from rltasks.observers import checkpoint_payload
-
-            self.checkpointer.save(checkpoint_payload(task))
+            self.checkpointer.save(make_payload(task))
         raise Preempted(self.signals.received, f"stopped after epoch {task.epoch} of "
                         f"{self.final_epoch}, saved in {self.checkpointer.last}")

@@ -15,16 +15,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from rltasks.checkpoint import Checkpointer
-
-
-def checkpoint_payload(task: Any) -> dict[str, Any]:
-    """The top level of a task checkpoint (``DESIGN.md`` "Checkpoints")."""
-    payload = {"task": task.name, "hparams": task.hparams(), "fixed": dict(task.fixed),
-               "epoch": task.epoch, "env_steps": task.env_steps, "state": task.state_dict()}
-    run_state = getattr(task, "run_state", None)
-    if run_state:  # the run's own bookkeeping (early stopping), beside the task's state
-        payload["run"] = run_state
-    return payload
+from rltasks.trial.payload import make_payload
 
 
 class EarlyStop:
@@ -32,7 +23,7 @@ class EarlyStop:
     episodes reaches ``criterion``.
 
     Its window of recent returns and the stop live in ``task.run_state["early_stop"]``, which
-    every checkpoint carries (``checkpoint_payload``): it goes before ``Checkpointing``, so the
+    every checkpoint carries (``rltasks.trial.payload``): it goes before ``Checkpointing``, so the
     checkpoint of the stopping epoch records the stop and a rerun does not train past it.
     """
 
@@ -96,7 +87,7 @@ class Checkpointing:
             self.best = score if best else self.best
         if (best or task.epoch % self.every == 0 or task.epoch == self.final_epoch
                 or task.stop_reason is not None):  # the last epoch of an early stop
-            self.checkpointer.save(checkpoint_payload(task), best=best and self.save_best)
+            self.checkpointer.save(make_payload(task), best=best and self.save_best)
 
 
 class MetricsLog:

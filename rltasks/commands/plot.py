@@ -9,41 +9,21 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from rltasks.checkpoint import peek
-
-
-def read_curve(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
-    """(env_steps, return_mean) per epoch; a resumed run's repeated epochs count once."""
-    path = run_dir / "metrics.jsonl"
-    if not path.is_file():
-        raise ValueError(f"{run_dir} has no metrics.jsonl: not a run directory")
-    rows: dict[int, dict[str, Any]] = {}
-    for line in path.read_text(encoding="utf8").splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:  # a line cut by a crash
-            continue
-        if row.get("return_mean") is not None:
-            rows[int(row["epoch"])] = row
-    if not rows:
-        raise ValueError(f"{path} holds no epoch with a finished episode yet")
-    epochs = sorted(rows)
-    return (np.array([rows[e]["env_steps"] for e in epochs], float),
-            np.array([rows[e]["return_mean"] for e in epochs], float))
+from rltasks.trial.files import read_curve
+from rltasks.trial.payload import identity
 
 
 def group_key(run_dir: Path) -> tuple[str, str]:
     """(label, key): runs with equal keys differ only by seed."""
     ckpt = run_dir / "last.ckpt"
     info = peek(ckpt) if ckpt.is_file() else {}
-    fixed = {k: v for k, v in (info.get("fixed") or {}).items() if k != "seed"}
-    key = json.dumps([info.get("task"), fixed, info.get("hparams")], sort_keys=True,
-                     default=str)
-    label = f"{info.get('task', run_dir.name)} {fixed.get('env', '')}".strip()
+    key = json.dumps(identity(info, without=("seed",)), sort_keys=True, default=str)
+    label = f"{info.get('task', run_dir.name)} {(info.get('fixed') or {}).get('env', '')}"
+    label = label.strip()
     return (label, key) if info else (run_dir.name, str(run_dir))
 
 

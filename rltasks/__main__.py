@@ -1,0 +1,7 @@
+"""``python -m rltasks`` is the ``rltasks`` command."""
+
+import sys
+
+from rltasks.commands.cli import main
+
+sys.exit(main())

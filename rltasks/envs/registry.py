@@ -1,0 +1,98 @@
+"""Env-id resolution: which gymnasium env an id names, with a one-line error when none.
+
+rltasks' own envs (the goal envs of ``rltasks.envs.goal``) are registered on import; the
+envs of installed optional packages (the ``robotics`` extra's gymnasium-robotics) are
+registered the first time an id is not found, so importing rltasks stays cheap.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import importlib.util
+import warnings
+from typing import Any
+
+import gymnasium as gym
+
+from rltasks.envs.goal import register
+
+register()
+
+
+def split_env_id(env_id: str) -> tuple[str | None, str]:
+    """``"mypkg.envs:MyEnv-v0"`` -> ``("mypkg.envs", "MyEnv-v0")``; ``(None, env_id)`` for a
+    plain id. The ``module:id`` form is gymnasium's: importing the module registers the env."""
+    module, colon, name = env_id.partition(":")
+    return (module, name) if colon else (None, env_id)
+
+
+def import_env_module(module: str) -> None:
+    """Import the module an env id names (it registers the env), or a one-line ValueError."""
+    try:
+        importlib.import_module(module)
+    except Exception as err:  # the user's module: anything it raises is a bad env id
+        raise ValueError(f"cannot import {module!r}, the module of the env id "
+                         f"'{module}:...' ({type(err).__name__}: {err}); install it or put it "
+                         f"on PYTHONPATH") from None
+
+
+def check_env_id(env_id: str) -> gym.envs.registration.EnvSpec:
+    """Return the spec of ``env_id`` or raise a one-line ``ValueError`` naming close matches.
+
+    ``module:EnvId-v0`` imports ``module`` first, as ``gymnasium.make`` does."""
+    module, name = split_env_id(env_id)
+    if module is not None:
+        import_env_module(module)
+    try:
+        return gym.spec(name)
+    except gym.error.Error:
+        pass
+    if _register_optional_envs():
+        return check_env_id(env_id)
+    close = difflib.get_close_matches(name, list(gym.registry), n=3, cutoff=0.5)
+    hint = f"did you mean {', '.join(close)}?" if close else (
+        "list them with: python -c 'import gymnasium; gymnasium.pprint_registry()'")
+    where = f" (after importing {module!r})" if module else ""
+    raise ValueError(f"unknown env id {name!r}: not registered with gymnasium{where}; {hint}")
+
+
+#: the extra that installs what the envs of an entry-point package need
+EXTRAS = {"gymnasium.envs.box2d": "box2d", "gymnasium.envs.mujoco": "mujoco",
+          "gymnasium_robotics": "robotics"}
+
+
+def missing_extra(spec: gym.envs.registration.EnvSpec, err: Exception) -> ValueError:
+    """The one-line error for an env whose optional dependency is not installed."""
+    entry = spec.entry_point if isinstance(spec.entry_point, str) else ""
+    extra = next((x for prefix, x in EXTRAS.items() if entry.startswith(prefix)), None)
+    fix = (f"pip install 'rltasks[{extra}]'" if extra else
+           "install the package the env needs")
+    detail = str(err).splitlines()[0] if str(err) else type(err).__name__
+    return ValueError(f"{spec.id} needs a package that is not installed ({detail}); {fix}")
+
+
+def make_env(spec: gym.envs.registration.EnvSpec, **kwargs: Any) -> gym.Env:
+    """``gymnasium.make`` with a one-line error naming the extra to install when the env's
+    optional dependency (Box2D, MuJoCo...) is missing."""
+    try:
+        return gym.make(spec.id, **kwargs)
+    except (gym.error.DependencyNotInstalled, ImportError) as err:
+        raise missing_extra(spec, err) from None
+
+
+_OPTIONAL_ENV_PACKAGES = ["gymnasium_robotics"]  # the `robotics` extra: Fetch, Adroit...
+
+
+def _register_optional_envs() -> bool:
+    """Register the envs of installed optional packages, once; True if any was new."""
+    registered = False
+    while _OPTIONAL_ENV_PACKAGES:
+        name = _OPTIONAL_ENV_PACKAGES.pop()
+        if importlib.util.find_spec(name) is None:
+            continue
+        with warnings.catch_warnings():  # gymnasium-robotics warns about old Adroit versions
+            warnings.simplefilter("ignore")
+            gym.register_envs(importlib.import_module(name))
+        registered = True
+    return registered

@@ -1,0 +1,196 @@
+"""One trial, alone or under ``orion hunt``.
+
+options (``rltasks.trial.options``) -> build the task -> resume from the working dir's newest
+valid checkpoint -> ``fit(epochs)`` with a checkpoint after every epoch -> evaluate -> write
+``results.json``, report ``-return_mean`` to Orion and print one JSON line. This module never
+touches a tensor: that is the task's business.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import rltasks
+from rltasks.checkpoint import Checkpointer, CheckpointError
+from rltasks.task import NonFiniteError, Task
+from rltasks.trial.agent import AGENT, resolve_agent
+from rltasks.trial.files import METRICS, report_to_orion, write_results
+from rltasks.trial.observers import (
+    Checkpointing,
+    EarlyStop,
+    MetricsLog,
+    TensorBoardLog,
+    progress_observer,
+)
+from rltasks.trial.options import default_workdir, resolve
+from rltasks.trial.payload import restore, same_run_checker
+from rltasks.trial.preempt import Preempted, StopAtEpochEnd, StopSignals, interrupt_code
+from rltasks.trial.seeds import run_seeds
+from rltasks.trial.workdir import WorkdirLock
+
+Log = Callable[[str], None]
+
+
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def run(task_name: str, options: dict[str, Any], hparams: dict[str, Any],
+        log: Log | None = None) -> dict[str, Any]:
+    """Train one trial to ``options['epochs']`` with checkpoints; return its results.
+
+    The working dir's lock (``rltasks.trial.workdir``) is held throughout: a second process on
+    the same dir raises ``LockError``. SIGTERM/SIGINT stop training at the next epoch boundary,
+    checkpointed, by raising ``rltasks.trial.preempt.Preempted``.
+    """
+    log = log or _stderr
+    workdir = default_workdir(task_name, options)
+    # signals first: env workers forked while the task is built inherit the handler
+    with StopSignals(log) as signals, WorkdirLock(workdir, log=log):
+        return _train(task_name, options, hparams, log, workdir, signals)
+
+
+def build_task(task_name: str, options: dict[str, Any], hparams: dict[str, Any]) -> Task:
+    """The trial's task, ``init``-ed with its hyperparameters."""
+    task = rltasks.make_task(
+        task_name, env=options["env"], num_envs=options["num_envs"], seed=options["seed"],
+        steps_per_epoch=options["steps_per_epoch"],
+        horizon=options["horizon"] or options["epochs"],
+        vectorization=options["vectorization"], norm_obs=options["norm_obs"],
+        norm_reward=options["norm_reward"], env_kwargs=options["env_kwargs"])
+    try:
+        task.init(**hparams)
+    except BaseException:
+        task.close()
+        raise
+    return task
+
+
+def _resume(task: Task, checkpointer: Checkpointer, workdir: Path, options: dict[str, Any],
+            log: Log) -> dict[str, Any]:
+    """Continue the newest valid checkpoint of this run, if any; return what the results
+    record of it (where it resumed, what it adopted, a recorded early stop)."""
+    found = checkpointer.load_latest(
+        check=same_run_checker(task, workdir, options["allow_hparam_change"]), log=log)
+    if found is None:
+        return {"resumed_from": None, "resumed_steps": 0, "adopted": None, "stopped": None}
+    payload, path = found
+    adopted = restore(task, payload)
+    if adopted is not None:  # --allow-hparam-change: PBT's child continues its parent's
+        log(f"continuing {path} with changed hyperparameters: "
+            + ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in adopted.items()))
+    log(f"resumed from {path} at epoch {task.epoch}")
+    stopped = EarlyStop.resume(task, payload.get("run"))
+    if stopped is not None:
+        log(f"early stop recorded at epoch {stopped}: not training further")
+    return {"resumed_from": task.epoch, "resumed_steps": task.env_steps, "adopted": adopted,
+            "stopped": stopped}
+
+
+def _observe(task: Task, checkpointer: Checkpointer, workdir: Path, options: dict[str, Any],
+             signals: StopSignals, board: TensorBoardLog | None) -> None:
+    """Attach the trial's observers, in order: early stop, checkpoints, logs, pre-emption."""
+    epochs = options["epochs"]
+    if options["criterion"] is not None:
+        task.observers.append(EarlyStop(options["criterion"], options["trial_count"]))
+    task.observers += [
+        Checkpointing(checkpointer, every=options["save_freq"], final_epoch=epochs,
+                      eval_every=options["eval_every"], eval_episodes=options["eval_episodes"],
+                      save_best=options["save_best"]),
+        MetricsLog(workdir / METRICS),
+        *([board] if board else []),
+        progress_observer(epochs),
+        StopAtEpochEnd(signals, checkpointer, options["save_freq"], epochs),
+    ]
+
+
+def _fit(task: Task, epochs: int, signals: StopSignals) -> None:
+    """``task.fit(epochs)``, turning a signal's consequences into ``Preempted``."""
+    if signals.received:
+        raise Preempted(signals.received, f"stopped before training (epoch {task.epoch} "
+                                          f"of {epochs})")
+    try:
+        task.fit(epochs)
+    except Exception as err:
+        if signals.received is None or isinstance(err, Preempted):
+            raise
+        raise Preempted(signals.received, f"stopped in epoch {task.epoch + 1} of {epochs}, "
+                        f"which is lost ({type(err).__name__}: the env workers got the "
+                        f"signal too); the last checkpoint is intact") from err
+
+
+def _results(task: Task, options: dict[str, Any], final: dict[str, Any],
+             resumed: dict[str, Any], workdir: Path) -> dict[str, Any]:
+    return {"task": task.name, "env": options["env"], "seed": options["seed"],
+            "objective": -final["return_mean"], **final, "epoch": task.epoch,
+            "env_steps": task.env_steps, "resumed_from": resumed["resumed_from"],
+            "env_steps_run": task.env_steps - resumed["resumed_steps"],
+            "hparam_changes": [{"epoch": row["epoch"], "changed": row["hparams_changed"]}
+                               for row in task.history if "hparams_changed" in row],
+            "hparams_adopted": resumed["adopted"],
+            "early_stopped_at": getattr(task, "run_state", {}).get(
+                "early_stop", {}).get("stopped_at"),
+            "hparams": task.hparams(), "workdir": str(workdir)}
+
+
+def _train(task_name: str, options: dict[str, Any], hparams: dict[str, Any], log: Log,
+           workdir: Path, signals: StopSignals) -> dict[str, Any]:
+    board = TensorBoardLog(workdir / "tb") if options.get("tensorboard") else None
+    task = build_task(task_name, options, hparams)
+    try:
+        checkpointer = Checkpointer(workdir, keep=options["keep"])
+        checkpointer.clean_tmp()
+        resumed = _resume(task, checkpointer, workdir, options, log)
+        _observe(task, checkpointer, workdir, options, signals, board)
+        _fit(task, options["epochs"], signals)
+        if task.stop_reason is not None and resumed["stopped"] is None:
+            log(task.stop_reason)
+        final = task.evaluate(options["eval_episodes"])
+    finally:
+        task.close()
+        if board:
+            board.close()
+    results = _results(task, options, final, resumed, workdir)
+    write_results(workdir, results)
+    report_to_orion(results)
+    return results
+
+
+def main(task_name: str, argv: list[str] | None = None) -> int:
+    """Entry point of ``scripts/<task>.py`` (and of ``scripts/agent.py`` with ``"agent"``):
+    returns the process exit code.
+
+    Bad input (options, hyperparameters, env id, a foreign checkpoint) exits 2 with one line
+    on stderr, which Orion records as a broken trial; a diverged run exits 3 and keeps its
+    last good checkpoint. A working dir locked by another process, or a checkpoint that
+    cannot be written (the previous one stays intact), exits 2 too. SIGTERM/SIGINT exit
+    with Orion's interrupt code (130 unless ``$ORION_INTERRUPT_CODE`` says otherwise) once
+    the epoch in progress is checkpointed, so Orion marks the trial interrupted, not broken.
+    """
+    original = argv = list(sys.argv[1:] if argv is None else argv)
+    script = task_name
+    try:
+        config = None
+        if task_name == AGENT:
+            task_name, argv, config = resolve_agent(argv)
+        options, hparams = resolve(task_name, argv, config)
+        if options["seeds"] > 1:
+            results = run_seeds(script, original, task_name, options)
+        else:
+            results = run(task_name, options, hparams)
+    except (ValueError, CheckpointError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 3 if isinstance(err, NonFiniteError) else 2
+    except Preempted as err:
+        print(f"interrupted: {err}", file=sys.stderr)
+        return interrupt_code()
+    except KeyboardInterrupt:
+        print("interrupted: stopped at once; the last checkpoint is intact, rerun the same "
+              "command to resume", file=sys.stderr)
+        return interrupt_code()
+    print(json.dumps(results))
+    return 0

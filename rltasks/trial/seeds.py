@@ -1,0 +1,143 @@
+"""``--seeds N``: one configuration trained on N seeds, one process per seed, their mean reported.
+
+Each seed is a plain trial (``python -m rltasks.trial``) in ``WORKDIR/seed-K``, so each one
+checkpoints and resumes on its own; at most one per core runs at a time. The parent holds the
+working dir's lock, passes SIGTERM/SIGINT on to the seeds once (they checkpoint and stop), and
+its seeds die with it when it is SIGKILLed (Linux: ``PR_SET_PDEATHSIG``).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rltasks.task import NonFiniteError
+from rltasks.trial.files import read_results, report_to_orion, write_results
+from rltasks.trial.options import UsageError, default_workdir
+from rltasks.trial.preempt import Preempted, StopSignals
+from rltasks.trial.workdir import WorkdirLock
+
+#: the statistics a multi-seed trial adds to Orion's
+SEED_STATISTICS = ("objective_std", "return_min", "return_max")
+
+
+def _die_with_parent() -> None:
+    """In a seed's process (Linux): SIGKILL it when the parent dies, e.g. SIGKILLed with its
+    Orion worker, so no orphan keeps training or holds its working dir when Orion reruns the
+    trial (the seed's last checkpoint is intact: writes are atomic)."""
+    import ctypes
+
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
+    except (OSError, AttributeError):
+        pass
+
+
+def _child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("ORION_RESULTS_PATH", None)  # the parent reports the mean
+    return env
+
+
+def _cores() -> int:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return cores or 1
+
+
+class _Pool:
+    """The seeds' processes: started as slots free up, told to stop once."""
+
+    def __init__(self, script: str, argv: list[str], workdir: Path, seeds: list[int]) -> None:
+        self.script, self.argv, self.workdir = script, argv, workdir
+        self.todo: list[int] | None = list(seeds)  # None: the seeds were told to stop
+        self.slots = max(1, min(len(seeds), _cores()))
+        self.running: dict[int, subprocess.Popen] = {}
+        self.codes: dict[int, int] = {}
+
+    def start_free(self) -> None:
+        while self.todo and len(self.running) < self.slots:
+            seed = self.todo.pop(0)
+            cmd = [sys.executable, "-m", "rltasks.trial", self.script, *self.argv,
+                   "--seeds", "1", "--seed", str(seed),
+                   "--workdir", str(self.workdir / f"seed-{seed}")]
+            self.running[seed] = subprocess.Popen(
+                cmd, env=_child_env(), stdout=subprocess.DEVNULL,
+                preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+
+    def stop_once(self) -> None:
+        """Tell the running seeds to stop, once: a second SIGTERM stops a seed mid-epoch."""
+        if self.todo is None:
+            return
+        self.todo = None
+        for proc in self.running.values():
+            if proc.poll() is None:
+                proc.terminate()
+
+    def reap(self) -> None:
+        for seed, proc in list(self.running.items()):
+            if proc.poll() is not None:
+                self.codes[seed] = proc.returncode
+                del self.running[seed]
+
+    def busy(self) -> bool:
+        return bool(self.todo or self.running)
+
+
+def mean_results(per_seed: list[dict[str, Any]], task_name: str, options: dict[str, Any],
+                 workdir: Path) -> dict[str, Any]:
+    """The multi-seed trial's results: the seeds' mean objective, its spread, each seed's."""
+    objectives = np.array([r["objective"] for r in per_seed])
+    returns = np.array([r["return_mean"] for r in per_seed])
+    return {"task": task_name, "env": options["env"], "seed": options["seed"],
+            "seeds": [r["seed"] for r in per_seed], "objective": float(objectives.mean()),
+            "objective_std": float(objectives.std()),
+            "return_mean": float(returns.mean()), "return_std": float(returns.std()),
+            "return_min": float(returns.min()), "return_max": float(returns.max()),
+            "length_mean": float(np.mean([r["length_mean"] for r in per_seed])),
+            "epoch": min(r["epoch"] for r in per_seed),
+            "env_steps": int(sum(r["env_steps"] for r in per_seed)),
+            "env_steps_run": int(sum(r["env_steps_run"] for r in per_seed)),
+            "hparams": per_seed[0]["hparams"], "workdir": str(workdir),
+            "per_seed": [{k: r[k] for k in ("seed", "objective", "return_mean", "epoch",
+                                             "resumed_from")} for r in per_seed]}
+
+
+def run_seeds(script: str, argv: list[str], task_name: str, options: dict[str, Any],
+              log=None) -> dict[str, Any]:
+    """Train seeds ``seed .. seed+N-1`` of one configuration (see the module docstring) and
+    return their mean as the objective, with the spread and each seed's results.
+
+    ``script`` is what ``python -m rltasks.trial`` runs (a task name, or ``agent``).
+    """
+    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    workdir = default_workdir(task_name, options)
+    seeds = [options["seed"] + i for i in range(options["seeds"])]
+    pool = _Pool(script, argv, workdir, seeds)
+    with StopSignals(log) as signals, WorkdirLock(workdir, log=log):
+        while pool.busy():
+            if signals.received is None:
+                pool.start_free()
+            else:
+                pool.stop_once()
+            pool.reap()
+            time.sleep(0.05)
+    if signals.received is not None:
+        raise Preempted(signals.received, f"seeds {sorted(pool.codes)} stopped at an epoch end")
+    failed = {s: c for s, c in pool.codes.items() if c != 0}
+    if failed:
+        first = min(failed)
+        error = NonFiniteError if failed[first] == 3 else UsageError
+        raise error(f"seed(s) {sorted(failed)} of --seeds {len(seeds)} failed (exit codes "
+                    f"{sorted(set(failed.values()))}); see their errors above and "
+                    f"{workdir / f'seed-{first}'}")
+    per_seed = [read_results(workdir / f"seed-{s}") for s in seeds]
+    results = mean_results(per_seed, task_name, options, workdir)
+    write_results(workdir, results)
+    report_to_orion(results, extra=SEED_STATISTICS)
+    return results
