@@ -1,13 +1,16 @@
 """Optimizer and schedule blocks.
 
-torch.optim appears here only as the reference the optimizers of rltasks.optim must match.
+torch.optim appears here as the reference the optimizers of rltasks.optim must match, and as
+their fallback on a torch without the private kernels of their fast path.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -15,7 +18,17 @@ import torch
 from helpers import assert_same_state
 
 from rltasks import checkpoint, optim
-from rltasks.optim import OPTIM_HPARAMS, OPTIMIZERS, SCHEDULES, make_optimizer, scheduled, set_lr
+from rltasks.hparams import HP
+from rltasks.optim import (
+    OPTIM_HPARAMS,
+    OPTIMIZERS,
+    SCHEDULES,
+    kernels,
+    make_optimizer,
+    scheduled,
+    set_lr,
+)
+from rltasks.optim.optimizers import SHARED_HPARAMS, BlockOptimizer
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPECTED = {"adam": optim.Adam, "adamw": optim.AdamW, "adamax": optim.Adamax,
@@ -224,3 +237,249 @@ def test_linear_lr_schedule_follows_env_steps_in_a_task():
     expected = [sum(1e-3 * (1 - 64 * k / 1024) for k in range(e * 4 + 1, e * 4 + 5)) / 4
                 for e in range(2)]
     assert [row["lr"] for row in task.history] == pytest.approx(expected)
+
+
+# -- the private kernels and the torch.optim fallback --------------------------------------
+
+
+def force_fallback(monkeypatch):
+    """From now on, a torch without any private kernel: kernels.py reports them all missing
+    and calling one raises, so an optimizer built now must step through torch.optim."""
+    monkeypatch.setattr(kernels, "MISSING", frozenset(kernels.NAMES))
+    for name in kernels.NAMES:
+        monkeypatch.setattr(kernels, name[1:], kernels.kernel(name, types.SimpleNamespace()))
+
+
+def test_this_torch_has_every_kernel_and_the_optimizers_use_them():
+    assert kernels.MISSING == kernels.missing(torch) == frozenset()
+    assert kernels.missing(types.SimpleNamespace()) == set(kernels.NAMES)
+    for name in kernels.NAMES:
+        assert getattr(kernels, name[1:]) is getattr(torch, name)
+    with pytest.raises(RuntimeError, match=r"has no torch\._fused_adam_"):
+        kernels.kernel("_fused_adam_", types.SimpleNamespace())([])
+    for name, cls in OPTIMIZERS.items():
+        assert set(cls.KERNELS) <= set(kernels.NAMES) and cls.TORCH is not None
+        assert make_optimizer(mlp().parameters(), hparams(name)).fallback is None
+
+
+@pytest.mark.parametrize("name, weight_decay, momentum", SETTINGS)
+def test_each_optimizer_lists_every_kernel_it_calls(name, weight_decay, momentum, monkeypatch):
+    """Its KERNELS decide whether it falls back: a kernel it calls unlisted would fail on a
+    torch that lacks it. Here every kernel it does not list fails."""
+    listed = OPTIMIZERS[name].KERNELS
+    for kernel in set(kernels.NAMES) - set(listed):
+        monkeypatch.setattr(kernels, kernel[1:], kernels.kernel(kernel, types.SimpleNamespace()))
+    net = mlp()
+    opt = make_optimizer(net.parameters(), hparams(name, weight_decay=weight_decay,
+                                                   momentum=momentum))
+    train(opt, list(net.parameters()), 6, torch.Generator().manual_seed(1))
+    assert opt.fallback is None
+
+
+def assert_close_states(a, b):
+    """Two optimizer state_dicts of the same layout (indices, names, dtypes, devices,
+    settings) whose tensors agree to 1e-6."""
+    assert a["param_groups"] == b["param_groups"] and list(a["state"]) == list(b["state"])
+    for index, state in a["state"].items():
+        assert list(state) == list(b["state"][index])
+        for key, value in state.items():
+            other = b["state"][index][key]
+            assert (value.dtype, value.device, value.shape) == (other.dtype, other.device,
+                                                                other.shape)
+            torch.testing.assert_close(value, other, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("name, weight_decay, momentum", SETTINGS)
+def test_the_fallback_matches_the_fast_path(name, weight_decay, momentum, monkeypatch):
+    """Over 20 steps (a parameter skipped at some), parameters and state agree to 1e-6 (the
+    fused Adam kernel and torch's for-loop round differently; the others agree exactly)."""
+    hp = hparams(name, weight_decay=weight_decay, momentum=momentum)
+    fast_net, slow_net = mlp(), mlp()
+    fast = make_optimizer(fast_net.parameters(), hp)
+    train(fast, list(fast_net.parameters()), 20, torch.Generator().manual_seed(1))
+    force_fallback(monkeypatch)
+    slow = make_optimizer(slow_net.parameters(), hp)
+    assert type(slow) is EXPECTED[name] and isinstance(slow.fallback.optimizer, type(slow).TORCH)
+    train(slow, list(slow_net.parameters()), 20, torch.Generator().manual_seed(1))
+    for a, b in zip(fast_net.parameters(), slow_net.parameters(), strict=True):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+    assert_close_states(fast.state_dict(), slow.state_dict())
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_the_fallback_trains(name, monkeypatch):
+    """A regression fitted with the fallback alone (zero_grad both ways, set_lr, a schedule)."""
+    force_fallback(monkeypatch)
+    net = mlp()
+    opt = make_optimizer(net.parameters(), hparams(name, momentum=0.9))
+    gen = torch.Generator().manual_seed(5)
+    x = torch.randn(64, 3, generator=gen)
+    y = torch.stack([x[:, 0] * x[:, 1], x[:, 2].sin()], 1)
+    losses = []
+    for k in range(300):
+        opt.zero_grad(set_to_none=k % 2 == 0)
+        set_lr(opt, scheduled(1e-2, "cosine", k / 300))
+        loss = ((net(x) - y) ** 2).mean()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0], losses[::50]
+
+
+def segment(opt, seed, first):
+    """Ten steps of gradients seeded by ``seed``: both paths replay the same ones."""
+    train(opt, opt.param_groups[0]["params"], 10, torch.Generator().manual_seed(seed), first)
+
+
+def snapshot(net, opt):
+    """Copies of the net's weights and of the optimizer's state_dict."""
+    return {k: v.clone() for k, v in net.state_dict().items()}, opt.state_dict()
+
+
+def resumed(name, weights, saved):
+    """A new net and optimizer (other settings) resumed from ``snapshot``'s pair, the state
+    through the checkpoint codec."""
+    net = mlp()
+    net.load_state_dict(weights)
+    opt = make_optimizer(net.parameters(), hparams(name, lr=0.5))
+    opt.load_state_dict(checkpoint.decode(checkpoint.encode(saved)))
+    assert_same_state(opt.state_dict(), saved)
+    return net, opt
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_state_dicts_load_across_the_two_paths(name, monkeypatch):
+    """A checkpoint of the fast path resumes on the fallback and one of the fallback on the
+    fast path: the resumed run follows the one that wrote it (to 1e-6)."""
+    hp = hparams(name, weight_decay=0.01, momentum=0.9)
+    fast_net = mlp()
+    fast = make_optimizer(fast_net.parameters(), hp)
+    segment(fast, 10, 0)
+    weights, saved = snapshot(fast_net, fast)
+    segment(fast, 11, 10)
+    with monkeypatch.context() as patch:
+        force_fallback(patch)
+        slow_net, slow = resumed(name, weights, saved)
+        assert slow.fallback is not None
+        segment(slow, 11, 10)
+        assert_close_states(slow.state_dict(), fast.state_dict())
+        weights, saved = snapshot(slow_net, slow)
+        segment(slow, 12, 20)
+    fast_net, fast = resumed(name, weights, saved)
+    assert fast.fallback is None
+    segment(fast, 12, 20)
+    for a, b in zip(fast_net.parameters(), slow_net.parameters(), strict=True):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+    assert_close_states(fast.state_dict(), slow.state_dict())
+
+
+# -- the registry and the tables derived from it -------------------------------------------
+
+
+def test_the_tables_are_derived_from_the_registry():
+    assert optim.derive(optim.REGISTRY) == {
+        "OPTIMIZERS": OPTIMIZERS, "OPTIM_HPARAMS": OPTIM_HPARAMS,
+        "OPTIMIZER_HPARAMS": optim.OPTIMIZER_HPARAMS,
+        "NAMESPACED_OPTIM_HPARAMS": optim.NAMESPACED_OPTIM_HPARAMS,
+        "OPTIM_CONSTANTS": optim.OPTIM_CONSTANTS}
+    assert list(OPTIMIZERS.items()) == [(cls.name, cls) for cls in optim.REGISTRY]
+    assert list(OPTIM_HPARAMS) == ["optimizer", "lr", "momentum", "beta1", "beta2",
+                                   "weight_decay"]
+    assert OPTIM_HPARAMS["optimizer"].default == "adam"
+    assert optim.OPTIMIZER_HPARAMS == {
+        "adam": ("beta1", "beta2", "weight_decay"), "adamw": ("beta1", "beta2", "weight_decay"),
+        "adamax": ("beta1", "beta2", "weight_decay"), "sgd": ("momentum", "weight_decay"),
+        "rmsprop": ("momentum", "weight_decay")}
+    assert optim.OPTIM_CONSTANTS == {"adam_eps": 1e-5}
+    space = optim.optimizer_space()
+    assert list(space) == ["optimizer", "lr", *optim.NAMESPACED_OPTIM_HPARAMS]
+    assert space["adamw.weight_decay"] == "loguniform(1e-4, 0.1)"
+    for name, cls in OPTIMIZERS.items():
+        for key, spec in cls.HPARAMS.items():  # a flat hyperparameter, perhaps its own prior
+            assert dataclasses.replace(spec, prior=OPTIM_HPARAMS[key].prior) == OPTIM_HPARAMS[key]
+            if f"{name}.{key}" != "adamw.weight_decay":
+                assert space[f"{name}.{key}"] == OPTIM_HPARAMS[key].prior
+
+
+class Lion(BlockOptimizer):
+    """Lion (Chen et al. 2023) in public torch ops: an optimizer added in a test, with a
+    hyperparameter it shares (``beta1``) and one of its own (``lion_beta2``)."""
+
+    name = "lion"
+    HPARAMS = {"beta1": SHARED_HPARAMS["beta1"],
+               "lion_beta2": HP(0.99, "uniform(0.9, 0.999)", low=0.0, high=1.0,
+                                high_open=True, help="momentum decay of lion")}
+
+    def __init__(self, params, lr, betas):
+        super().__init__(params, lr=lr, betas=tuple(betas))
+
+    @classmethod
+    def from_hparams(cls, params, hp):
+        return cls(params, lr=hp["lr"], betas=(hp["beta1"], hp["lion_beta2"]))
+
+    def init_state(self, param):
+        return {"exp_avg": torch.zeros_like(param)}
+
+    def fast_update(self, group, params, grads, states):
+        beta1, beta2 = group["betas"]
+        for param, grad, state in zip(params, grads, states, strict=True):
+            param.add_(state["exp_avg"].lerp(grad, 1 - beta1).sign_(), alpha=-group["lr"])
+            state["exp_avg"].lerp_(grad, 1 - beta2)
+
+
+def test_a_registered_optimizer_joins_every_table(monkeypatch):
+    """One class and one registry entry: the choices, the task hyperparameters, the finder's
+    space, unused_hparams and make_optimizer follow, without another edit."""
+    registry = (*optim.REGISTRY, Lion)
+    monkeypatch.setattr(optim, "REGISTRY", registry)
+    for table, value in optim.derive(registry).items():
+        monkeypatch.setattr(optim, table, value)
+    names = ["adam", "adamw", "adamax", "sgd", "rmsprop", "lion"]
+    flat = optim.OPTIM_HPARAMS
+    assert flat["optimizer"].choices == tuple(names) and flat["optimizer"].default == "adam"
+    assert flat["optimizer"].prior == f"choices({names!r})"
+    assert list(flat) == ["optimizer", "lr", "momentum", "beta1", "beta2", "weight_decay",
+                          "lion_beta2"]
+    assert flat["lion_beta2"] is Lion.HPARAMS["lion_beta2"]
+    assert optim.NAMESPACED_OPTIM_HPARAMS[-2:] == ("lion.beta1", "lion.lion_beta2")
+    space = optim.optimizer_space()
+    assert list(space)[-2:] == ["lion.beta1", "lion.lion_beta2"]
+    assert space["lion.lion_beta2"] == "uniform(0.9, 0.999)"
+    assert space["optimizer"] == f"choices({names!r})"
+    assert optim.unused_hparams("lion") == {"momentum", "beta2", "weight_decay"}
+    assert "lion_beta2" in optim.unused_hparams("adam")
+    param = torch.nn.Parameter(torch.ones(3))
+    opt = optim.make_optimizer([param], {k: v.default for k, v in flat.items()}
+                               | {"optimizer": "lion", "lr": 0.1})
+    assert type(opt) is Lion and opt.param_groups[0]["betas"] == (0.9, 0.99)
+    (param**2).sum().backward()
+    opt.step()
+    assert torch.equal(param.detach(), torch.full((3,), 0.9))
+    monkeypatch.undo()
+    assert "lion" not in optim.OPTIMIZERS and "lion.beta1" not in optim.optimizer_space()
+
+
+def test_a_registry_that_disagrees_is_refused(monkeypatch):
+    class Odd(Lion):
+        name = "odd"
+        HPARAMS = {"momentum": dataclasses.replace(SHARED_HPARAMS["momentum"], default=0.5)}
+
+    with pytest.raises(TypeError, match=r"Odd.HPARAMS\['momentum'\] .* in more than its prior"):
+        optim.derive((*optim.REGISTRY, Odd))
+    with pytest.raises(TypeError, match="two optimizers share a name"):
+        optim.derive((*optim.REGISTRY, optim.Adam))
+
+    class Eps(Lion):
+        name = "eps"
+        CONSTANTS = {"adam_eps": 1e-8}
+
+    with pytest.raises(TypeError, match=r"Eps.CONSTANTS\['adam_eps'\] = 1e-08"):
+        optim.derive((*optim.REGISTRY, Eps))
+
+    class Fast(Lion):  # calls a private kernel but names no torch.optim class to fall back to
+        KERNELS = ("_foreach_add_",)
+
+    Fast([torch.nn.Parameter(torch.ones(1))], lr=0.1, betas=(0.9, 0.99))
+    force_fallback(monkeypatch)
+    with pytest.raises(RuntimeError, match=r"\['_foreach_add_'\]\) and has no torch.optim"):
+        Fast([torch.nn.Parameter(torch.ones(1))], lr=0.1, betas=(0.9, 0.99))
