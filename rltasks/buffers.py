@@ -7,6 +7,11 @@
   transitions at the maximum priority.
 - ``HerReplayBuffer``: hindsight experience replay for goal-conditioned envs.
 
+Every replay buffer takes the env's observations as they come: a goal env's dict
+observations are stored flat, ``[observation, desired_goal]`` (``goal_obs``), by the plain
+buffers, and kept apart until the episode ends by the hindsight one, which relabels the
+goals. So the replay loop stores every step the same way, whichever buffer the task chose.
+
 Every buffer's contents are part of the task state (``state_dict``), and sampling draws from
 the generator the task passes in, so a resumed run samples exactly what an uninterrupted one
 would.
@@ -62,6 +67,18 @@ class RolloutBuffer:
                 "adv": self.adv.flatten(), "returns": self.returns.flatten()}
 
 
+def goal_obs(obs: dict[str, np.ndarray], goal: np.ndarray | None = None) -> np.ndarray:
+    """A goal env's observations as the networks see them: ``[observation, goal]`` (the
+    desired goal unless another is given)."""
+    goal = obs["desired_goal"] if goal is None else goal
+    return np.concatenate([obs["observation"], goal], -1).astype(np.float32)
+
+
+def flat_obs(obs: np.ndarray | dict[str, np.ndarray]) -> np.ndarray:
+    """Observations as arrays: a goal env's dicts flattened (``goal_obs``), others as they are."""
+    return goal_obs(obs) if isinstance(obs, dict) else obs
+
+
 class ReplayBuffer:
     """A ring buffer of transitions ``(obs, action, return, discount, next_obs)``.
 
@@ -89,10 +106,13 @@ class ReplayBuffer:
     def __len__(self) -> int:
         return self.size
 
-    def add(self, obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray,
-            next_obs: np.ndarray, terminated: np.ndarray, done: np.ndarray) -> None:
+    def add(self, obs: np.ndarray | dict[str, np.ndarray], actions: np.ndarray,
+            rewards: np.ndarray, next_obs: np.ndarray | dict[str, np.ndarray],
+            terminated: np.ndarray, done: np.ndarray) -> None:
         """Add one vectorized step. ``next_obs`` must be the real final observation for envs
-        that finished; ``done`` is terminated or truncated."""
+        that finished; ``done`` is terminated or truncated. A goal env's dict observations
+        are stored flat (``flat_obs``)."""
+        obs, next_obs = flat_obs(obs), flat_obs(next_obs)
         if self.n_step == 1:
             self._store(obs, actions, rewards.astype(np.float32),
                         np.where(terminated, 0.0, self.gamma).astype(np.float32), next_obs)
@@ -106,8 +126,9 @@ class ReplayBuffer:
             elif len(window) == self.n_step:
                 self._emit(i, next_obs[i], False, all_=False)
 
-    def flush(self, next_obs: np.ndarray) -> None:
+    def flush(self, next_obs: np.ndarray | dict[str, np.ndarray]) -> None:
         """Emit every pending n-step window as truncated at ``next_obs`` (an epoch boundary)."""
+        next_obs = flat_obs(next_obs)
         for i in range(self.num_envs):
             if self._pending[i]:
                 self._emit(i, next_obs[i], False, all_=True)
@@ -278,14 +299,10 @@ class HerReplayBuffer(ReplayBuffer):
         self.strategy, self.k, self.terminate_on_success = strategy, k, terminate_on_success
         self._episodes: list[list[tuple[Any, ...]]] = [[] for _ in range(num_envs)]
 
-    @staticmethod
-    def flat(obs: dict[str, np.ndarray], goal: np.ndarray | None = None) -> np.ndarray:
-        """``[observation, goal]`` (the desired goal unless another is given)."""
-        goal = obs["desired_goal"] if goal is None else goal
-        return np.concatenate([obs["observation"], goal], -1).astype(np.float32)
-
     def add(self, obs: dict[str, np.ndarray], actions: np.ndarray, rewards: np.ndarray,
             next_obs: dict[str, np.ndarray], terminated: np.ndarray, done: np.ndarray) -> None:
+        """Keep one vectorized step of every env's episode; an ended episode is stored with
+        its real goals and relabelled (``_end``)."""
         for i in range(self.num_envs):
             self._episodes[i].append((
                 {k: np.array(v[i]) for k, v in obs.items()}, np.array(actions[i]),
@@ -321,8 +338,8 @@ class HerReplayBuffer(ReplayBuffer):
         new_term = (new_rewards == 0) if self.terminate_on_success else terminated[steps]
         relabelled = {k: v[steps] for k, v in obs.items()}
         relabelled_next = {k: v[steps] for k, v in nxt.items()}
-        all_obs = np.concatenate([self.flat(obs), self.flat(relabelled, goals)])
-        all_next = np.concatenate([self.flat(nxt), self.flat(relabelled_next, goals)])
+        all_obs = np.concatenate([goal_obs(obs), goal_obs(relabelled, goals)])
+        all_next = np.concatenate([goal_obs(nxt), goal_obs(relabelled_next, goals)])
         all_rewards = np.concatenate([rewards, new_rewards])
         all_term = np.concatenate([terminated, new_term])
         self._store(all_obs.astype(np.float32), np.concatenate([actions, actions[steps]]),

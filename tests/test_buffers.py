@@ -12,7 +12,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from rltasks.buffers import PrioritizedReplayBuffer, ReplayBuffer, RolloutBuffer, SumTree
+from rltasks.buffers import (
+    PrioritizedReplayBuffer,
+    ReplayBuffer,
+    RolloutBuffer,
+    SumTree,
+    goal_obs,
+)
 from rltasks.checkpoint import decode, encode
 
 # ---------------------------------------------------------------------------------------------
@@ -333,6 +339,36 @@ def test_nstep_pending_window_is_not_aliased():
     buf.flush(obs + 1)
     assert sorted(buf.obs[:3, 0].tolist()) == [0, 1, 2]
     assert sorted(buf.actions[:3].tolist()) == [0, 1, 2]
+
+
+def _goal_step(t: int) -> dict[str, np.ndarray]:
+    """A goal env's observation of one env at step ``t``."""
+    return {"observation": np.array([[t, t + 0.5]], np.float32),
+            "achieved_goal": np.array([[-t]], np.float32),
+            "desired_goal": np.array([[100 + t]], np.float32)}
+
+
+@pytest.mark.parametrize("make", [
+    lambda: ReplayBuffer(8, (3,), (1,), np.float32, num_envs=1),
+    lambda: ReplayBuffer(8, (3,), (1,), np.float32, num_envs=1, n_step=2, gamma=0.5),
+    lambda: PrioritizedReplayBuffer(8, (3,), (1,), np.float32, num_envs=1),
+])
+def test_replay_stores_a_goal_envs_dict_observations_flat(make):
+    """The replay loop hands every buffer the env's observations: a plain buffer stores a
+    goal env's dicts as the networks see them, ``[observation, desired_goal]``."""
+    buf = make()
+    for t in range(3):
+        buf.add(_goal_step(t), np.zeros((1, 1), np.float32), np.ones(1), _goal_step(t + 1),
+                np.zeros(1, bool), np.zeros(1, bool))
+    buf.flush(_goal_step(3))
+    assert len(buf) == 3
+    order = np.argsort(buf.obs[:3, 0])
+    want = np.concatenate([goal_obs(_goal_step(t)) for t in range(3)])
+    np.testing.assert_array_equal(buf.obs[:3][order], want)
+    ahead = [2, 3, 3] if buf.n_step == 2 else [1, 2, 3]  # n-step: next obs n steps on
+    np.testing.assert_array_equal(buf.next_obs[:3][order],
+                                  np.concatenate([goal_obs(_goal_step(t)) for t in ahead]))
+    assert goal_obs(_goal_step(0)).tolist() == [[0.0, 0.5, 100.0]]
 
 
 # ---------------------------------------------------------------------------------------------

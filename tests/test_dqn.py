@@ -71,3 +71,17 @@ def test_no_gradient_step_before_learning_starts():
     task.fit(2)
     assert [row["gradient_steps"] for row in task.history] == [0, 0]
     assert task.history[-1]["buffer"] == 512
+
+
+def test_an_update_clips_the_global_gradient_norm_to_max_grad_norm():
+    """Through ``Task.optimizer_step``: with plain SGD (lr 1) the step is the clipped gradient,
+    whose norm is ``max_grad_norm`` exactly when the raw gradient is larger."""
+    task = dqn().init(**FAST, optimizer="sgd", lr=1.0, momentum=0.0, max_grad_norm=1e-3)
+    task.fit(1)
+    before = [p.detach().clone() for p in task.q.parameters()]
+    task.train_step()
+    step = torch.cat([(p.detach() - b).flatten() for p, b in zip(task.q.parameters(), before,
+                                                                 strict=True)])
+    assert step.norm().item() == pytest.approx(1e-3, rel=1e-3)
+    grads = torch.cat([p.grad.flatten() for p in task.q.parameters()])
+    assert grads.norm().item() == pytest.approx(1e-3, rel=1e-3)  # clipped before the step

@@ -9,8 +9,8 @@ from helpers import assert_resumes_exactly
 
 import rltasks
 from rltasks import checkpoint
-from rltasks.buffers import HerReplayBuffer
-from rltasks.envs_goal import BitFlippingEnv
+from rltasks.buffers import HerReplayBuffer, ReplayBuffer, goal_obs
+from rltasks.envs.goal import BitFlippingEnv
 
 
 def test_bit_flipping_env_follows_the_goal_env_convention():
@@ -108,6 +108,28 @@ def test_her_tasks_train_and_resume_exactly(name, tmp_path):
     straight = assert_resumes_exactly(make, tmp_path)
     assert straight.history[-1]["buffer"] == 512 * 5
     assert "success_rate" in straight.evaluate(4)
+
+
+@pytest.mark.parametrize("her", [False, True])
+def test_the_buffer_not_the_loop_chooses_hindsight_replay(her, monkeypatch):
+    """One loop for every buffer: it hands the goal env's dict observations to the buffer,
+    which stores them flat (plain replay) or keeps the goals apart to relabel them (HER)."""
+    task = rltasks.make_task("ddpg", env="rltasks/PointReach-v0", seed=1, steps_per_epoch=256)
+    task.init(her=her, buffer_size=5000, learning_starts=100, batch_size=32, hidden=32)
+    assert type(task.buffer) is (HerReplayBuffer if her else ReplayBuffer)
+    assert not hasattr(task, "her")
+    added, add = [], task.buffer.add
+
+    def recording_add(obs, *rest):
+        added.append(obs)
+        add(obs, *rest)
+
+    monkeypatch.setattr(task.buffer, "add", recording_add)
+    task.fit(1)
+    assert len(added) == 256 and all(isinstance(obs, dict) for obs in added)
+    assert len(task.buffer) == 256 * (5 if her else 1)
+    np.testing.assert_array_equal(task.buffer.obs[0], goal_obs(added[0])[0])
+    assert task.buffer.obs.shape[1:] == (task.obs_dim(),)
 
 
 def test_fetch_reach_from_gymnasium_robotics_trains_with_her():

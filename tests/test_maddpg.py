@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from helpers import assert_resumes_exactly
 
 import rltasks
-from rltasks.envs_multi import ParallelLoader
+from rltasks.envs.multi import ParallelLoader
+from rltasks.tasks.offpolicy import NoisyActorTask
 
 FAST = dict(buffer_size=5000, learning_starts=100, batch_size=64, train_freq=25, hidden=32)
 
@@ -46,3 +48,25 @@ def test_maddpg_trains_and_resumes_exactly(env, tmp_path):
         f"{kind}_{i}" for kind in ("actor", "critic") for i in range(3)}
     result = straight.evaluate(3)
     assert result["length_mean"] == 25.0
+
+
+def test_maddpg_acts_and_keeps_its_noise_as_the_shared_core_does():
+    """Random actions in [-1, 1] rescaled to the Box, the noise restarted at every episode's
+    end, and the buffer and noise in the state, as for DDPG (checkpoint keys unchanged)."""
+    task = rltasks.make_task("maddpg", env="mpe2/simple_spread_v3", seed=4, num_envs=2,
+                             steps_per_epoch=250)
+    task.init(**FAST, noise="ornstein_uhlenbeck")
+    assert isinstance(task, NoisyActorTask)
+    stored, env_actions = task.random_actions()
+    assert stored.shape == (2, 3, 5) and np.abs(stored).max() <= 1.0
+    space = task.action_space
+    np.testing.assert_allclose(env_actions, (space.low + space.high) / 2
+                               + (space.high - space.low) / 2 * stored, rtol=1e-6)
+    assert env_actions.dtype == space.dtype and space.contains(env_actions[0])
+    task.fit(1)  # five 25-step episodes per env: the epoch's last step ends them all
+    assert task.history[-1]["gradient_steps"] > 0
+    assert torch.equal(task.noise.x, torch.zeros(2, 15))
+    task.noise.x = torch.ones(2, 15)
+    task.episode_ended(np.array([False, True]))
+    assert task.noise.x[0].eq(1).all() and task.noise.x[1].eq(0).all()
+    assert list(task.state_dict()["extra"]) == ["buffer", "noise"]

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
 import torch
-from helpers import assert_resumes_exactly
+from helpers import assert_resumes_exactly, assert_same_state
 
 import rltasks
+from rltasks import checkpoint
 from rltasks.explore import NOISE_HPARAMS, NOISES, make_noise
+from rltasks.tasks.ddpg import DDPG
+from rltasks.tasks.td3 import TD3
 
 FAST = dict(buffer_size=4000, learning_starts=100, batch_size=32, hidden=32)
 
@@ -45,6 +49,54 @@ def test_td3_delays_the_actor_and_sac_tunes_its_temperature():
     sac.fit(1)
     assert sac.history[-1]["ent_coef"] < 1.0  # the temperature moved from its initial 1.0
     assert set(sac.state_dict()["optimizers"]) == {"actor", "critic", "alpha"}
+
+
+def _step_draws(task):
+    """Run one ``train_step``; return what it drew: the torch generator's state change and
+    whether the numpy generator moved past the batch it sampled."""
+    before = task.gen.get_state()
+    rng = copy.deepcopy(task.np_rng)
+    task.buffer.sample(task.hp["batch_size"], rng)  # the batch: all a step samples from numpy
+    losses = task.train_step()
+    return before, rng.bit_generator.state == task.np_rng.bit_generator.state, losses
+
+
+def test_ddpg_is_td3_with_one_critic_no_smoothing_noise_and_no_delay():
+    assert issubclass(DDPG, TD3)
+    specs = DDPG.hparam_specs()
+    assert not {"policy_delay", "target_noise", "target_noise_clip"} & set(specs)
+    assert {"policy_delay", "target_noise", "target_noise_clip"} <= set(TD3.hparam_specs())
+    ddpg = task("ddpg").init(**FAST)
+    ddpg.fit(1)
+    assert ddpg.critic(torch.zeros(2, 3), torch.zeros(2, 1)).shape == (1, 2)
+    assert {"critic_loss", "actor_loss"} <= set(ddpg.history[-1])
+    updates, actor_target = ddpg.updates, copy.deepcopy(ddpg.actor_target.state_dict())
+    before, batch_only, losses = _step_draws(ddpg)
+    assert torch.equal(ddpg.gen.get_state(), before)  # no target smoothing noise drawn
+    assert batch_only and set(losses) == {"critic_loss", "actor_loss"}
+    assert ddpg.updates == updates + 1  # the actor and its target move at every step
+    assert not torch.equal(ddpg.actor_target.state_dict()["0.weight"], actor_target["0.weight"])
+    td3 = task("td3").init(**FAST)
+    td3.fit(1)
+    before, batch_only, _ = _step_draws(td3)
+    smoothing = torch.Generator()
+    smoothing.set_state(before)
+    torch.randn((FAST["batch_size"], 1), generator=smoothing)  # the smoothing noise alone
+    assert batch_only and torch.equal(td3.gen.get_state(), smoothing.get_state())
+
+
+def test_sac_has_no_target_actor_and_loads_a_checkpoint_that_has_one():
+    sac = task("sac").init(**FAST)
+    sac.fit(1)
+    assert set(sac.modules) == {"actor", "critic", "critic_target", "log_alpha"}
+    assert not hasattr(sac, "actor_target")
+    state = checkpoint.decode(checkpoint.encode(sac.state_dict()))
+    state["modules"]["actor_target"] = copy.deepcopy(state["modules"]["actor"])  # as 0.1.0
+    old = task("sac").init(**FAST)
+    old.load_state_dict(state)
+    old.fit(2)
+    sac.fit(2)
+    assert_same_state(old.state_dict(), sac.state_dict())
 
 
 def noise(name, **hp):

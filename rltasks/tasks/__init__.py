@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from gymnasium import spaces
 
+from rltasks.envs import VecLoader, check_env_id
 from rltasks.task import Task
 from rltasks.tasks.a2c import A2C
 from rltasks.tasks.ddpg import DDPG
@@ -45,8 +46,6 @@ def agent_space(env: str) -> dict[str, str]:
     """The agent finder's Orion space for ``env``: ``agent`` over the tasks that fit it, and
     each agent's ``AGENT_HPARAMS`` namespaced by it (``ppo.clip_range``), which apply only to
     the trials of that agent (``scripts/agent.py``)."""
-    from rltasks.envs import VecLoader, check_env_id
-
     check_env_id(env)
     loader = VecLoader(env, 1, "sync")
     try:

@@ -1,34 +1,23 @@
 """DDPG (Lillicrap et al. 2016): a deterministic actor trained through a learned critic.
 
 The shared core (``offpolicy.py``) runs the replay loop and owns the actor, the critic, their
-target networks and the action noise (``noise``: Gaussian or Ornstein-Uhlenbeck). This file
-holds the update: regress Q(s, a) on ``r + gamma Q'(s', mu'(s'))``, push the actor up the
-critic's gradient, and Polyak-average both targets.
+target networks and the action noise (``noise``: Gaussian or Ornstein-Uhlenbeck). The update
+is TD3's (``td3.py``) without TD3's three additions, as in SB3: one critic, regressed on
+``r + gamma Q'(s', mu'(s'))`` at the target actor's own action (no smoothing noise), and the
+actor and both targets updated at every step (no policy delay).
 """
 
 from __future__ import annotations
 
-import torch
-
-from rltasks.nets import polyak_update
 from rltasks.tasks.offpolicy import ContinuousActorCritic
+from rltasks.tasks.td3 import TD3
 
 
-class DDPG(ContinuousActorCritic):
+class DDPG(TD3):
     name = "ddpg"
+    N_CRITICS = 1
+    TARGET_SMOOTHING = False
+    POLICY_DELAY = 1
+    HPARAMS = ContinuousActorCritic.HPARAMS  # none of TD3's own
     DEFAULTS = {"lr": 1e-3, "gamma": 0.98}
-
-    def train_step(self) -> dict[str, torch.Tensor]:
-        hp = self.hp
-        b = self.buffer.sample(hp["batch_size"], self.np_rng)
-        with torch.no_grad():
-            next_a = torch.tanh(self.actor_target(b["next_obs"]))
-            target = b["returns"] + b["discounts"] * self.critic_target(b["next_obs"], next_a)[0]
-        critic_loss = ((self.critic(b["obs"], b["actions"])[0] - target) ** 2).mean()
-        self.step("critic", critic_loss)
-        actor_loss = -self.critic(b["obs"], self.policy(b["obs"]))[0].mean()
-        self.step("actor", actor_loss)
-        polyak_update(self.actor, self.actor_target, hp["tau"])
-        polyak_update(self.critic, self.critic_target, hp["tau"])
-        self.updates += 1
-        return {"critic_loss": critic_loss.detach(), "actor_loss": actor_loss.detach()}
+    LOSSES = ("critic_loss", "actor_loss")

@@ -11,7 +11,6 @@ prioritized replay (``replay='prioritized'``, beta annealed to 1).
 from __future__ import annotations
 
 import copy
-import dataclasses
 from typing import Any
 
 import numpy as np
@@ -20,16 +19,12 @@ from gymnasium import spaces
 from torch import nn
 
 from rltasks.explore import POLICIES, POLICY_HPARAMS, make_policy
+from rltasks.hparams import HP, choices
 from rltasks.nets import QNetwork, polyak_update
 from rltasks.optim import make_optimizer
-from rltasks.space import HP, choices
-from rltasks.tasks.offpolicy import OFFPOLICY_HPARAMS, OffPolicyTask, crossed
+from rltasks.tasks.offpolicy import OFFPOLICY_HPARAMS, OffPolicyTask, crossed, with_default
 
 LOSSES = {"huber": nn.functional.smooth_l1_loss, "mse": nn.functional.mse_loss}
-
-
-def _default(name: str, value: Any) -> HP:
-    return dataclasses.replace(OFFPOLICY_HPARAMS[name], default=value)
 
 
 class DQN(OffPolicyTask):
@@ -38,9 +33,9 @@ class DQN(OffPolicyTask):
     # rl-zoo3's CartPole set
     HPARAMS = {
         **OFFPOLICY_HPARAMS,
-        "batch_size": _default("batch_size", 64),
-        "train_freq": _default("train_freq", 256),
-        "gradient_steps": _default("gradient_steps", 128),
+        "batch_size": with_default("batch_size", 64),
+        "train_freq": with_default("train_freq", 256),
+        "gradient_steps": with_default("gradient_steps", 128),
         "target_update": HP(10, choices(1, 10, 100, 1000, 10000), kind=int, low=1,
                             help="env steps between target-network updates"),
         "tau": HP(1.0, "uniform(0.005, 1.0)", low=0.0, high=1.0, low_open=True,
@@ -108,11 +103,7 @@ class DQN(OffPolicyTask):
             target = b["returns"] + b["discounts"] * next_v.squeeze(1)
         q = self.q(b["obs"]).gather(1, b["actions"].unsqueeze(1)).squeeze(1)
         loss = (b["weights"] * LOSSES[hp["loss"]](q, target, reduction="none")).mean()
-        opt = self.optimizers["opt"]
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(self.q.parameters(), hp["max_grad_norm"])
-        opt.step()
+        self.optimizer_step("opt", loss, clip=self.q.parameters())
         self.buffer.update_priorities(b["indices"], (q - target).detach())
         return {"loss": loss.detach()}
 
@@ -124,8 +115,8 @@ class DQN(OffPolicyTask):
         return {"exploration": self.policy.scale(self.env_steps)}
 
     def extra_state(self) -> dict[str, Any]:
-        return {"buffer": self.buffer.state_dict(), "policy": self.policy.state_dict()}
+        return {**super().extra_state(), "policy": self.policy.state_dict()}
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
-        self.buffer.load_state_dict(state["buffer"])
+        super().load_extra_state(state)
         self.policy.load_state_dict(state["policy"])

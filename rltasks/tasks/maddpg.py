@@ -2,37 +2,32 @@
 
 Each agent's actor sees only its own observation; each agent's critic sees every agent's
 observation and action, which keeps its target stationary while the others learn. The
-shared replay loop (``offpolicy.py``) acts and stores; ``ParallelLoader`` turns a PettingZoo
-parallel env (``mpe2/simple_spread_v3``) into stacked ``(agents, ...)`` arrays. Continuous
-actions explore with action noise; discrete ones (``mpe2/...-discrete``) are sampled, and
-differentiated through, with the straight-through Gumbel-softmax.
+shared core (``offpolicy.py``) runs the replay loop and, as for DDPG, rescales [-1, 1]
+actions to the Box, draws the random actions before learning starts and keeps the action
+noise; ``ParallelLoader`` turns a PettingZoo parallel env (``mpe2/simple_spread_v3``) into
+stacked ``(agents, ...)`` arrays. Continuous actions explore with action noise; discrete ones
+(``mpe2/...-discrete``) are sampled, and differentiated through, with the straight-through
+Gumbel-softmax.
 """
 
 from __future__ import annotations
 
 import copy
-from typing import Any
 
 import numpy as np
 import torch
 from gymnasium import spaces
 from torch import nn
 
-from rltasks.envs_multi import ParallelLoader
-from rltasks.explore import NOISE_HPARAMS, NOISES, make_noise
+from rltasks.envs.multi import ParallelLoader
+from rltasks.explore import NOISE_HPARAMS, NOISES
+from rltasks.hparams import HP, choices
 from rltasks.nets import mlp, polyak_update
 from rltasks.optim import make_optimizer
-from rltasks.space import HP, choices
-from rltasks.tasks.offpolicy import OFFPOLICY_HPARAMS, OffPolicyTask
+from rltasks.tasks.offpolicy import OFFPOLICY_HPARAMS, NoisyActorTask, with_default
 
 
-def _default(name: str, value: Any) -> HP:
-    from dataclasses import replace
-
-    return replace(OFFPOLICY_HPARAMS[name], default=value)
-
-
-class MADDPG(OffPolicyTask):
+class MADDPG(NoisyActorTask):
     name = "maddpg"
     LOADER = ParallelLoader
     DEFAULT_ENV = "mpe2/simple_spread_v3"
@@ -40,12 +35,12 @@ class MADDPG(OffPolicyTask):
     # the MADDPG paper's settings for the particle envs, with 4 updates every 100 steps
     HPARAMS = {
         **OFFPOLICY_HPARAMS,
-        "batch_size": _default("batch_size", 1024),
-        "learning_starts": _default("learning_starts", 1000),
-        "train_freq": _default("train_freq", 100),
-        "gradient_steps": _default("gradient_steps", 4),
-        "gamma": _default("gamma", 0.95),
-        "hidden": _default("hidden", 64),
+        "batch_size": with_default("batch_size", 1024),
+        "learning_starts": with_default("learning_starts", 1000),
+        "train_freq": with_default("train_freq", 100),
+        "gradient_steps": with_default("gradient_steps", 4),
+        "gamma": with_default("gamma", 0.95),
+        "hidden": with_default("hidden", 64),
         "tau": HP(0.01, "loguniform(0.001, 0.1)", low=0.0, high=1.0, low_open=True,
                   help="Polyak coefficient of the target networks"),
         "noise": HP("gaussian", choices(*NOISES), kind=str, choices=tuple(NOISES),
@@ -57,22 +52,19 @@ class MADDPG(OffPolicyTask):
                             help="global gradient-norm clip"),
     }
     DEFAULTS = {"lr": 1e-2}
+    LOSSES = ("critic_loss", "actor_loss")
 
     def setup(self) -> None:
         hp = self.hp
-        self.n_agents, self.obs_dim = self.observation_space.shape
+        self.n_agents, self.agent_obs = self.observation_space.shape
         self.discrete = isinstance(self.action_space, spaces.MultiDiscrete)
-        if self.discrete:
-            self.act_dim = int(self.action_space.nvec[0])
-        else:
-            self.act_dim = int(np.prod(self.action_space.shape[1:]))
-            low, high = self.action_space.low, self.action_space.high
-            self.act_center, self.act_scale = (high + low) / 2, (high - low) / 2
+        self.act_dim = int(self.action_space.nvec[0] if self.discrete
+                           else np.prod(self.action_space.shape[1:]))
         n, hidden = self.n_agents, [hp["hidden"]] * hp["layers"]
         self.actors = nn.ModuleList(
-            mlp(self.obs_dim, hidden, self.act_dim, hp["activation"]) for _ in range(n))
+            mlp(self.agent_obs, hidden, self.act_dim, hp["activation"]) for _ in range(n))
         self.critics = nn.ModuleList(
-            mlp(n * (self.obs_dim + self.act_dim), hidden, 1, hp["activation"])
+            mlp(n * (self.agent_obs + self.act_dim), hidden, 1, hp["activation"])
             for _ in range(n))
         self.actors_target = copy.deepcopy(self.actors).requires_grad_(False)
         self.critics_target = copy.deepcopy(self.critics).requires_grad_(False)
@@ -84,16 +76,9 @@ class MADDPG(OffPolicyTask):
             self.optimizers[f"actor_{i}"] = make_optimizer(list(self.actors[i].parameters()), hp)
             self.optimizers[f"critic_{i}"] = make_optimizer(list(self.critics[i].parameters()),
                                                             hp)
-        self.her = False
-        self.buffer = self._make_buffer()
-        self.noise = make_noise(hp, self.num_envs, n * self.act_dim)
-
-    def _make_buffer(self) -> Any:
-        from rltasks.buffers import ReplayBuffer
-
-        return ReplayBuffer(self.hp["buffer_size"], (self.n_agents, self.obs_dim),
-                            (self.n_agents, self.act_dim), np.float32, self.num_envs,
-                            gamma=self.hp["gamma"], reward_shape=(self.n_agents,))
+        self.buffer = self.make_buffer((n, self.act_dim), np.float32, (n, self.agent_obs),
+                                       reward_shape=(n,))
+        self.build_exploration(n * self.act_dim)
 
     # -- acting -------------------------------------------------------------------------------
     def _policies(self, actors: nn.ModuleList, obs: torch.Tensor) -> torch.Tensor:
@@ -113,17 +98,14 @@ class MADDPG(OffPolicyTask):
         return self._gumbel(out) if self.discrete else torch.tanh(out)
 
     def to_env(self, actions: np.ndarray) -> np.ndarray:
-        if self.discrete:
-            return actions.argmax(-1)
-        return (self.act_center + self.act_scale * actions).astype(np.float32)
+        """Discrete: the one-hot actions' indices; continuous: rescaled to the Box."""
+        return actions.argmax(-1) if self.discrete else super().to_env(actions)
 
     def random_actions(self) -> tuple[np.ndarray, np.ndarray]:
-        shape = (self.num_envs, self.n_agents, self.act_dim)
-        if self.discrete:
-            idx = torch.randint(self.act_dim, shape[:2], generator=self.gen)
-            a = nn.functional.one_hot(idx, self.act_dim).float().numpy()
-        else:
-            a = torch.rand(shape, generator=self.gen).mul_(2).sub_(1).numpy()
+        if not self.discrete:
+            return super().random_actions()
+        idx = torch.randint(self.act_dim, (self.num_envs, self.n_agents), generator=self.gen)
+        a = nn.functional.one_hot(idx, self.act_dim).float().numpy()
         return a, self.to_env(a)
 
     @torch.no_grad()
@@ -144,9 +126,10 @@ class MADDPG(OffPolicyTask):
             return out.argmax(-1).numpy()
         return self.to_env(torch.tanh(out).numpy())
 
-    def episode_ended(self, done: np.ndarray) -> None:
-        if done.any():
-            self.noise.reset(torch.from_numpy(done))
+    def policy_actions(self, obs: torch.Tensor) -> torch.Tensor:
+        """``act`` in torch ops, for export: a batch of (agents, obs) observations."""
+        out = self._policies(self.actors, obs)
+        return out.argmax(-1) if self.discrete else self.to_env_tensor(torch.tanh(out))
 
     # -- learning -----------------------------------------------------------------------------
     def train_step(self) -> dict[str, torch.Tensor]:
@@ -165,32 +148,16 @@ class MADDPG(OffPolicyTask):
                     self.critics_target[i](next_in).squeeze(-1))
             q = self.critics[i](torch.cat([flat_obs, actions.reshape(batch, -1)], -1))
             critic_loss = ((q.squeeze(-1) - target) ** 2).mean()
-            self._step(f"critic_{i}", critic_loss, self.critics[i])
+            self.optimizer_step(f"critic_{i}", critic_loss, clip=self.critics[i].parameters())
             out = self.actors[i](obs[:, i])
             mine = actions.clone()
             mine[:, i] = self._actions(out)
             q_pi = self.critics[i](torch.cat([flat_obs, mine.reshape(batch, -1)], -1))
             actor_loss = -q_pi.mean() + 1e-3 * (out ** 2).mean()  # keep pre-activations small
-            self._step(f"actor_{i}", actor_loss, self.actors[i])
+            self.optimizer_step(f"actor_{i}", actor_loss, clip=self.actors[i].parameters())
             critic_losses.append(critic_loss.detach())
             actor_losses.append(actor_loss.detach())
         polyak_update(self.actors, self.actors_target, hp["tau"])
         polyak_update(self.critics, self.critics_target, hp["tau"])
         return {"critic_loss": torch.stack(critic_losses).mean(),
                 "actor_loss": torch.stack(actor_losses).mean()}
-
-    LOSSES = ("critic_loss", "actor_loss")
-
-    def _step(self, name: str, loss: torch.Tensor, module: nn.Module) -> None:
-        opt = self.optimizers[name]
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(module.parameters(), self.hp["max_grad_norm"])
-        opt.step()
-
-    def extra_state(self) -> dict[str, Any]:
-        return {"buffer": self.buffer.state_dict(), "noise": self.noise.state_dict()}
-
-    def load_extra_state(self, state: dict[str, Any]) -> None:
-        self.buffer.load_state_dict(state["buffer"])
-        self.noise.load_state_dict(state["noise"])

@@ -1,28 +1,33 @@
-"""What DQN, DDPG, TD3 and SAC share: the off-policy loop and the continuous actor-critic.
+"""What DQN, DDPG, TD3, SAC and MADDPG share: the off-policy loop and the noisy actors.
 
 ``OffPolicyTask`` runs the loop: act (uniformly at random until ``learning_starts``, then with
 the task's exploration), store the transition in the replay buffer, and every ``train_freq``
 env steps take ``gradient_steps`` updates; the epoch ends every pending n-step window as a
-truncation. ``ContinuousActorCritic`` adds, for Box actions, the actor and (twin) critics
-with their target networks, action noise and the [-1, 1] <-> Box rescaling. An algorithm file
-holds only its networks' specifics and its ``train_step``.
+truncation. The loop hands every buffer the env's observations as they are: ``make_buffer``
+chooses uniform, prioritized, n-step or hindsight replay, and a buffer flattens or relabels a
+goal env's observations itself. ``NoisyActorTask`` adds what the actors of the DDPG family and
+MADDPG share: actions in [-1, 1] rescaled to the Box bounds, uniform random actions before
+learning starts, action noise restarted at every episode's end and kept in the state.
+``ContinuousActorCritic`` adds, for Box actions, the actor and critics with their target
+networks. An algorithm file holds only its networks' specifics and its ``train_step``.
 """
 
 from __future__ import annotations
 
 import copy
-from typing import Any
+import dataclasses
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from gymnasium import spaces
 
-from rltasks.buffers import HerReplayBuffer, PrioritizedReplayBuffer, ReplayBuffer
-from rltasks.envs_goal import is_goal_space
+from rltasks.buffers import HerReplayBuffer, PrioritizedReplayBuffer, ReplayBuffer, flat_obs
+from rltasks.envs.goal import is_goal_space
 from rltasks.explore import NOISE_HPARAMS, NOISES, make_noise
+from rltasks.hparams import HP, choices
 from rltasks.nets import Critic, mlp
 from rltasks.optim import make_optimizer, set_lr
-from rltasks.space import HP, choices
 from rltasks.task import Task
 
 #: The replay loop's hyperparameters (a subclass may change the defaults).
@@ -45,11 +50,18 @@ OFFPOLICY_HPARAMS: dict[str, HP] = {
 }
 
 
+def with_default(name: str, value: Any) -> HP:
+    """The replay loop's hyperparameter ``name`` with another default (an algorithm's own)."""
+    return dataclasses.replace(OFFPOLICY_HPARAMS[name], default=value)
+
+
 class OffPolicyTask(Task):
-    """The replay loop. Subclasses build ``self.buffer`` in ``setup`` and define ``explore``,
-    ``random_actions`` and ``train_step``."""
+    """The replay loop. Subclasses build ``self.buffer`` (``make_buffer``) in ``setup`` and
+    define ``explore``, ``random_actions`` and ``train_step``."""
 
     DEFAULT_NUM_ENVS = 1
+    #: names of the tensors ``train_step`` returns, averaged into the epoch metrics
+    LOSSES: ClassVar[tuple[str, ...]] = ("loss",)
 
     def obs_dim(self) -> int:
         """Size of the flat network input (a goal env's observation and desired goal)."""
@@ -58,16 +70,14 @@ class OffPolicyTask(Task):
             return int(np.prod(space["observation"].shape) + np.prod(space["desired_goal"].shape))
         return int(np.prod(space.shape))
 
-    def flat(self, obs: Any) -> np.ndarray:
-        """Network input of a batch of observations (goal envs: ``[observation, goal]``)."""
-        return HerReplayBuffer.flat(obs) if isinstance(obs, dict) else obs
-
-    def make_buffer(self, act_shape: tuple[int, ...], act_dtype: Any) -> ReplayBuffer:
+    def make_buffer(self, act_shape: tuple[int, ...], act_dtype: Any,
+                    obs_shape: tuple[int, ...] | None = None,
+                    reward_shape: tuple[int, ...] = ()) -> ReplayBuffer:
         """Hindsight replay with ``her``; else uniform or (``replay='prioritized'``)
-        prioritized replay, n-step if asked."""
+        prioritized replay, n-step if asked. Observations are flat (``obs_dim``) unless
+        ``obs_shape`` says otherwise; ``reward_shape`` is MADDPG's one reward per agent."""
         hp = self.hp
-        self.her = bool(hp.get("her", False))
-        if self.her:
+        if hp.get("her", False):
             if not is_goal_space(self.observation_space):
                 raise ValueError(
                     f"her=True needs a goal-conditioned env (dict observations with "
@@ -82,8 +92,9 @@ class OffPolicyTask(Task):
         prioritized = hp.get("replay") == "prioritized"
         cls = PrioritizedReplayBuffer if prioritized else ReplayBuffer
         extra = {"alpha": hp["per_alpha"]} if prioritized else {}
-        return cls(hp["buffer_size"], (self.obs_dim(),), act_shape, act_dtype,
-                   self.num_envs, n_step=hp.get("n_step", 1), gamma=hp["gamma"], **extra)
+        return cls(hp["buffer_size"], obs_shape or (self.obs_dim(),), act_shape, act_dtype,
+                   self.num_envs, n_step=hp.get("n_step", 1), gamma=hp["gamma"],
+                   reward_shape=reward_shape, **extra)
 
     def train_epoch(self) -> dict[str, float]:
         hp, m = self.hp, self.num_envs
@@ -96,11 +107,7 @@ class OffPolicyTask(Task):
                 stored, env_actions = self.explore(obs)
             next_obs, reward, term, trunc, final = self.loader.step(env_actions)
             real_next = final if final is not None else next_obs
-            if self.her:  # the hindsight buffer keeps the goals apart
-                self.buffer.add(obs, stored, reward, real_next, term, term | trunc)
-            else:
-                self.buffer.add(self.flat(obs), stored, reward, self.flat(real_next), term,
-                                term | trunc)
+            self.buffer.add(obs, stored, reward, real_next, term, term | trunc)
             self.episode_ended(term | trunc)
             obs = next_obs
             before, self.env_steps = self.env_steps, self.env_steps + m
@@ -117,9 +124,6 @@ class OffPolicyTask(Task):
                    for key in self.LOSSES}
         return {**metrics, "gradient_steps": len(rows), "buffer": len(self.buffer),
                 "lr": self.scheduled("lr", "lr_schedule"), **self.exploration_metrics()}
-
-    #: names of the tensors ``train_step`` returns, averaged into the epoch metrics
-    LOSSES: tuple[str, ...] = ("loss",)
 
     def random_actions(self) -> tuple[np.ndarray, np.ndarray]:
         """(actions to store, actions for the env) before ``learning_starts``."""
@@ -140,7 +144,14 @@ class OffPolicyTask(Task):
         """Called after every env step (``before`` is the step counter before it)."""
 
     def exploration_metrics(self) -> dict[str, float]:
+        """Exploration statistics for the epoch's metrics (an epsilon, a noise scale)."""
         return {}
+
+    def extra_state(self) -> dict[str, Any]:
+        return {"buffer": self.buffer.state_dict()}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        self.buffer.load_state_dict(state["buffer"])
 
 
 def crossed(before: int, step: int, every: int) -> bool:
@@ -148,19 +159,63 @@ def crossed(before: int, step: int, every: int) -> bool:
     return (before + step) // every > before // every
 
 
-class ContinuousActorCritic(OffPolicyTask):
-    """Actor, ``N_CRITICS`` critics and their target networks for Box actions (DDPG family).
+class NoisyActorTask(OffPolicyTask):
+    """Actors whose actions lie in [-1, 1], explored with additive action noise (``noise``)
+    and rescaled to the bounds of a Box for the env: what the DDPG family and MADDPG share.
 
-    The actor works in [-1, 1]; env actions are rescaled to the Box bounds, and the buffer
-    stores the [-1, 1] actions. ``build_actor`` returns the actor network (its output size is
-    ``ACTOR_OUT`` times the action size).
+    ``setup`` calls ``build_exploration`` with the number of noisy action components per env.
+    The buffer stores the [-1, 1] actions; the noise restarts when an episode ends, and its
+    state (Ornstein-Uhlenbeck's current value) is part of the task state.
+    """
+
+    def build_exploration(self, noise_size: int) -> None:
+        """The rescaling of a Box action space and the noise over ``noise_size`` components."""
+        if isinstance(self.action_space, spaces.Box):
+            low, high = self.action_space.low, self.action_space.high
+            self.act_center, self.act_scale = (high + low) / 2, (high - low) / 2
+        self.noise = make_noise(self.hp, self.num_envs, noise_size)
+
+    def to_env(self, actions: np.ndarray) -> np.ndarray:
+        """Env actions of [-1, 1] actions: rescaled to the Box bounds."""
+        return (self.act_center + self.act_scale * actions).astype(self.action_space.dtype)
+
+    def to_env_tensor(self, actions: torch.Tensor) -> torch.Tensor:
+        """``to_env`` in torch ops, for the exported policy."""
+        center = torch.as_tensor(self.act_center, dtype=torch.float32)
+        scale = torch.as_tensor(self.act_scale, dtype=torch.float32)
+        return center + scale * actions
+
+    def random_actions(self) -> tuple[np.ndarray, np.ndarray]:
+        a = torch.rand((self.num_envs, *self.action_space.shape), generator=self.gen)
+        a = a.mul_(2).sub_(1).numpy()
+        return a, self.to_env(a)
+
+    def episode_ended(self, done: np.ndarray) -> None:
+        if done.any():
+            self.noise.reset(torch.from_numpy(done))
+
+    def extra_state(self) -> dict[str, Any]:
+        return {**super().extra_state(), "noise": self.noise.state_dict()}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        super().load_extra_state(state)
+        self.noise.load_state_dict(state["noise"])
+
+
+class ContinuousActorCritic(NoisyActorTask):
+    """Actor, ``N_CRITICS`` critics and their target networks for Box actions (DDPG, TD3, SAC).
+
+    The actor works in [-1, 1]; its output size is ``ACTOR_OUT`` times the action size.
+    ``TARGET_ACTOR`` says whether the update needs a target actor (SAC's does not: its
+    targets sample the current policy).
     """
 
     ACTION_SPACES = (spaces.Box,)
     OBSERVATION_SPACES = (spaces.Box, spaces.Dict)  # Dict: goal envs
     DEFAULT_ENV = "Pendulum-v1"
-    N_CRITICS = 1
-    ACTOR_OUT = 1
+    N_CRITICS: ClassVar[int] = 1
+    ACTOR_OUT: ClassVar[int] = 1
+    TARGET_ACTOR: ClassVar[bool] = True
     HPARAMS = {
         **OFFPOLICY_HPARAMS,
         "tau": HP(0.005, "loguniform(0.001, 0.1)", low=0.0, high=1.0, low_open=True,
@@ -183,18 +238,18 @@ class ContinuousActorCritic(OffPolicyTask):
         n_obs = self.obs_dim()
         self.act_dim = int(np.prod(self.action_space.shape))
         hidden = [hp["hidden"]] * hp["layers"]
-        low, high = self.action_space.low, self.action_space.high
-        self.act_center, self.act_scale = (high + low) / 2, (high - low) / 2
         self.actor = mlp(n_obs, hidden, self.ACTOR_OUT * self.act_dim, hp["activation"])
         self.critic = Critic(n_obs, self.act_dim, hidden, hp["activation"], self.N_CRITICS)
-        self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
+        self.modules = {"actor": self.actor, "critic": self.critic}
+        if self.TARGET_ACTOR:
+            self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
+            self.modules["actor_target"] = self.actor_target
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
-        self.modules = {"actor": self.actor, "critic": self.critic,
-                        "actor_target": self.actor_target, "critic_target": self.critic_target}
+        self.modules["critic_target"] = self.critic_target
         self.optimizers = {"actor": make_optimizer(list(self.actor.parameters()), hp),
                            "critic": make_optimizer(list(self.critic.parameters()), hp)}
         self.buffer = self.make_buffer(self.action_space.shape, np.float32)
-        self.noise = make_noise(hp, self.num_envs, self.act_dim)
+        self.build_exploration(self.act_dim)
         self.updates = 0  # gradient steps so far (TD3's policy delay counts them)
 
     def check_env(self) -> None:
@@ -209,51 +264,28 @@ class ContinuousActorCritic(OffPolicyTask):
         """Deterministic action in [-1, 1] (DDPG, TD3: tanh of the actor's output)."""
         return torch.tanh(self.actor(obs))
 
-    def to_env(self, actions: np.ndarray) -> np.ndarray:
-        return (self.act_center + self.act_scale * actions).astype(self.action_space.dtype)
-
-    def random_actions(self) -> tuple[np.ndarray, np.ndarray]:
-        a = torch.rand((self.num_envs, self.act_dim), generator=self.gen).mul_(2).sub_(1)
-        a = a.numpy().reshape(self.num_envs, *self.action_space.shape)
-        return a, self.to_env(a)
-
     @torch.no_grad()
     def explore(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        a = self.policy(torch.from_numpy(self.flat(obs)))
+        a = self.policy(torch.from_numpy(flat_obs(obs)))
         a = a + self.noise.sample(self.env_steps, self.gen)
         a = a.clamp(-1.0, 1.0).numpy().reshape(self.num_envs, *self.action_space.shape)
         return a, self.to_env(a)
 
     @torch.inference_mode()
     def act(self, obs: np.ndarray) -> np.ndarray:
-        a = self.policy(torch.as_tensor(self.flat(obs), dtype=torch.float32)).numpy()
+        a = self.policy(torch.as_tensor(flat_obs(obs), dtype=torch.float32)).numpy()
         return self.to_env(a.reshape(len(a), *self.action_space.shape))
 
     def policy_actions(self, obs: torch.Tensor) -> torch.Tensor:
-        center = torch.as_tensor(self.act_center, dtype=torch.float32)
-        scale = torch.as_tensor(self.act_scale, dtype=torch.float32)
-        return center + scale * self.policy(obs)
-
-    def episode_ended(self, done: np.ndarray) -> None:
-        if done.any():
-            self.noise.reset(torch.from_numpy(done))
+        return self.to_env_tensor(self.policy(obs))
 
     def exploration_metrics(self) -> dict[str, float]:
         return {"noise_sigma": self.noise.sigma(self.env_steps) if self.hp["noise"] != "none"
                 else 0.0}
 
-    def step(self, name: str, loss: torch.Tensor) -> None:
-        """Zero the grads of optimizer ``name``, backpropagate ``loss``, step."""
-        opt = self.optimizers[name]
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
     def extra_state(self) -> dict[str, Any]:
-        return {"buffer": self.buffer.state_dict(), "noise": self.noise.state_dict(),
-                "updates": self.updates}
+        return {**super().extra_state(), "updates": self.updates}
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
-        self.buffer.load_state_dict(state["buffer"])
-        self.noise.load_state_dict(state["noise"])
+        super().load_extra_state(state)
         self.updates = int(state["updates"])

@@ -16,9 +16,9 @@ from gymnasium import spaces
 from torch import nn
 
 from rltasks.buffers import RolloutBuffer
+from rltasks.hparams import HP, choices
 from rltasks.nets import CategoricalHead, GaussianHead, mlp
 from rltasks.optim import make_optimizer, set_lr
-from rltasks.space import HP, choices
 from rltasks.task import Task
 
 #: Hyperparameters of every on-policy task (a subclass may change the defaults).
@@ -156,19 +156,11 @@ class OnPolicyTask(Task):
         v_loss = ((b["returns"] - value) ** 2).mean()
         ent = entropy.mean()
         loss = pg_loss - hp["ent_coef"] * ent + hp["vf_coef"] * v_loss
-        self.step_optimizer(loss)
+        self.optimizer_step("opt", loss, clip=self.params)
         stats = torch.stack([loss, pg_loss, v_loss, ent]).detach().tolist()
         return {"loss": stats[0], "policy_loss": stats[1], "value_loss": stats[2],
                 "entropy": stats[3],
                 "explained_variance": explained_variance(b["values"], b["returns"]), "lr": lr}
-
-    def step_optimizer(self, loss: torch.Tensor) -> None:
-        """Backward, clip the global gradient norm to ``max_grad_norm``, step."""
-        opt = self.optimizers["opt"]
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(self.params, self.hp["max_grad_norm"])
-        opt.step()
 
 
 def explained_variance(values: torch.Tensor, returns: torch.Tensor) -> float:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from rltasks.space import HP, choices
+from rltasks.hparams import HP, choices
 from rltasks.tasks.onpolicy import ONPOLICY_HPARAMS, OnPolicyTask
 
 

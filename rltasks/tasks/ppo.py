@@ -11,8 +11,8 @@ import dataclasses
 
 import torch
 
+from rltasks.hparams import HP, choices
 from rltasks.optim import SCHEDULES, set_lr
-from rltasks.space import HP, choices
 from rltasks.tasks.onpolicy import ONPOLICY_HPARAMS, OnPolicyTask, explained_variance
 
 
@@ -71,7 +71,7 @@ class PPO(OnPolicyTask):
                 v_loss = 0.5 * v_loss.mean()
                 ent = entropy.mean()
                 loss = pg_loss - hp["ent_coef"] * ent + hp["vf_coef"] * v_loss
-                self.step_optimizer(loss)
+                self.optimizer_step("opt", loss, clip=self.params)
                 with torch.no_grad():
                     kl = ((ratio - 1) - log_ratio).mean()
                     clipped = ((ratio - 1).abs() > clip).float().mean()

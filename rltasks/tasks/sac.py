@@ -2,9 +2,10 @@
 twin critics, and an entropy temperature tuned towards ``-dim(A)`` nats.
 
 The shared core (``offpolicy.py``) runs the replay loop and owns the networks (the actor
-outputs a mean and a log std per action dimension). This file holds the policy's sampling
-and the update: soft targets from the smaller target critic, the actor's reparameterised
-loss, the temperature's loss, and Polyak-averaged target critics.
+outputs a mean and a log std per action dimension; there is no target actor: the targets
+sample the current policy). This file holds the policy's sampling and the update: soft
+targets from the smaller target critic, the actor's reparameterised loss, the temperature's
+loss, and Polyak-averaged target critics.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from rltasks.buffers import flat_obs
+from rltasks.hparams import HP
 from rltasks.nets import polyak_update
 from rltasks.optim import make_optimizer
-from rltasks.space import HP
 from rltasks.tasks.offpolicy import ContinuousActorCritic
 
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
@@ -27,6 +29,7 @@ class SAC(ContinuousActorCritic):
     name = "sac"
     N_CRITICS = 2
     ACTOR_OUT = 2  # mean and log std
+    TARGET_ACTOR = False
     HPARAMS = {
         **ContinuousActorCritic.HPARAMS,
         "ent_coef_init": HP(1.0, "loguniform(0.01, 1.0)", low=0.0, low_open=True,
@@ -58,7 +61,7 @@ class SAC(ContinuousActorCritic):
 
     @torch.no_grad()
     def explore(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        a = self.sample(torch.from_numpy(self.flat(obs)))[0]
+        a = self.sample(torch.from_numpy(flat_obs(obs)))[0]
         a = (a + self.noise.sample(self.env_steps, self.gen)).clamp(-1.0, 1.0)
         a = a.numpy().reshape(self.num_envs, *self.action_space.shape)
         return a, self.to_env(a)
@@ -72,12 +75,12 @@ class SAC(ContinuousActorCritic):
             next_q = self.critic_target(b["next_obs"], next_a).min(0).values
             target = b["returns"] + b["discounts"] * (next_q - alpha * next_logp)
         critic_loss = 0.5 * ((self.critic(b["obs"], b["actions"]) - target) ** 2).mean(1).sum()
-        self.step("critic", critic_loss)
+        self.optimizer_step("critic", critic_loss)
         action, logp = self.sample(b["obs"])
         actor_loss = (alpha * logp - self.critic(b["obs"], action).min(0).values).mean()
-        self.step("actor", actor_loss)
+        self.optimizer_step("actor", actor_loss)
         alpha_loss = -(self.log_alpha * (logp.detach() + self.target_entropy)).mean()
-        self.step("alpha", alpha_loss)
+        self.optimizer_step("alpha", alpha_loss)
         polyak_update(self.critic, self.critic_target, hp["tau"])
         self.updates += 1
         return {"critic_loss": critic_loss.detach(), "actor_loss": actor_loss.detach(),
