@@ -23,9 +23,13 @@ def known_tasks() -> list[str]:
 def make_task(name: str, env: str, **kwargs: Any) -> Task:
     """Build task ``name`` on gymnasium env ``env``.
 
-    Keyword arguments are the loader arguments (``num_envs``, ``seed``, ``device``,
-    ``steps_per_epoch``, ``horizon``, ``vectorization``, ``norm_obs``, ``norm_reward``,
-    ``observers``) and any hyperparameter to fix, which then leaves ``get_space()``.
+    Keyword arguments are the loader arguments (``num_envs``, ``seed``, ``steps_per_epoch``,
+    ``horizon``, ``vectorization``, ``norm_obs``, ``norm_reward``, ``env_kwargs``,
+    ``env_state`` ("auto", "snapshot" or "reset": whether episodes run across epochs, see
+    ``rltasks.envs.snapshot``), ``observers``), ``device`` (``cpu``, ``cuda``, ``cuda:N``,
+    ``mps`` or ``auto``) and any hyperparameter to fix, which then leaves ``get_space()``.
+    ``env`` may be ``module:EnvId-v0`` (the module is imported first, as ``gymnasium.make``
+    does).
     Torch runs on one thread unless ``RLTASKS_THREADS`` says otherwise: per-call overhead,
     not arithmetic, dominates small RL networks and more threads are slower here.
     """

@@ -14,7 +14,8 @@ goals. So the replay loop stores every step the same way, whichever buffer the t
 
 Every buffer's contents are part of the task state (``state_dict``), and sampling draws from
 the generator the task passes in, so a resumed run samples exactly what an uninterrupted one
-would.
+would. A rollout lives on the task's device; a replay buffer keeps its storage in numpy on the
+CPU (its state is the same on every device) and hands out its sampled batches on ``device``.
 """
 
 from __future__ import annotations
@@ -26,17 +27,22 @@ import torch
 
 
 class RolloutBuffer:
-    """``n_steps x num_envs`` on-policy transitions and their GAE advantages."""
+    """``n_steps x num_envs`` on-policy transitions and their GAE advantages, on ``device``."""
 
     def __init__(self, n_steps: int, num_envs: int, obs_shape: tuple[int, ...],
-                 act_shape: tuple[int, ...], discrete: bool) -> None:
+                 act_shape: tuple[int, ...], discrete: bool,
+                 device: torch.device | str = "cpu") -> None:
         n, m = n_steps, num_envs
-        self.n_steps, self.num_envs = n, m
-        self.obs = torch.zeros((n, m, *obs_shape))
-        self.actions = torch.zeros((n, m, *act_shape), dtype=torch.long if discrete else None)
-        self.logp, self.rewards = torch.zeros((n, m)), torch.zeros((n, m))
-        self.values, self.dones = torch.zeros((n, m)), torch.zeros((n, m))
-        self.adv, self.returns = torch.zeros((n, m)), torch.zeros((n, m))
+        self.n_steps, self.num_envs, self.device = n, m, torch.device(device)
+
+        def zeros(*shape: int, dtype: torch.dtype | None = None) -> torch.Tensor:
+            return torch.zeros(shape, dtype=dtype, device=self.device)
+
+        self.obs = zeros(n, m, *obs_shape)
+        self.actions = zeros(n, m, *act_shape, dtype=torch.long if discrete else None)
+        self.logp, self.rewards = zeros(n, m), zeros(n, m)
+        self.values, self.dones = zeros(n, m), zeros(n, m)
+        self.adv, self.returns = zeros(n, m), zeros(n, m)
 
     def add(self, t: int, obs: torch.Tensor, action: torch.Tensor, logp: torch.Tensor,
             reward: torch.Tensor, value: torch.Tensor, done: torch.Tensor) -> None:
@@ -51,7 +57,7 @@ class RolloutBuffer:
         ``done`` cuts the recursion. ``gae_lambda=1`` gives Monte-Carlo returns-to-go minus
         the baseline (REINFORCE); ``gae_lambda=0`` one-step TD.
         """
-        last = torch.zeros(self.num_envs)
+        last = torch.zeros(self.num_envs, device=self.device)
         for t in reversed(range(self.n_steps)):
             nonterminal = 1.0 - self.dones[t]
             nv = next_value if t == self.n_steps - 1 else self.values[t + 1]
@@ -85,15 +91,19 @@ class ReplayBuffer:
     With ``n_step > 1`` the stored return sums ``n`` discounted rewards and ``discount`` is
     ``gamma**k`` (``k <= n`` steps actually taken), or 0 after a terminal state, so every
     update uses the target ``return + discount * Q(next_obs)``. ``flush`` ends the pending
-    n-step windows at an epoch boundary, where the envs are reset (a truncation).
+    n-step windows at an epoch boundary as a truncation (the envs are reset there, or, with
+    env-state snapshots, their episodes go on while the windows restart). The storage
+    is numpy on the CPU; ``sample`` returns its batch as tensors on ``device``.
     """
 
     def __init__(self, capacity: int, obs_shape: tuple[int, ...], act_shape: tuple[int, ...],
                  act_dtype: Any, num_envs: int, n_step: int = 1, gamma: float = 0.99,
-                 obs_dtype: Any = np.float32, reward_shape: tuple[int, ...] = ()) -> None:
+                 obs_dtype: Any = np.float32, reward_shape: tuple[int, ...] = (),
+                 device: torch.device | str = "cpu") -> None:
         if n_step > 1 and reward_shape:
             raise ValueError("n-step returns need scalar rewards")
         self.capacity, self.n_step, self.gamma, self.num_envs = capacity, n_step, gamma, num_envs
+        self.device = torch.device(device)
         self.obs = np.zeros((capacity, *obs_shape), obs_dtype)
         self.next_obs = np.zeros((capacity, *obs_shape), obs_dtype)
         self.actions = np.zeros((capacity, *act_shape), act_dtype)
@@ -161,17 +171,16 @@ class ReplayBuffer:
 
     def sample(self, batch_size: int, rng: np.random.Generator, beta: float = 1.0
                ) -> dict[str, torch.Tensor]:
-        """A uniform batch as tensors, with unit importance weights."""
+        """A uniform batch as tensors on ``device``, with unit importance weights."""
         idx = rng.integers(0, self.size, batch_size)
         return self._batch(idx, np.ones(batch_size, np.float32))
 
     def _batch(self, idx: np.ndarray, weights: np.ndarray) -> dict[str, torch.Tensor]:
-        return {"obs": torch.from_numpy(self.obs[idx]),
-                "actions": torch.from_numpy(self.actions[idx]),
-                "returns": torch.from_numpy(self.returns[idx]),
-                "discounts": torch.from_numpy(self.discounts[idx]),
-                "next_obs": torch.from_numpy(self.next_obs[idx]),
-                "weights": torch.from_numpy(weights), "indices": torch.from_numpy(idx)}
+        """The transitions ``idx`` gathered on the CPU, then moved to ``device`` together."""
+        arrays = {"obs": self.obs[idx], "actions": self.actions[idx],
+                  "returns": self.returns[idx], "discounts": self.discounts[idx],
+                  "next_obs": self.next_obs[idx], "weights": weights, "indices": idx}
+        return {key: torch.from_numpy(value).to(self.device) for key, value in arrays.items()}
 
     def update_priorities(self, indices: torch.Tensor, td_errors: torch.Tensor) -> None:
         """No-op for uniform replay (prioritized replay overrides it)."""
@@ -290,11 +299,11 @@ class HerReplayBuffer(ReplayBuffer):
     def __init__(self, capacity: int, obs_dim: int, goal_dim: int, act_shape: tuple[int, ...],
                  act_dtype: Any, num_envs: int, gamma: float, compute_reward: Any,
                  rng: np.random.Generator, strategy: str = "future", k: int = 4,
-                 terminate_on_success: bool = False) -> None:
+                 terminate_on_success: bool = False, device: torch.device | str = "cpu") -> None:
         if strategy not in self.STRATEGIES:
             raise ValueError(f"her_strategy={strategy!r} is not one of {list(self.STRATEGIES)}")
         super().__init__(capacity, (obs_dim + goal_dim,), act_shape, act_dtype, num_envs,
-                         n_step=1, gamma=gamma)
+                         n_step=1, gamma=gamma, device=device)
         self.compute_reward, self.rng = compute_reward, rng
         self.strategy, self.k, self.terminate_on_success = strategy, k, terminate_on_success
         self._episodes: list[list[tuple[Any, ...]]] = [[] for _ in range(num_envs)]

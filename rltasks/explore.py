@@ -5,6 +5,10 @@ so DQN's ``exploration`` categorical and the policies' parameters form one Orion
 hunt can compare exploration strategies. Every schedule is a function of the env-step
 counter the task state holds; randomness comes from the task's own ``torch.Generator``; the
 one stateful policy (Boltzmann-Gumbel's action counts) checkpoints its state.
+
+That generator is on the CPU whatever the task's device: every draw is made on the CPU and
+moved to the device of the Q-values (a policy's actions are on theirs) or, for a noise, to
+its ``device``, so a run draws the same random numbers on every device (``rltasks.device``).
 """
 
 from __future__ import annotations
@@ -40,17 +44,23 @@ class Policy:
         pass
 
 
-def _with_prob(eps: float, shape: torch.Size, gen: torch.Generator) -> torch.Tensor:
-    return torch.rand(shape, generator=gen) < eps
+def _with_prob(eps: float, like: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """True with probability ``eps`` for each action of the Q-values ``like``."""
+    return torch.rand(like.shape[:-1], generator=gen).to(like.device) < eps
 
 
 def _random_actions(q: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    return torch.randint(q.shape[-1], q.shape[:-1], generator=gen)
+    return torch.randint(q.shape[-1], q.shape[:-1], generator=gen).to(q.device)
+
+
+def _uniform(like: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Uniform draws in [1e-20, 1), shaped and placed as ``like``, for Gumbel noise."""
+    return torch.rand(like.shape, generator=gen).clamp_(1e-20, 1.0).to(like.device)
 
 
 def _sample(logits: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     """Gumbel-max sampling from softmax(logits) with the task's generator."""
-    u = torch.rand(logits.shape, generator=gen).clamp_(1e-20, 1.0)
+    u = _uniform(logits, gen)
     return (logits - torch.log(-torch.log(u))).argmax(-1)
 
 
@@ -71,7 +81,7 @@ class EpsilonGreedy(Policy):
         return self.hp["epsilon"]
 
     def select(self, q: torch.Tensor, steps: int, gen: torch.Generator) -> torch.Tensor:
-        explore = _with_prob(self.scale(steps), q.shape[:-1], gen)
+        explore = _with_prob(self.scale(steps), q, gen)
         return torch.where(explore, _random_actions(q, gen), q.argmax(-1))
 
 
@@ -130,14 +140,15 @@ class MaxBoltzmann(Boltzmann):
     HPARAMS = {**EpsilonGreedy.HPARAMS, **Boltzmann.HPARAMS}
 
     def select(self, q: torch.Tensor, steps: int, gen: torch.Generator) -> torch.Tensor:
-        explore = _with_prob(self.hp["epsilon"], q.shape[:-1], gen)
+        explore = _with_prob(self.hp["epsilon"], q, gen)
         return torch.where(explore, _sample(self.logits(q), gen), q.argmax(-1))
 
 
 class BoltzmannGumbel(Policy):
     """argmax(Q + beta * Z), Z ~ Gumbel, beta_a = C / sqrt(N_a) (Cesa-Bianchi et al. 2017).
 
-    ``N_a`` counts how often action ``a`` was taken; the counts are part of the state.
+    ``N_a`` counts how often action ``a`` was taken; the counts are part of the state and
+    stay on the CPU whatever the device of the Q-values (``beta`` is moved to theirs).
     """
 
     name = "boltzmann_gumbel"
@@ -152,10 +163,12 @@ class BoltzmannGumbel(Policy):
         return self.hp["bg_c"] / math.sqrt(max(1, int(self.counts.sum())))
 
     def select(self, q: torch.Tensor, steps: int, gen: torch.Generator) -> torch.Tensor:
-        beta = self.hp["bg_c"] / self.counts.clamp(min=1).double().sqrt().to(q.dtype)
-        u = torch.rand(q.shape, generator=gen).clamp_(1e-20, 1.0)
+        # float64 on the CPU (MPS has none), as before; then onto the Q-values' device
+        beta = (self.hp["bg_c"] / self.counts.clamp(min=1).double().sqrt().to(q.dtype)).to(
+            q.device)
+        u = _uniform(q, gen)
         actions = (q - beta * torch.log(-torch.log(u))).argmax(-1)
-        self.counts += torch.bincount(actions.flatten(), minlength=self.n_actions)
+        self.counts += torch.bincount(actions.flatten().cpu(), minlength=self.n_actions)
         return actions
 
     def state_dict(self) -> dict[str, Any]:
@@ -203,14 +216,16 @@ class Noise:
     """Additive action noise for ``num_envs`` envs, in the policy's [-1, 1] action units.
 
     ``sigma`` anneals linearly from ``noise_sigma`` to ``noise_sigma_min`` over
-    ``noise_annealing`` env steps (the step counter comes from the task state).
+    ``noise_annealing`` env steps (the step counter comes from the task state). Samples and
+    the process state are on ``device``.
     """
 
     name: ClassVar[str] = ""
     HPARAMS: ClassVar[dict[str, HP]] = {}
 
-    def __init__(self, hp: dict[str, Any], num_envs: int, act_dim: int) -> None:
-        self.hp, self.shape = hp, (num_envs, act_dim)
+    def __init__(self, hp: dict[str, Any], num_envs: int, act_dim: int,
+                 device: torch.device | str = "cpu") -> None:
+        self.hp, self.shape, self.device = hp, (num_envs, act_dim), torch.device(device)
 
     def sigma(self, steps: int) -> float:
         hp = self.hp
@@ -218,7 +233,11 @@ class Noise:
         return hp["noise_sigma"] + frac * (hp["noise_sigma_min"] - hp["noise_sigma"])
 
     def sample(self, steps: int, gen: torch.Generator) -> torch.Tensor:
-        return torch.zeros(self.shape)
+        return torch.zeros(self.shape, device=self.device)
+
+    def normal(self, gen: torch.Generator) -> torch.Tensor:
+        """Standard normal draws of ``shape`` from ``gen`` (a CPU one), on ``device``."""
+        return torch.randn(self.shape, generator=gen).to(self.device)
 
     def reset(self, mask: torch.Tensor | None = None) -> None:
         """Forget the process state of the envs in ``mask`` (all when None): new episodes."""
@@ -252,7 +271,7 @@ class GaussianNoise(Noise):
     HPARAMS = _SIGMA_HPARAMS
 
     def sample(self, steps: int, gen: torch.Generator) -> torch.Tensor:
-        return self.hp["noise_mu"] + self.sigma(steps) * torch.randn(self.shape, generator=gen)
+        return self.hp["noise_mu"] + self.sigma(steps) * self.normal(gen)
 
 
 class OrnsteinUhlenbeckNoise(Noise):
@@ -265,13 +284,14 @@ class OrnsteinUhlenbeckNoise(Noise):
                "ou_dt": HP(1e-2, "loguniform(1e-3, 1.0)", low=0.0, low_open=True,
                            help="time step")}
 
-    def __init__(self, hp: dict[str, Any], num_envs: int, act_dim: int) -> None:
-        super().__init__(hp, num_envs, act_dim)
-        self.x = torch.full(self.shape, float(hp["noise_mu"]))
+    def __init__(self, hp: dict[str, Any], num_envs: int, act_dim: int,
+                 device: torch.device | str = "cpu") -> None:
+        super().__init__(hp, num_envs, act_dim, device)
+        self.x = torch.full(self.shape, float(hp["noise_mu"]), device=self.device)
 
     def sample(self, steps: int, gen: torch.Generator) -> torch.Tensor:
         hp, dt = self.hp, self.hp["ou_dt"]
-        dw = math.sqrt(dt) * torch.randn(self.shape, generator=gen)
+        dw = math.sqrt(dt) * self.normal(gen)
         self.x = self.x + hp["ou_theta"] * (hp["noise_mu"] - self.x) * dt + self.sigma(steps) * dw
         return self.x
 
@@ -279,13 +299,13 @@ class OrnsteinUhlenbeckNoise(Noise):
         if mask is None:
             self.x.fill_(self.hp["noise_mu"])
         else:
-            self.x[mask] = self.hp["noise_mu"]
+            self.x[mask.to(self.device)] = self.hp["noise_mu"]
 
     def state_dict(self) -> dict[str, Any]:
         return {"x": self.x.clone()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.x = state["x"].clone()
+        self.x = state["x"].to(self.device, copy=True)
 
 
 #: name -> noise process class
@@ -296,9 +316,10 @@ NOISES: dict[str, type[Noise]] = {cls.name: cls for cls in (
 NOISE_HPARAMS: dict[str, HP] = {k: v for cls in NOISES.values() for k, v in cls.HPARAMS.items()}
 
 
-def make_noise(hp: dict[str, Any], num_envs: int, act_dim: int) -> Noise:
-    """Build the noise process named by ``hp['noise']``."""
+def make_noise(hp: dict[str, Any], num_envs: int, act_dim: int,
+               device: torch.device | str = "cpu") -> Noise:
+    """Build the noise process named by ``hp['noise']``, on ``device``."""
     name = hp["noise"]
     if name not in NOISES:
         raise ValueError(f"unknown noise {name!r}: choose one of {sorted(NOISES)}")
-    return NOISES[name](hp, num_envs, act_dim)
+    return NOISES[name](hp, num_envs, act_dim, device)

@@ -35,13 +35,14 @@ class CategoricalHead:
     """Log-probabilities, entropy and sampling of a categorical policy given logits.
 
     Sampling draws from the task's own ``torch.Generator`` so that the run is reproducible and
-    its random state can be checkpointed.
+    its random state can be checkpointed. That generator is a CPU one on every device
+    (``rltasks.device``): the draw is made on the CPU and the actions moved to the logits'.
     """
 
     @staticmethod
     def sample(logits: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         probs = torch.softmax(logits, dim=-1)
-        return torch.multinomial(probs, 1, generator=gen).squeeze(-1)
+        return torch.multinomial(probs.cpu(), 1, generator=gen).squeeze(-1).to(logits.device)
 
     @staticmethod
     def mode(logits: torch.Tensor) -> torch.Tensor:
@@ -59,11 +60,12 @@ class CategoricalHead:
 
 
 class GaussianHead:
-    """Diagonal Gaussian with a state-independent log standard deviation."""
+    """Diagonal Gaussian with a state-independent log standard deviation; the noise is drawn
+    from the task's CPU generator and moved to the mean's device, as ``CategoricalHead``."""
 
     @staticmethod
     def sample(mean: torch.Tensor, log_std: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        noise = torch.randn(mean.shape, generator=gen, dtype=mean.dtype)
+        noise = torch.randn(mean.shape, generator=gen, dtype=mean.dtype).to(mean.device)
         return mean + log_std.exp() * noise
 
     @staticmethod

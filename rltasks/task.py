@@ -18,6 +18,7 @@ import torch
 from gymnasium import spaces
 from torch import nn
 
+from rltasks.device import resolve_device, to_cpu
 from rltasks.envs import VecLoader, derive_seed, evaluate_policy
 from rltasks.envs.protocol import Loader
 from rltasks.hparams import HP, namespaced
@@ -30,6 +31,10 @@ from rltasks.optim import (
     scheduled,
     unused_hparams,
 )
+
+#: the loader arguments a task's ``ENV_DEFAULTS`` may set for an env (rl-zoo3's n_envs and
+#: normalize), used when ``make_task`` is not given them
+LOADER_DEFAULTS = ("num_envs", "norm_obs", "norm_reward")
 
 # Seed-derivation keys: one stream per purpose, all derived from the task seed.
 _INIT, _TORCH, _NUMPY, _EPOCH, _EVAL = 0, 1, 2, 3, 4
@@ -69,7 +74,8 @@ class Task:
     HPARAMS: ClassVar[dict[str, HP]] = {}
     #: the task's own defaults for block hyperparameters (e.g. A2C's RMSprop)
     DEFAULTS: ClassVar[dict[str, Any]] = {}
-    #: rl-zoo style per-env overrides of the defaults
+    #: rl-zoo3 style per-env overrides of the defaults: hyperparameters, and the loader
+    #: arguments in ``LOADER_DEFAULTS`` (num_envs, norm_obs, norm_reward) when not given
     ENV_DEFAULTS: ClassVar[dict[str, dict[str, Any]]] = {}
     DEFAULT_STEPS_PER_EPOCH: ClassVar[int] = 4096
     DEFAULT_NUM_ENVS: ClassVar[int] = 8
@@ -81,18 +87,24 @@ class Task:
     ACTION_SPACES: ClassVar[tuple[type[spaces.Space], ...]] = (spaces.Discrete, spaces.Box)
     OBSERVATION_SPACES: ClassVar[tuple[type[spaces.Space], ...]] = (spaces.Box,)
 
-    def __init__(self, env: str, num_envs: int | None = None, seed: int = 0, device: str = "cpu",
+    def __init__(self, env: str, num_envs: int | None = None, seed: int = 0,
+                 device: str | torch.device = "cpu",
                  steps_per_epoch: int | None = None, horizon: int | None = None,
-                 vectorization: str = "auto", norm_obs: bool = False,
-                 norm_reward: bool = False, observers: Iterable[Observer] = (),
-                 env_kwargs: dict[str, Any] | None = None, **fixed_hparams: Any) -> None:
+                 vectorization: str = "auto", norm_obs: bool | None = None,
+                 norm_reward: bool | None = None, observers: Iterable[Observer] = (),
+                 env_kwargs: dict[str, Any] | None = None, env_state: str = "auto",
+                 **fixed_hparams: Any) -> None:
         specs = self.hparam_specs()
         unknown = sorted(set(fixed_hparams) - set(specs))
         if unknown:
             raise ValueError(f"unknown hyperparameter(s) {unknown} for task {self.name!r}; "
                              f"valid: {sorted(specs)}")
         steps_per_epoch = steps_per_epoch or self.DEFAULT_STEPS_PER_EPOCH
-        num_envs = num_envs or self.DEFAULT_NUM_ENVS
+        env_loader = {k: v for k, v in self.ENV_DEFAULTS.get(env, {}).items()
+                      if k in LOADER_DEFAULTS}  # rl-zoo3's n_envs and normalize for this env
+        num_envs = num_envs or env_loader.get("num_envs", self.DEFAULT_NUM_ENVS)
+        norm_obs = env_loader.get("norm_obs", False) if norm_obs is None else norm_obs
+        norm_reward = env_loader.get("norm_reward", False) if norm_reward is None else norm_reward
         if not isinstance(seed, (int, np.integer)) or seed < 0:
             raise ValueError(f"seed={seed!r} must be a non-negative integer")
         if not isinstance(steps_per_epoch, (int, np.integer)) or steps_per_epoch < 1:
@@ -108,18 +120,11 @@ class Task:
             **({"env_kwargs": dict(env_kwargs)} if env_kwargs else {}),
             **{k: specs[k].coerce(k, v) for k, v in fixed_hparams.items()},
         }
-        self.env_id, self.seed, self.device = env, int(seed), torch.device(device)
+        # not part of the run's identity (fixed): a checkpoint resumes on any device
+        self.env_id, self.seed, self.device = env, int(seed), resolve_device(device)
         self.num_envs, self.steps_per_epoch, self.horizon = int(num_envs), steps_per_epoch, horizon
         self.env_kwargs = dict(env_kwargs or {})
-        self.loader: Loader = self.LOADER(env, num_envs, vectorization, norm_obs, norm_reward,
-                                          env_kwargs=self.env_kwargs)
-        self.observation_space = self.loader.single_observation_space
-        self.action_space = self.loader.single_action_space
-        try:
-            self.check_env()
-        except ValueError:
-            self.loader.close()
-            raise
+        self.loader: Loader = self._open_loader(vectorization, norm_obs, norm_reward, env_state)
         self.observers: list[Observer] = list(observers)
         self.hp: dict[str, Any] = {}
         self.modules: dict[str, nn.Module] = {}
@@ -135,6 +140,29 @@ class Task:
         #: hyperparameter changes of ``adopt_state_dict``, for the next history row
         self._changes: dict[str, list[Any]] | None = None
 
+    def _open_loader(self, vectorization: str, norm_obs: bool, norm_reward: bool,
+                     env_state: str) -> Loader:
+        """The task's loader, its envs checked against the algorithm's spaces (closed if they
+        do not fit). Its env-state mode is part of the run's identity (``fixed``) only when it
+        is "snapshot": checkpoints written before snapshots, all in reset mode, have none."""
+        loader = self.LOADER(self.env_id, self.num_envs, vectorization, norm_obs, norm_reward,
+                             env_kwargs=self.env_kwargs, env_state=env_state)
+        self.loader, self.observation_space = loader, loader.single_observation_space
+        self.action_space = loader.single_action_space
+        try:
+            self.check_env()
+        except ValueError:
+            loader.close()
+            raise
+        if loader.env_state == "snapshot":
+            self.fixed["env_state"] = "snapshot"
+        #: the envs' last observations, where the next epoch starts (None: reset them first)
+        self.obs: Any = None
+        #: whether the epoch in progress started from reset envs: every epoch in reset mode,
+        #: only a run's first in snapshot mode
+        self.epoch_reset = True
+        return loader
+
     # -- hyperparameters ----------------------------------------------------------------------
     @classmethod
     def hparam_specs(cls) -> dict[str, HP]:
@@ -145,7 +173,8 @@ class Task:
         """Default hyperparameters for this env (class defaults, then per-env overrides)."""
         values = {k: hp.default for k, hp in self.hparam_specs().items()}
         values.update(self.DEFAULTS)
-        values.update(self.ENV_DEFAULTS.get(self.env_id, {}))
+        values.update({k: v for k, v in self.ENV_DEFAULTS.get(self.env_id, {}).items()
+                       if k not in LOADER_DEFAULTS})
         return values
 
     def get_space(self, **fidelities: str) -> dict[str, str]:
@@ -194,13 +223,17 @@ class Task:
             self.horizon = self.fixed["horizon"] = None
         self.hp = values
         self.loader.gamma = float(values.get("gamma", 0.99))
+        # on the CPU whatever the device: draws move to the device (rltasks.device)
         self.gen = torch.Generator().manual_seed(derive_seed(self.seed, _TORCH))
         self.np_rng = np.random.default_rng(derive_seed(self.seed, _NUMPY))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(derive_seed(self.seed, _INIT))
             self.modules, self.optimizers = {}, {}
             self.setup()
+        for module in self.modules.values():  # initialised on the CPU: the same on every device
+            module.to(self.device)  # in place: the optimizers keep these very parameters
         self.epoch, self.env_steps, self.history = 0, 0, []
+        self.obs = None  # a new run: its first epoch resets the envs
         return self
 
     def hparams(self) -> dict[str, Any]:
@@ -214,8 +247,11 @@ class Task:
         """Train until ``self.epoch == epochs`` (absolute, so a no-op once past it), or until
         an observer sets ``stop_reason`` (early stopping).
 
-        Every epoch starts from envs reset with seeds derived from ``(seed, epoch)``; observers
-        run after each epoch. If anything raises, the task is poisoned (``BadResume``).
+        An epoch starts from envs reset with seeds derived from ``(seed, epoch)``: every
+        epoch in reset mode (``loader.env_state``), in snapshot mode only a run's first one,
+        and later epochs continue the running episodes (``self.obs``, the loader's state).
+        Observers run after each epoch. If anything raises, the task is poisoned
+        (``BadResume``).
         """
         self._guard()
         if not self.hp:
@@ -224,7 +260,9 @@ class Task:
             raise ValueError(f"epochs={epochs!r} must be a non-negative integer")
         try:
             while self.epoch < epochs and self.stop_reason is None:
-                self.obs = self.loader.reset(derive_seed(self.seed, _EPOCH, self.epoch))
+                self.epoch_reset = self.loader.env_state != "snapshot" or self.obs is None
+                if self.epoch_reset:
+                    self.obs = self.loader.reset(derive_seed(self.seed, _EPOCH, self.epoch))
                 metrics = self.train_epoch()
                 episodes = self.loader.pop_episodes()
                 returns = [r for r, _, _ in episodes]
@@ -281,7 +319,9 @@ class Task:
 
     # -- state ---------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        """Everything the next epoch needs; only msgpack-serialisable values and tensors."""
+        """Everything the next epoch needs; only msgpack-serialisable values and tensors, the
+        tensors on the CPU whatever ``device`` the task runs on (``to_cpu``): a run saved on
+        a GPU resumes on the CPU and back."""
         self._guard()
         return {
             "epoch": self.epoch,
@@ -290,16 +330,20 @@ class Task:
             "rng": {"torch": self.gen.get_state(),
                     "numpy": json.dumps(self.np_rng.bit_generator.state)},
             "loader": self.loader.state_dict(),
-            "modules": {k: m.state_dict() for k, m in self.modules.items()},
-            "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
-            "extra": self.extra_state(),
+            "modules": to_cpu({k: m.state_dict() for k, m in self.modules.items()}),
+            "optimizers": to_cpu({k: o.state_dict() for k, o in self.optimizers.items()}),
+            "extra": to_cpu(self.extra_state()),
+            # snapshot mode: the running episodes' last observations, where the next epoch
+            # starts (with the envs' own state in "loader")
+            **({"obs": _running_obs(self.obs)} if self.loader.env_state == "snapshot" else {}),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a ``state_dict``; call ``init`` with the same hyperparameters first.
 
         A state without one of the components this task needs (a network, an optimizer, the
-        RNGs, the buffer) raises ``ValueError`` naming it."""
+        RNGs, the buffer) raises ``ValueError`` naming it. Tensors go onto the task's device
+        (whichever device wrote them)."""
         self._guard()
         if not self.hp:
             raise RuntimeError("call init() with the checkpoint's hyperparameters first")
@@ -308,6 +352,11 @@ class Task:
         _require(state["rng"], ("torch", "numpy"), "state.rng")
         _require(state["modules"], self.modules, "state.modules")
         _require(state["optimizers"], self.optimizers, "state.optimizers")
+        running = self.loader.env_state == "snapshot"
+        if running and "obs" not in state:
+            raise ValueError("the checkpoint's state holds no running episodes (it was written "
+                             "with env_state='reset'); continue it with env_state='reset'")
+        self.obs = _load_running_obs(state["obs"]) if running else None
         self.epoch, self.env_steps = int(state["epoch"]), int(state["env_steps"])
         self.history = [dict(row) for row in state["history"]]
         self.gen.set_state(state["rng"]["torch"])
@@ -400,7 +449,9 @@ class Task:
     def policy_module(self) -> nn.Module:
         """The deterministic policy alone, as a module from a batch of raw observations
         to env actions: observation normalisation, network, action rescaling or argmax
-        (observations shaped as the env gives them: flat, or agents x features)."""
+        (observations shaped as the env gives them: flat, or agents x features). It shares
+        the task's networks, so it is on ``task.device``; ``rltasks export`` loads the run on
+        the CPU, so an exported policy is a CPU module."""
         return PolicyModule(self)
 
     def extra_state(self) -> dict[str, Any]:
@@ -411,6 +462,12 @@ class Task:
         """Restore ``extra_state``."""
 
     # -- helpers --------------------------------------------------------------------------------
+    def tensor(self, array: Any, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """``array`` (the env's or a buffer's numpy) as a tensor on the task's device, of its
+        own dtype unless ``dtype`` is given; on the CPU it shares the array's memory, as
+        ``torch.from_numpy`` does. Results go back to the env with ``.cpu().numpy()``."""
+        return torch.as_tensor(array, dtype=dtype, device=self.device)
+
     def optimizer_step(self, name: str, loss: torch.Tensor,
                        clip: Iterable[torch.Tensor] | None = None,
                        max_grad_norm: float | None = None) -> None:
@@ -446,8 +503,8 @@ class PolicyModule(nn.Module):
         self.policy_actions = task.policy_actions
         rms = getattr(task.loader, "obs_rms", None)
         self.normalize = rms is not None
-        mean = torch.as_tensor(rms.mean if rms else 0.0, dtype=torch.float32)
-        std = torch.as_tensor(np.sqrt(rms.var + 1e-8) if rms else 1.0, dtype=torch.float32)
+        mean = task.tensor(rms.mean if rms else 0.0, dtype=torch.float32)
+        std = task.tensor(np.sqrt(rms.var + 1e-8) if rms else 1.0, dtype=torch.float32)
         self.register_buffer("obs_mean", mean.reshape(1, -1))
         self.register_buffer("obs_std", std.reshape(1, -1))
 
@@ -466,6 +523,23 @@ def _require(state: Any, keys: Iterable[str], where: str) -> None:
     if missing:
         raise ValueError(f"the checkpoint's {where} has no {', '.join(missing)}: it is damaged "
                          f"or was written by another task")
+
+
+def _running_obs(obs: np.ndarray | None) -> dict[str, Any] | None:
+    """``Task.obs`` for the state: a copy, and its memory order. A loader hands out F-ordered
+    arrays (numpy-vectorized CartPole's transposed state), and a network's output on them
+    differs in the last bits from the output on C-ordered ones: the resumed run must see
+    the very layout the straight one does."""
+    if obs is None:
+        return None
+    order = "F" if obs.flags.f_contiguous and not obs.flags.c_contiguous else "C"
+    return {"array": np.array(obs, order=order), "order": order}
+
+
+def _load_running_obs(state: dict[str, Any] | None) -> np.ndarray | None:
+    if state is None:
+        return None
+    return np.array(state["array"], order="F" if state["order"] == "F" else "C")
 
 
 def _check_finite(metrics: dict[str, Any], epoch: int) -> None:

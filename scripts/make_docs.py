@@ -50,6 +50,12 @@ def render() -> str:
             lines.append(f"| `{key}` | `{_cell(defaults.get(key, hp.default))}` | "
                          f"{_cell(hp.valid())} | {_cell(prior)} | {_cell(hp.help)} |")
         lines.append("")
+        if cls.ENV_DEFAULTS:
+            lines += ["Per-env defaults (rl-zoo3's tuned sets; `num_envs`, `norm_obs` and "
+                      "`norm_reward` apply when not given):", ""]
+            lines += [f"- `{env}`: " + ", ".join(f"`{k}={v}`" for k, v in values.items())
+                      for env, values in cls.ENV_DEFAULTS.items()]
+            lines.append("")
     return "\n".join(lines)
 
 

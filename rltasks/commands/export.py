@@ -3,7 +3,8 @@
 The module maps a batch of raw flat observations to env actions (``Task.policy_module``:
 observation normalisation, network, action rescaling or argmax). Before the file is kept its
 actions are checked against the task's own ``act`` on sample observations; an ONNX file is
-checked by running it in onnxruntime.
+checked by running it in onnxruntime. The run is loaded on the CPU (whatever device trained
+it: checkpoints are device-independent), so the exported policy is a CPU module.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ def export_run(run: str | Path, fmt: str = "torchscript", out: str | Path | None
     ``ValueError`` if the exported policy's actions differ from the task's."""
     if fmt not in FORMATS:
         raise ValueError(f"--format {fmt!r}: choose one of {list(FORMATS)}")
-    task = load_task(run, best=best, env_module=env_module, vectorization="sync")
+    task = load_task(run, best=best, env_module=env_module, vectorization="sync",
+                     device="cpu")
     try:
         out = Path(out) if out else Path(run if Path(run).is_dir() else Path(run).parent) / (
             "policy.pt" if fmt == "torchscript" else "policy.onnx")

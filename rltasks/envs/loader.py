@@ -7,9 +7,12 @@ real final observation needed to bootstrap a truncated episode. It seeds every e
 keeps episode statistics, and optionally normalises observations and rewards with running
 statistics that are part of the task state.
 
-Checkpoints are taken at epoch boundaries only, and every epoch starts with ``reset`` from a
-seed derived from ``(seed, epoch)``: the state never needs the envs' insides, and an
-interrupted run follows the same path as an uninterrupted one.
+Checkpoints are taken at epoch boundaries only. ``env_state`` says what crosses them:
+``"snapshot"`` keeps the running episodes, the envs' exact state (``rltasks.envs.snapshot``)
+and the episode statistics being in the loader's state; ``"reset"`` (envs that cannot be
+captured) leaves the task to start every epoch with ``reset`` from a seed derived from
+``(seed, epoch)``, so the state never needs the envs' insides. Either way an interrupted run
+follows the same path as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv, VectorEnv
 
+from rltasks.envs import snapshot
 from rltasks.envs.goal import is_goal_space
 from rltasks.envs.registry import check_env_id, make_env
 
@@ -149,18 +153,25 @@ def _has_native(spec: gym.envs.registration.EnvSpec) -> bool:
 
 class VecLoader:
     """Vectorized envs for one task: seeding, same-step autoreset, stats and normalisation
-    (a ``rltasks.envs.protocol.Loader``)."""
+    (a ``rltasks.envs.protocol.Loader``).
+
+    ``env_state``: ``"snapshot"`` puts the envs' exact state in ``state_dict`` (a one-line
+    ``ValueError`` when they cannot be captured), ``"reset"`` leaves it out, ``"auto"``
+    snapshots when it can. ``self.env_state`` is the mode in force and
+    ``self.env_state_reason`` why it is ``"reset"`` (None in snapshot mode)."""
 
     multi_agent = False
 
     def __init__(self, env_id: str, num_envs: int = 8, vectorization: str = "auto",
                  norm_obs: bool = False, norm_reward: bool = False, gamma: float = 0.99,
-                 env_kwargs: dict[str, Any] | None = None) -> None:
+                 env_kwargs: dict[str, Any] | None = None, env_state: str = "auto") -> None:
         spec = check_env_id(env_id)
         if num_envs < 1:
             raise ValueError(f"num_envs={num_envs} must be >= 1")
         if vectorization not in VECTORIZATIONS:
             raise ValueError(f"vectorization={vectorization!r} is not one of {VECTORIZATIONS}")
+        if env_state not in snapshot.ENV_STATES:
+            raise ValueError(f"env_state={env_state!r} is not one of {snapshot.ENV_STATES}")
         native = _has_native(spec) and not env_kwargs
         if vectorization == "native" and not native:
             raise ValueError(f"vectorization='native': gymnasium has no numpy-vectorized "
@@ -170,6 +181,12 @@ class VecLoader:
         self.env_id, self.num_envs, self.vectorization = env_id, num_envs, vectorization
         self.env_kwargs = dict(env_kwargs or {})
         venv = self._vector_env(spec)
+        try:
+            self.env_state, self.env_state_reason = snapshot.resolve(
+                env_id, env_state, snapshot.why_not(self._venv.env))
+        except ValueError:
+            self._venv.close()
+            raise
         self.single_observation_space = venv.single_observation_space
         self.single_action_space = venv.single_action_space
         self.max_episode_steps = spec.max_episode_steps
@@ -269,19 +286,48 @@ class VecLoader:
 
     # -- state -------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        """Normalisation statistics (all the loader keeps across epochs)."""
-        return {
+        """Normalisation statistics; in snapshot mode also the running episodes: every
+        sub-env's snapshot (``envs``), the episode statistics and the discounted returns of
+        reward normalisation, and the episodes not yet popped."""
+        state: dict[str, Any] = {
             "obs_rms": None if self.obs_rms is None else self.obs_rms.state_dict(),
             "ret_rms": None if self.ret_rms is None else self.ret_rms.state_dict(),
         }
+        if self.env_state == "snapshot":
+            state.update(envs=snapshot.capture(self._venv.env),
+                         ep_return=self._ep_return.copy(), ep_length=self._ep_length.copy(),
+                         returns=self._returns.copy(),
+                         episodes=[list(episode) for episode in self.episodes])
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore ``state_dict``. In reset mode a snapshot's running episodes are ignored
+        (the next epoch resets the envs); in snapshot mode they must be there."""
         for name in ("obs_rms", "ret_rms"):
             rms = getattr(self, name)
             if (rms is None) != (state[name] is None):
                 raise ValueError(f"checkpoint {name} does not match this loader's normalisation")
             if rms is not None:
                 rms.load_state_dict(state[name])
+        if self.env_state == "snapshot":
+            self._load_episodes(state)
+
+    def _load_episodes(self, state: dict[str, Any]) -> None:
+        if "envs" not in state:
+            raise ValueError("the checkpoint holds no env snapshot (it was written with "
+                             "env_state='reset'); continue it with env_state='reset'")
+        stats = {}
+        for key, dtype in (("ep_return", np.float64), ("ep_length", np.int64),
+                           ("returns", np.float64)):
+            stats[key] = np.array(state[key], dtype)
+            if stats[key].shape != (self.num_envs,):
+                raise ValueError(f"the checkpoint's {key} is for {stats[key].shape} envs, "
+                                 f"not {self.num_envs}")
+        snapshot.restore(self._venv.env, state["envs"])
+        self._ep_return, self._ep_length, self._returns = (
+            stats["ep_return"], stats["ep_length"], stats["returns"])
+        self.episodes = [(float(r), int(n), None if s is None else bool(s))
+                         for r, n, s in state["episodes"]]
 
 
 def evaluate_policy(loader: Any, act: Callable[[np.ndarray], np.ndarray], seed: int,

@@ -20,6 +20,7 @@ import numpy as np
 from gymnasium import spaces
 
 from rltasks.envs.loader import derive_seed
+from rltasks.envs.snapshot import resolve
 
 _ID = re.compile(r"^mpe2/([a-z0-9_]+)(-discrete)?$")
 
@@ -49,7 +50,10 @@ class ParallelLoader:
 
     def __init__(self, env_id: str, num_envs: int = 1, vectorization: str = "auto",
                  norm_obs: bool = False, norm_reward: bool = False, gamma: float = 0.99,
-                 env_kwargs: dict[str, Any] | None = None) -> None:
+                 env_kwargs: dict[str, Any] | None = None, env_state: str = "auto") -> None:
+        # PettingZoo envs keep their state in objects rltasks cannot capture: every epoch resets
+        self.env_state, self.env_state_reason = resolve(
+            env_id, env_state, "PettingZoo parallel envs are not capturable")
         if norm_obs or norm_reward:
             raise ValueError("norm_obs/norm_reward are not supported for multi-agent envs")
         if num_envs < 1:

@@ -3,8 +3,11 @@
 A loader owns a batch of ``num_envs`` environments and hands the task numpy arrays.
 ``VecLoader`` (gymnasium vector envs) and ``ParallelLoader`` (PettingZoo parallel envs,
 agents stacked on axis 1) implement it; a new back-end implements it too, and nothing above
-it changes. Every epoch starts with ``reset(seed)``; checkpoints are taken at epoch
-boundaries, so ``state_dict`` holds only what outlives an epoch (normalisation statistics).
+it changes. Checkpoints are taken at epoch boundaries. In ``env_state`` "reset" mode every
+epoch starts with ``reset(seed)`` and ``state_dict`` holds only what outlives an epoch
+(normalisation statistics); in "snapshot" mode (envs whose state ``rltasks.envs.snapshot``
+captures) only a run's first epoch resets, and ``state_dict`` also holds the running
+episodes: the envs' exact state and the episode statistics.
 """
 
 from __future__ import annotations
@@ -37,10 +40,18 @@ class Loader(Protocol):
     goal_env: Any
     #: running observation statistics when observations are normalised, else None
     obs_rms: Any
+    #: the env-state mode in force: "snapshot" (``state_dict`` holds the running episodes,
+    #: epochs continue them) or "reset" (every epoch resets the envs); ``__init__``'s
+    #: ``env_state`` is "auto" (snapshot when the envs can be captured), "snapshot" (a
+    #: one-line ValueError when they cannot) or "reset"
+    env_state: str
+    #: why ``env_state`` is "reset" (the envs cannot be captured, or it was asked for);
+    #: None in snapshot mode
+    env_state_reason: str | None
 
     def __init__(self, env_id: str, num_envs: int = ..., vectorization: str = ...,
                  norm_obs: bool = ..., norm_reward: bool = ...,
-                 env_kwargs: dict[str, Any] | None = None) -> None: ...
+                 env_kwargs: dict[str, Any] | None = None, env_state: str = ...) -> None: ...
 
     def reset(self, seed: int) -> np.ndarray:
         """Reset every env from ``seed`` (derived per env); return the first observations."""
@@ -58,8 +69,13 @@ class Loader(Protocol):
         """The episodes finished since the last call, cleared."""
         ...
 
-    def state_dict(self) -> dict[str, Any]: ...
+    def state_dict(self) -> dict[str, Any]:
+        """What outlives an epoch (see the module docstring); plain values and arrays only."""
+        ...
 
-    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore ``state_dict``; in snapshot mode a state without the envs' snapshot is a
+        ``ValueError``, in reset mode a snapshot is ignored (the next epoch resets)."""
+        ...
 
     def close(self) -> None: ...

@@ -60,6 +60,11 @@ class DQN(OffPolicyTask):
         **POLICY_HPARAMS,
     }
     DEFAULTS = {"lr": 2.3e-3}
+    # rl-zoo3's LunarLander set (v2 there): epsilon to 0.1 over 12% of its 100k steps
+    ENV_DEFAULTS = {"LunarLander-v3": {"lr": 6.3e-4, "batch_size": 128, "buffer_size": 50_000,
+                                       "learning_starts": 0, "target_update": 250,
+                                       "train_freq": 4, "gradient_steps": 4, "eps_min": 0.1,
+                                       "eps_decay": 12_000, "hidden": 256}}
 
     def setup(self) -> None:
         hp = self.hp
@@ -79,12 +84,12 @@ class DQN(OffPolicyTask):
 
     @torch.no_grad()
     def explore(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        a = self.policy.select(self.q(torch.from_numpy(obs)), self.env_steps, self.gen).numpy()
+        a = self.policy.select(self.q(self.tensor(obs)), self.env_steps, self.gen).cpu().numpy()
         return a, a
 
     @torch.inference_mode()
     def act(self, obs: np.ndarray) -> np.ndarray:
-        return self.q(torch.as_tensor(obs, dtype=torch.float32)).argmax(-1).numpy()
+        return self.q(self.tensor(obs, dtype=torch.float32)).argmax(-1).cpu().numpy()
 
     def policy_actions(self, obs: torch.Tensor) -> torch.Tensor:
         return self.q(obs).argmax(-1)

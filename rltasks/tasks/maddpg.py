@@ -87,7 +87,7 @@ class MADDPG(NoisyActorTask):
 
     def _gumbel(self, logits: torch.Tensor) -> torch.Tensor:
         """Straight-through Gumbel-softmax: a one-hot sample forward, soft gradients back."""
-        u = torch.rand(logits.shape, generator=self.gen).clamp_(1e-20, 1.0)
+        u = torch.rand(logits.shape, generator=self.gen).clamp_(1e-20, 1.0).to(logits.device)
         soft = torch.softmax((logits - torch.log(-torch.log(u))) / self.hp["gumbel_temperature"],
                              -1)
         hard = nn.functional.one_hot(soft.argmax(-1), self.act_dim).to(soft.dtype)
@@ -110,21 +110,21 @@ class MADDPG(NoisyActorTask):
 
     @torch.no_grad()
     def explore(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        out = self._policies(self.actors, torch.from_numpy(obs))
+        out = self._policies(self.actors, self.tensor(obs))
         if self.discrete:
             a = self._gumbel(out)
         else:
             noise = self.noise.sample(self.env_steps, self.gen).view(out.shape)
             a = (torch.tanh(out) + noise).clamp(-1.0, 1.0)
-        a = a.numpy()
+        a = a.cpu().numpy()
         return a, self.to_env(a)
 
     @torch.inference_mode()
     def act(self, obs: np.ndarray) -> np.ndarray:
-        out = self._policies(self.actors, torch.as_tensor(obs, dtype=torch.float32))
+        out = self._policies(self.actors, self.tensor(obs, dtype=torch.float32))
         if self.discrete:
-            return out.argmax(-1).numpy()
-        return self.to_env(torch.tanh(out).numpy())
+            return out.argmax(-1).cpu().numpy()
+        return self.to_env(torch.tanh(out).cpu().numpy())
 
     def policy_actions(self, obs: torch.Tensor) -> torch.Tensor:
         """``act`` in torch ops, for export: a batch of (agents, obs) observations."""

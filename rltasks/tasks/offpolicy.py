@@ -88,18 +88,20 @@ class OffPolicyTask(Task):
                 hp["buffer_size"], int(np.prod(space["observation"].shape)),
                 int(np.prod(space["desired_goal"].shape)), act_shape, act_dtype, self.num_envs,
                 hp["gamma"], goal_env.compute_reward, self.np_rng, hp["her_strategy"],
-                hp["her_k"], getattr(goal_env, "terminate_on_success", False))
+                hp["her_k"], getattr(goal_env, "terminate_on_success", False),
+                device=self.device)
         prioritized = hp.get("replay") == "prioritized"
         cls = PrioritizedReplayBuffer if prioritized else ReplayBuffer
         extra = {"alpha": hp["per_alpha"]} if prioritized else {}
         return cls(hp["buffer_size"], obs_shape or (self.obs_dim(),), act_shape, act_dtype,
                    self.num_envs, n_step=hp.get("n_step", 1), gamma=hp["gamma"],
-                   reward_shape=reward_shape, **extra)
+                   reward_shape=reward_shape, device=self.device, **extra)
 
     def train_epoch(self) -> dict[str, float]:
         hp, m = self.hp, self.num_envs
         obs, done_steps, rows = self.obs, 0, []
-        self.episode_ended(np.ones(m, bool))  # the loader reset every env for this epoch
+        if self.epoch_reset:  # the loader reset every env for this epoch: new episodes
+            self.episode_ended(np.ones(m, bool))
         while done_steps < self.steps_per_epoch:
             if self.env_steps < hp["learning_starts"]:
                 stored, env_actions = self.random_actions()
@@ -118,7 +120,9 @@ class OffPolicyTask(Task):
                     set_lr(opt, lr)
                 rows += [self.train_step() for _ in range(hp["gradient_steps"])]
             self.after_env_step(before)
-        self.buffer.flush(obs)  # the epoch ends every n-step window as a truncation
+        # the epoch ends every n-step window as a truncation, bootstrapped from ``obs``; in
+        # snapshot mode the episode runs on and its next transitions start new windows
+        self.buffer.flush(obs)
         self.obs = obs
         metrics = {key: float(torch.stack([r[key] for r in rows]).mean()) if rows else 0.0
                    for key in self.LOSSES}
@@ -173,7 +177,7 @@ class NoisyActorTask(OffPolicyTask):
         if isinstance(self.action_space, spaces.Box):
             low, high = self.action_space.low, self.action_space.high
             self.act_center, self.act_scale = (high + low) / 2, (high - low) / 2
-        self.noise = make_noise(self.hp, self.num_envs, noise_size)
+        self.noise = make_noise(self.hp, self.num_envs, noise_size, self.device)
 
     def to_env(self, actions: np.ndarray) -> np.ndarray:
         """Env actions of [-1, 1] actions: rescaled to the Box bounds."""
@@ -181,8 +185,8 @@ class NoisyActorTask(OffPolicyTask):
 
     def to_env_tensor(self, actions: torch.Tensor) -> torch.Tensor:
         """``to_env`` in torch ops, for the exported policy."""
-        center = torch.as_tensor(self.act_center, dtype=torch.float32)
-        scale = torch.as_tensor(self.act_scale, dtype=torch.float32)
+        center = torch.as_tensor(self.act_center, dtype=torch.float32, device=actions.device)
+        scale = torch.as_tensor(self.act_scale, dtype=torch.float32, device=actions.device)
         return center + scale * actions
 
     def random_actions(self) -> tuple[np.ndarray, np.ndarray]:
@@ -266,14 +270,14 @@ class ContinuousActorCritic(NoisyActorTask):
 
     @torch.no_grad()
     def explore(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        a = self.policy(torch.from_numpy(flat_obs(obs)))
+        a = self.policy(self.tensor(flat_obs(obs)))
         a = a + self.noise.sample(self.env_steps, self.gen)
-        a = a.clamp(-1.0, 1.0).numpy().reshape(self.num_envs, *self.action_space.shape)
+        a = a.clamp(-1.0, 1.0).cpu().numpy().reshape(self.num_envs, *self.action_space.shape)
         return a, self.to_env(a)
 
     @torch.inference_mode()
     def act(self, obs: np.ndarray) -> np.ndarray:
-        a = self.policy(torch.as_tensor(flat_obs(obs), dtype=torch.float32)).numpy()
+        a = self.policy(self.tensor(flat_obs(obs), dtype=torch.float32)).cpu().numpy()
         return self.to_env(a.reshape(len(a), *self.action_space.shape))
 
     def policy_actions(self, obs: torch.Tensor) -> torch.Tensor:

@@ -85,22 +85,22 @@ class OnPolicyTask(Task):
     def to_env(self, actions: torch.Tensor) -> np.ndarray:
         """Env actions: discrete as they are; Gaussian samples clipped to [-1, 1] and rescaled
         to the Box bounds (the buffer keeps the unclipped sample for its log-probability)."""
-        a = actions.numpy()
+        a = actions.cpu().numpy()
         if self.discrete:
             return a
         return self.act_center + self.act_scale * np.clip(a, -1.0, 1.0)
 
     @torch.inference_mode()
     def act(self, obs: np.ndarray) -> np.ndarray:
-        out = self.actor(torch.as_tensor(obs, dtype=torch.float32))
+        out = self.actor(self.tensor(obs, dtype=torch.float32))
         return self.to_env(CategoricalHead.mode(out) if self.discrete else out)
 
     def policy_actions(self, obs: torch.Tensor) -> torch.Tensor:
         out = self.actor(obs)
         if self.discrete:
             return out.argmax(-1)
-        center = torch.as_tensor(self.act_center, dtype=torch.float32)
-        scale = torch.as_tensor(self.act_scale, dtype=torch.float32)
+        center = torch.as_tensor(self.act_center, dtype=torch.float32, device=out.device)
+        scale = torch.as_tensor(self.act_scale, dtype=torch.float32, device=out.device)
         return center + scale * out.clamp(-1.0, 1.0)
 
     # -- one epoch ----------------------------------------------------------------------------
@@ -120,18 +120,18 @@ class OnPolicyTask(Task):
         hp = self.hp
         act_shape = () if self.discrete else self.action_space.shape
         buf = RolloutBuffer(n, self.num_envs, self.observation_space.shape, act_shape,
-                            self.discrete)
-        obs = torch.from_numpy(self.obs)
+                            self.discrete, device=self.device)
+        obs = self.tensor(self.obs)
         for t in range(n):
             action, logp = self.sample(obs)
             value = self.value(obs)
             next_obs, reward, term, trunc, final = self.loader.step(self.to_env(action))
-            reward = torch.from_numpy(reward)
+            reward = self.tensor(reward)
             cut = np.flatnonzero(trunc & ~term)
             if len(cut):  # a time-out is not a failure: bootstrap from the final state
-                reward[cut] += hp["gamma"] * self.value(torch.from_numpy(final[cut]))
-            buf.add(t, obs, action, logp, reward, value, torch.from_numpy(term | trunc).float())
-            obs = torch.from_numpy(next_obs)
+                reward[self.tensor(cut)] += hp["gamma"] * self.value(self.tensor(final[cut]))
+            buf.add(t, obs, action, logp, reward, value, self.tensor(term | trunc).float())
+            obs = self.tensor(next_obs)
         self.obs = next_obs
         self.env_steps += n * self.num_envs
         # the rollout's end is a truncation too: bootstrap from the value of the next state

@@ -15,6 +15,13 @@ from rltasks.hparams import HP, choices
 from rltasks.optim import SCHEDULES, set_lr
 from rltasks.tasks.onpolicy import ONPOLICY_HPARAMS, OnPolicyTask, explained_variance
 
+#: what rl-zoo3's tuned MuJoCo sets share: normalisation, one env, 512 steps, a 2x256 ReLU
+#: body and a small initial std
+MUJOCO = {"norm_obs": True, "norm_reward": True, "num_envs": 1, "n_steps": 512,
+          "hidden": 256, "activation": "relu", "log_std_init": -2.0}
+LUNAR = {"num_envs": 16, "n_steps": 1024, "batch_size": 64, "gae_lambda": 0.98, "gamma": 0.999,
+         "update_epochs": 4, "ent_coef": 0.01}
+
 
 class PPO(OnPolicyTask):
     name = "ppo"
@@ -39,6 +46,25 @@ class PPO(OnPolicyTask):
         # rl-zoo3's Pendulum set (without gSDE), which our Gaussian policy solves too.
         "Pendulum-v1": {"n_steps": 1024, "batch_size": 64, "update_epochs": 10,
                         "gamma": 0.9, "gae_lambda": 0.95, "lr": 1e-3},
+        # rl-zoo3's tuned MuJoCo sets (v4 ids there; ortho_init=False has no equivalent here)
+        "Hopper-v5": {**MUJOCO, "batch_size": 32, "gamma": 0.999, "lr": 9.80828e-05,
+                      "ent_coef": 0.00229519, "clip_range": 0.2, "update_epochs": 5,
+                      "gae_lambda": 0.99, "max_grad_norm": 0.7, "vf_coef": 0.835671},
+        "HalfCheetah-v5": {**MUJOCO, "batch_size": 64, "gamma": 0.98, "lr": 2.0633e-05,
+                           "ent_coef": 0.000401762, "clip_range": 0.1, "update_epochs": 20,
+                           "gae_lambda": 0.92, "max_grad_norm": 0.8, "vf_coef": 0.58096},
+        "InvertedPendulum-v5": {"norm_obs": True, "norm_reward": True, "num_envs": 1,
+                                "n_steps": 32, "batch_size": 64, "gamma": 0.999,
+                                "lr": 0.000222425, "ent_coef": 1.37976e-07, "clip_range": 0.4,
+                                "update_epochs": 5, "gae_lambda": 0.9, "max_grad_norm": 0.3,
+                                "vf_coef": 0.19816},
+        # rl-zoo3's LunarLander (v2 there) and BipedalWalker sets
+        "LunarLander-v3": LUNAR,
+        "LunarLanderContinuous-v3": LUNAR,
+        "BipedalWalker-v3": {"norm_obs": True, "norm_reward": True, "num_envs": 32,
+                             "n_steps": 2048, "batch_size": 64, "gae_lambda": 0.95,
+                             "gamma": 0.999, "update_epochs": 10, "ent_coef": 0.0,
+                             "lr": 3e-4, "clip_range": 0.18},
     }
 
     def update(self, b: dict[str, torch.Tensor]) -> dict[str, float]:
@@ -48,10 +74,10 @@ class PPO(OnPolicyTask):
         set_lr(self.optimizers["opt"], lr)
         size = len(b["adv"])
         mb = min(hp["batch_size"], size)
-        stats = torch.zeros(6)
+        stats = torch.zeros(6, device=self.device)
         count = 0
         for _ in range(hp["update_epochs"]):
-            perm = torch.randperm(size, generator=self.gen)
+            perm = torch.randperm(size, generator=self.gen).to(self.device)  # drawn on the CPU
             for start in range(0, size, mb):
                 idx = perm[start:start + mb]
                 logp, entropy = self.log_prob_entropy(b["obs"][idx], b["actions"][idx])

@@ -36,6 +36,13 @@ class SAC(ContinuousActorCritic):
                             help="initial entropy temperature (tuned automatically)"),
     }
     DEFAULTS = {"lr": 1e-3, "noise": "none", "learning_starts": 100}
+    # rl-zoo3's MuJoCo set (SB3's defaults with 10k random steps) and LunarLanderContinuous
+    ENV_DEFAULTS = {
+        **{env: {"lr": 3e-4, "learning_starts": 10_000, "buffer_size": 1_000_000}
+           for env in ("Hopper-v5", "HalfCheetah-v5", "Walker2d-v5", "Ant-v5")},
+        "LunarLanderContinuous-v3": {"lr": 7.3e-4, "buffer_size": 1_000_000, "tau": 0.01,
+                                     "learning_starts": 10_000},
+    }
     LOSSES = ("critic_loss", "actor_loss", "ent_coef")
 
     def setup(self) -> None:
@@ -49,7 +56,8 @@ class SAC(ContinuousActorCritic):
         """A reparameterised tanh-Gaussian action and its log-probability."""
         mean, log_std = self.actor(obs).chunk(2, -1)
         log_std = log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
-        pre = mean + log_std.exp() * torch.randn(mean.shape, generator=self.gen)
+        noise = torch.randn(mean.shape, generator=self.gen).to(mean.device)  # CPU generator
+        pre = mean + log_std.exp() * noise
         action = torch.tanh(pre)
         logp = (-0.5 * ((pre - mean) / log_std.exp()) ** 2 - log_std
                 - 0.5 * math.log(2 * math.pi)).sum(-1)
@@ -61,9 +69,9 @@ class SAC(ContinuousActorCritic):
 
     @torch.no_grad()
     def explore(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        a = self.sample(torch.from_numpy(flat_obs(obs)))[0]
+        a = self.sample(self.tensor(flat_obs(obs)))[0]
         a = (a + self.noise.sample(self.env_steps, self.gen)).clamp(-1.0, 1.0)
-        a = a.numpy().reshape(self.num_envs, *self.action_space.shape)
+        a = a.cpu().numpy().reshape(self.num_envs, *self.action_space.shape)
         return a, self.to_env(a)
 
     def train_step(self) -> dict[str, torch.Tensor]:

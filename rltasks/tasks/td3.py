@@ -35,6 +35,10 @@ class TD3(ContinuousActorCritic):
                                 help="target smoothing clip"),
     }
     DEFAULTS = {"lr": 1e-3, "gamma": 0.98}
+    # rl-zoo3's MuJoCo set: 10k random steps, Gaussian noise 0.1, a 1M buffer (DDPG inherits)
+    ENV_DEFAULTS = {env: {"gamma": 0.99, "learning_starts": 10_000, "noise": "gaussian",
+                          "noise_sigma": 0.1, "buffer_size": 1_000_000}
+                    for env in ("Hopper-v5", "HalfCheetah-v5", "Walker2d-v5", "Ant-v5")}
     LOSSES = ("critic_loss",)  # the actor's loss exists only every policy_delay steps
 
     def train_step(self) -> dict[str, torch.Tensor]:
@@ -43,7 +47,8 @@ class TD3(ContinuousActorCritic):
         with torch.no_grad():
             next_a = torch.tanh(self.actor_target(b["next_obs"]))
             if self.TARGET_SMOOTHING:
-                noise = torch.randn(b["actions"].shape, generator=self.gen) * hp["target_noise"]
+                noise = torch.randn(b["actions"].shape, generator=self.gen).to(self.device)
+                noise = noise * hp["target_noise"]
                 noise = noise.clamp(-hp["target_noise_clip"], hp["target_noise_clip"])
                 next_a = (next_a + noise).clamp(-1.0, 1.0)
             next_q = self.critic_target(b["next_obs"], next_a).min(0).values

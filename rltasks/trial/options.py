@@ -43,11 +43,19 @@ RUN_OPTIONS: dict[str, tuple[Any, Any, str]] = {
     "epochs": (int, 10, "train until this epoch (absolute)"),
     "steps_per_epoch": (int, None, "env steps per epoch, summed over envs"),
     "seed": (int, 0, "seed of everything"),
+    "device": (str, "cpu", "where the networks train: cpu, cuda, cuda:N, mps or auto (cuda, "
+                           "else mps, else cpu); not part of the run: it resumes on any"),
     "num_envs": (int, None, "parallel envs (default: the task's, 8 on-policy, 1 for dqn)"),
     "horizon": (int, None, "epochs over which lr/clip schedules run (default: --epochs)"),
     "vectorization": (str, "auto", "auto, sync, async or native"),
-    "norm_obs": (bool, False, "normalise observations with running statistics"),
-    "norm_reward": (bool, False, "normalise rewards by the running return std"),
+    "env_state": (str, "auto", "snapshot: episodes run across epochs, the envs' state saved "
+                               "in each checkpoint; reset: every epoch resets the envs; auto: "
+                               "snapshot when the envs' state can be saved (a resumed run "
+                               "keeps its checkpoint's mode)"),
+    "norm_obs": (bool, None, "normalise observations with running statistics (default: "
+                             "the task's for the env, e.g. on for PPO on MuJoCo, else off)"),
+    "norm_reward": (bool, None, "normalise rewards by the running return std (default: "
+                                "the task's for the env)"),
     "workdir": (str, None, "checkpoints and results (default $ORION_WORKING_DIR, "
                            "else runs/<task>-<env>-<seed>)"),
     "eval_episodes": (int, 10, "episodes of the final evaluation"),

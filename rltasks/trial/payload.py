@@ -154,9 +154,16 @@ def load_task(path: str | Path, best: bool = False, env_module: str | None = Non
     ``env_module`` allows the import of the module of a ``module:EnvId`` env
     (``check_env_module``). ``overrides`` replace ``make_task`` arguments that do not shape
     the agent, e.g. ``vectorization="sync"`` to avoid starting worker processes.
+
+    A checkpoint whose ``fixed`` has no ``env_state`` was written in reset mode (every
+    checkpoint before env snapshots): it is rebuilt with ``env_state="reset"``. A snapshot
+    checkpoint rebuilt with another vectorization is too (other envs cannot take its
+    snapshot): its networks and statistics load, its running episodes are dropped.
     """
     payload, file = read_payload(path, best=best)
-    fixed = {**payload["fixed"], **overrides}
+    fixed = {"env_state": "reset", **payload["fixed"], **overrides}
+    if fixed.get("vectorization") != payload["fixed"].get("vectorization"):
+        fixed["env_state"] = "reset"
     env = fixed.pop("env")
     check_env_module(env, env_module, file)
     task = rltasks.make_task(payload["task"], env=env, **fixed)

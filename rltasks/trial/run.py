@@ -4,6 +4,11 @@ options (``rltasks.trial.options``) -> build the task -> resume from the working
 valid checkpoint -> ``fit(epochs)`` with a checkpoint after every epoch -> evaluate -> write
 ``results.json``, report ``-return_mean`` to Orion and print one JSON line. This module never
 touches a tensor: that is the task's business.
+
+``--env-state auto`` snapshots the envs when their state can be saved, except that a resumed
+run keeps the mode its checkpoint was written in (``env_state_of``): a checkpoint from before
+env snapshots resumes in reset mode. A run in reset mode says why once in its log, and
+``results.json`` records the mode in force (``env_state``, ``env_state_reason``).
 """
 
 from __future__ import annotations
@@ -15,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import rltasks
-from rltasks.checkpoint import Checkpointer, CheckpointError
+from rltasks.checkpoint import Checkpointer, CheckpointError, peek
+from rltasks.envs.snapshot import ASKED
 from rltasks.task import NonFiniteError, Task
 from rltasks.trial.agent import AGENT, resolve_agent
 from rltasks.trial.files import METRICS, report_to_orion, write_results
@@ -58,16 +64,38 @@ def build_task(task_name: str, options: dict[str, Any], hparams: dict[str, Any])
     """The trial's task, ``init``-ed with its hyperparameters."""
     task = rltasks.make_task(
         task_name, env=options["env"], num_envs=options["num_envs"], seed=options["seed"],
-        steps_per_epoch=options["steps_per_epoch"],
+        device=options["device"], steps_per_epoch=options["steps_per_epoch"],
         horizon=options["horizon"] or options["epochs"],
         vectorization=options["vectorization"], norm_obs=options["norm_obs"],
-        norm_reward=options["norm_reward"], env_kwargs=options["env_kwargs"])
+        norm_reward=options["norm_reward"], env_kwargs=options["env_kwargs"],
+        env_state=options["env_state"])
     try:
         task.init(**hparams)
     except BaseException:
         task.close()
         raise
     return task
+
+
+def env_state_of(checkpointer: Checkpointer, requested: str) -> tuple[str, str | None]:
+    """The ``env_state`` to build the trial's task with, and why it is "reset" when the
+    working dir decides it: ``--env-state`` as given, except that "auto" keeps the mode of the
+    newest readable checkpoint (its ``fixed`` has ``env_state`` only in snapshot mode), so a
+    run resumes as it began. An explicit mode that contradicts the checkpoint is refused later
+    by the same-run check."""
+    if requested != "auto":
+        return requested, None
+    for path in checkpointer.candidates():
+        try:
+            fixed = peek(path).get("fixed")
+        except CheckpointError:
+            continue  # load_latest reports it and falls back to an older file
+        if not isinstance(fixed, dict):
+            break  # not a task checkpoint: the same-run check refuses it
+        if fixed.get("env_state", "reset") == "reset":
+            return "reset", f"it resumes {path.name}, written in reset mode"
+        return "snapshot", None
+    return requested, None
 
 
 def _resume(task: Task, checkpointer: Checkpointer, workdir: Path, options: dict[str, Any],
@@ -127,6 +155,7 @@ def _results(task: Task, options: dict[str, Any], final: dict[str, Any],
              resumed: dict[str, Any], workdir: Path) -> dict[str, Any]:
     return {"task": task.name, "env": options["env"], "seed": options["seed"],
             "objective": -final["return_mean"], **final, "epoch": task.epoch,
+            "env_state": task.loader.env_state, "env_state_reason": resumed["env_state_reason"],
             "env_steps": task.env_steps, "resumed_from": resumed["resumed_from"],
             "env_steps_run": task.env_steps - resumed["resumed_steps"],
             "hparam_changes": [{"epoch": row["epoch"], "changed": row["hparams_changed"]}
@@ -140,11 +169,16 @@ def _results(task: Task, options: dict[str, Any], final: dict[str, Any],
 def _train(task_name: str, options: dict[str, Any], hparams: dict[str, Any], log: Log,
            workdir: Path, signals: StopSignals) -> dict[str, Any]:
     board = TensorBoardLog(workdir / "tb") if options.get("tensorboard") else None
-    task = build_task(task_name, options, hparams)
+    checkpointer = Checkpointer(workdir, keep=options["keep"])
+    env_state, why = env_state_of(checkpointer, options["env_state"])
+    task = build_task(task_name, {**options, "env_state": env_state}, hparams)
     try:
-        checkpointer = Checkpointer(workdir, keep=options["keep"])
+        reason = task.loader.env_state_reason  # the envs' own reason comes first
+        why = why if reason == ASKED and why else reason
+        if why and options["env_state"] == "auto":
+            log(f"env state: every epoch resets the envs: {why}")
         checkpointer.clean_tmp()
-        resumed = _resume(task, checkpointer, workdir, options, log)
+        resumed = {**_resume(task, checkpointer, workdir, options, log), "env_state_reason": why}
         _observe(task, checkpointer, workdir, options, signals, board)
         _fit(task, options["epochs"], signals)
         if task.stop_reason is not None and resumed["stopped"] is None:
