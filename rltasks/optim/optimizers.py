@@ -109,30 +109,35 @@ def _advance(steps: list[Tensor]) -> None:
         kernels.foreach_add_(steps, 1)
 
 
-def _adam_settings(hp: dict[str, Any]) -> dict[str, Any]:
-    return {"lr": hp["lr"], "betas": (hp["beta1"], hp["beta2"]), "eps": hp["adam_eps"],
-            "weight_decay": hp["weight_decay"]}
+class AdamFamily(BlockOptimizer):
+    """What Adam, AdamW and Adamax share: betas, eps, weight decay, and their hyperparameters
+    (``beta1``, ``beta2``, ``weight_decay``, the fixed ``adam_eps``)."""
+
+    HPARAMS = shared("beta1", "beta2", "weight_decay")
+    CONSTANTS = {"adam_eps": 1e-5}
+    #: the default learning rate of the constructor (torch's)
+    DEFAULT_LR = 1e-3
+
+    def __init__(self, params: Iterable[Tensor], lr: float | None = None,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0.0) -> None:
+        super().__init__(params, lr=self.DEFAULT_LR if lr is None else lr, betas=tuple(betas),
+                         eps=eps, weight_decay=weight_decay)
+
+    @classmethod
+    def from_hparams(cls, params: Iterable[Tensor], hp: dict[str, Any]) -> BlockOptimizer:
+        return cls(params, lr=hp["lr"], betas=(hp["beta1"], hp["beta2"]), eps=hp["adam_eps"],
+                   weight_decay=hp["weight_decay"])
 
 
-class Adam(BlockOptimizer):
+class Adam(AdamFamily):
     """Adam with coupled L2 weight decay, through the fused kernel ``torch.optim.Adam(
     fused=True)`` calls: one C++ pass over all parameters (~1.8x the for-loop on CPU)."""
 
     name = "adam"
-    HPARAMS = shared("beta1", "beta2", "weight_decay")
-    CONSTANTS = {"adam_eps": 1e-5}
     KERNELS = ("_foreach_add_", "_fused_adam_")
     TORCH = torch.optim.Adam
     decoupled = False
-
-    def __init__(self, params: Iterable[Tensor], lr: float = 1e-3,
-                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 0.0) -> None:
-        super().__init__(params, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay)
-
-    @classmethod
-    def from_hparams(cls, params: Iterable[Tensor], hp: dict[str, Any]) -> BlockOptimizer:
-        return cls(params, **_adam_settings(hp))
 
     def init_state(self, param: Tensor) -> dict[str, Tensor]:
         # the fused kernel wants float32 steps on the parameter's device
@@ -169,24 +174,14 @@ class AdamW(Adam):
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
 
 
-class Adamax(BlockOptimizer):
+class Adamax(AdamFamily):
     """Adamax (Adam with an infinity norm), coupled L2; the math of torch's foreach version."""
 
     name = "adamax"
-    HPARAMS = shared("beta1", "beta2", "weight_decay")
-    CONSTANTS = {"adam_eps": 1e-5}
     KERNELS = ("_foreach_add_", "_foreach_add", "_foreach_lerp_", "_foreach_mul_",
                "_foreach_abs", "_foreach_maximum_", "_foreach_addcdiv_")
     TORCH = torch.optim.Adamax
-
-    def __init__(self, params: Iterable[Tensor], lr: float = 2e-3,
-                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 0.0) -> None:
-        super().__init__(params, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay)
-
-    @classmethod
-    def from_hparams(cls, params: Iterable[Tensor], hp: dict[str, Any]) -> BlockOptimizer:
-        return cls(params, **_adam_settings(hp))
+    DEFAULT_LR = 2e-3
 
     def init_state(self, param: Tensor) -> dict[str, Tensor]:
         return {"step": _cpu_step(), **_zeros(param, "exp_avg", "exp_inf")}
