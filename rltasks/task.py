@@ -86,6 +86,8 @@ class Task:
     #: the gymnasium space types the algorithm handles
     ACTION_SPACES: ClassVar[tuple[type[spaces.Space], ...]] = (spaces.Discrete, spaces.Box)
     OBSERVATION_SPACES: ClassVar[tuple[type[spaces.Space], ...]] = (spaces.Box,)
+    #: the most dimensions a Box observation may have (flat vectors; MADDPG: agents x features)
+    OBS_NDIM: ClassVar[int] = 1
 
     def __init__(self, env: str, num_envs: int | None = None, seed: int = 0,
                  device: str | torch.device = "cpu",
@@ -422,12 +424,23 @@ class Task:
                 raise SpaceMismatch(f"{self.name} needs {names} {kind}s but {self.env_id} has "
                                     f"{space}", self.action_space, self.observation_space,
                                     type(self.loader))
+        if not self._obs_rank_fits(self.observation_space):
+            raise SpaceMismatch(
+                f"{self.name} takes observations of at most {self.OBS_NDIM} dimension(s) but "
+                f"{self.env_id} has {self.observation_space} (images: pixel observations are "
+                f"not supported yet)", self.action_space, self.observation_space,
+                type(self.loader))
+
+    @classmethod
+    def _obs_rank_fits(cls, space: spaces.Space) -> bool:
+        return not isinstance(space, spaces.Box) or len(space.shape) <= cls.OBS_NDIM
 
     @classmethod
     def fits(cls, action_space: spaces.Space, observation_space: spaces.Space) -> bool:
         """Whether the algorithm handles these spaces."""
         return (isinstance(action_space, cls.ACTION_SPACES)
-                and isinstance(observation_space, cls.OBSERVATION_SPACES))
+                and isinstance(observation_space, cls.OBSERVATION_SPACES)
+                and cls._obs_rank_fits(observation_space))
 
     def setup(self) -> None:
         """Build networks into ``self.modules`` and optimizers into ``self.optimizers``."""

@@ -157,7 +157,7 @@ def cli(*args: Any, env: dict[str, str] | None = None, cwd: Path | None = None,
     renders without a display, for ``record``."""
     return subprocess.run([sys.executable, "-m", "rltasks", *map(str, args)],
                           capture_output=True, text=True, timeout=timeout, cwd=cwd,
-                          env=environ(SDL_VIDEODRIVER="dummy", **(env or {})))
+                          env=environ(**{"SDL_VIDEODRIVER": "dummy", **(env or {})}))
 
 
 def start(command: Sequence[str], env: dict[str, str] | None = None, log: Path | None = None,

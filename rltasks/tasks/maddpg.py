@@ -32,6 +32,7 @@ class MADDPG(NoisyActorTask):
     LOADER = ParallelLoader
     DEFAULT_ENV = "mpe2/simple_spread_v3"
     ACTION_SPACES = (spaces.Box, spaces.MultiDiscrete)
+    OBS_NDIM = 2  # agents x features
     # the MADDPG paper's settings for the particle envs, with 4 updates every 100 steps
     HPARAMS = {
         **OFFPOLICY_HPARAMS,
