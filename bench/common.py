@@ -110,8 +110,9 @@ def sb3_envs(num_envs: int, seed: int, env: str = ENV) -> tuple[Any, Any]:
 
 
 def train_sb3(model: Any, total_steps: int, eval_every: int, eval_env: Any,
-              result: Result) -> Result:
-    """SB3: one ``learn`` call; a callback evaluates every ``eval_every`` steps off the clock.
+              result: Result, before_eval: Callable[[], None] | None = None) -> Result:
+    """SB3: one ``learn`` call; a callback evaluates every ``eval_every`` steps off the clock
+    (``before_eval`` runs first, e.g. to copy VecNormalize statistics to ``eval_env``).
 
     Closes the model's env and ``eval_env``.
     """
@@ -123,6 +124,8 @@ def train_sb3(model: Any, total_steps: int, eval_every: int, eval_env: Any,
     def evaluate(env_steps: int) -> None:
         now = time.perf_counter()
         train_seconds = now - clock["start"] - clock["paused"]
+        if before_eval is not None:
+            before_eval()
         score, _ = evaluate_policy(model, eval_env, EVAL_EPISODES, deterministic=True)
         result.record_eval(env_steps, float(score), train_seconds)
         clock["paused"] += time.perf_counter() - now

@@ -1,0 +1,154 @@
+"""rl-zoo3's tuned settings on MuJoCo and Box2D: rltasks against Stable-Baselines3, in one run.
+
+For each (algorithm, env) both train with the same hyperparameters: rltasks' per-env defaults,
+which are rl-zoo3's tuned sets (``ENV_DEFAULTS`` of ppo, sac and td3; docs/tasks.md lists
+them), handed to SB3 name by name (PPO: n_steps, batch_size, n_epochs, gamma, gae_lambda,
+clip_range, ent_coef, vf_coef, max_grad_norm, log_std_init, ReLU 2x256, VecNormalize when the
+set normalises; SAC: lr, buffer, learning_starts, batch, tau, gamma, train_freq,
+gradient_steps, 2x256; TD3: the same plus Gaussian action noise 0.1, policy delay 2, target
+smoothing 0.2/0.5). Each trains ``--steps`` env steps (default: 20k for SAC and TD3, 50k for
+PPO on MuJoCo, 200k for PPO on LunarLander) and ends with 10 deterministic evaluation
+episodes of the true env (unnormalised rewards); the table prints the mean final return and
+steps per second of both, beside rl-zoo3's and CleanRL's published figures at 1M steps.
+These budgets are what this 2-core machine allows: far below the published 1M, so compare
+the two libraries with each other, not with the published column.
+
+    .venv/bin/python bench/zoo_scores.py [--pairs sac:Hopper-v5 ppo:LunarLander-v3 ...]
+        [--seeds 0 1] [--steps N]
+
+Needs the bench, mujoco and box2d extras (``pip install -e '.[bench,mujoco,box2d]'``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+
+import torch
+from common import EVAL_EPISODES, Result, make_task, train_rltasks, train_sb3
+
+#: rl-zoo3's (SB3) and CleanRL's published mean returns at 1M steps, for the table
+PUBLISHED = {("td3", "Hopper-v5"): 3606, ("sac", "Hopper-v5"): 2326,
+             ("ppo", "Hopper-v5"): 2410, ("td3", "HalfCheetah-v5"): 9656,
+             ("sac", "HalfCheetah-v5"): 9535, ("ppo", "HalfCheetah-v5"): 5819,
+             ("ppo", "LunarLander-v3"): 242}
+PAIRS = list(PUBLISHED)
+STEPS = {"sac": 20_000, "td3": 20_000, "ppo": 50_000}
+EPOCHS = 5  # each run evaluates at the end of each of 5 equal epochs
+
+
+def budget(algo: str, env: str, steps: int | None) -> int:
+    if steps is not None:
+        return steps
+    return 200_000 if env.startswith("LunarLander") else STEPS[algo]
+
+
+def run_rltasks(algo: str, env: str, seed: int, steps: int) -> Result:
+    """Ours with the task's own per-env defaults (rl-zoo3's set)."""
+    probe = make_task(algo, env=env)
+    epoch = -(-steps // EPOCHS // probe.num_envs) * probe.num_envs
+    probe.close()
+    task = make_task(algo, env=env, seed=seed, steps_per_epoch=epoch)
+    task.init()
+    return train_rltasks(task, EPOCHS, Result("rltasks", seed, solved=float("inf")))
+
+
+def sb3_model(algo: str, env: str, seed: int) -> tuple[object, object, object]:
+    """SB3's model with the rltasks task's hyperparameters; its env and a matching eval env."""
+    import stable_baselines3 as sb3
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.noise import NormalActionNoise
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    task = make_task(algo, env=env)
+    task.init()
+    hp, fixed = task.hp, task.fixed
+    task.close()
+    torch.set_num_threads(1)
+    venv = make_vec_env(env, n_envs=fixed["num_envs"], seed=seed)
+    eval_env = make_vec_env(env, n_envs=EVAL_EPISODES, seed=seed + 10_000)
+    if fixed["norm_obs"] or fixed["norm_reward"]:
+        venv = VecNormalize(venv, norm_obs=fixed["norm_obs"], norm_reward=fixed["norm_reward"],
+                            gamma=hp["gamma"])
+        eval_env = VecNormalize(eval_env, training=False, norm_obs=fixed["norm_obs"],
+                                norm_reward=False)
+    act = torch.nn.ReLU if hp["activation"] == "relu" else torch.nn.Tanh
+    net = [hp["hidden"]] * hp["layers"]
+    common = {"learning_rate": hp["lr"], "gamma": hp["gamma"], "seed": seed, "device": "cpu",
+              "verbose": 0}
+    if algo == "ppo":
+        model = sb3.PPO("MlpPolicy", venv, n_steps=hp["n_steps"], batch_size=hp["batch_size"],
+                        n_epochs=hp["update_epochs"], gae_lambda=hp["gae_lambda"],
+                        clip_range=hp["clip_range"], ent_coef=hp["ent_coef"],
+                        vf_coef=hp["vf_coef"], max_grad_norm=hp["max_grad_norm"],
+                        policy_kwargs={"log_std_init": hp["log_std_init"], "ortho_init": False,
+                                       "activation_fn": act,
+                                       "net_arch": {"pi": net, "vf": net}}, **common)
+    else:
+        off = {"buffer_size": hp["buffer_size"], "learning_starts": hp["learning_starts"],
+               "batch_size": hp["batch_size"], "tau": hp["tau"], "train_freq": hp["train_freq"],
+               "gradient_steps": hp["gradient_steps"],
+               "policy_kwargs": {"net_arch": net, "activation_fn": act}}
+        if algo == "sac":
+            model = sb3.SAC("MlpPolicy", venv, ent_coef=f"auto_{hp['ent_coef_init']}",
+                            **off, **common)
+        else:
+            n = venv.action_space.shape[0]
+            noise = NormalActionNoise(mean=torch.zeros(n).numpy(),
+                                      sigma=hp["noise_sigma"] * torch.ones(n).numpy())
+            model = sb3.TD3("MlpPolicy", venv, action_noise=noise,
+                            policy_delay=hp["policy_delay"],
+                            target_policy_noise=hp["target_noise"],
+                            target_noise_clip=hp["target_noise_clip"], **off, **common)
+    return model, venv, eval_env
+
+
+def run_sb3(algo: str, env: str, seed: int, steps: int) -> Result:
+    model, venv, eval_env = sb3_model(algo, env, seed)
+
+    def sync() -> None:  # the eval env normalises with the training statistics
+        if hasattr(venv, "obs_rms"):
+            eval_env.obs_rms = venv.obs_rms
+
+    return train_sb3(model, steps, -(-steps // EPOCHS), eval_env,
+                     Result("sb3", seed, solved=float("inf")), before_eval=sync)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pairs", nargs="+", default=[f"{a}:{e}" for a, e in PAIRS])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--steps", type=int, default=None, help="env steps per run")
+    args = parser.parse_args()
+    print(f"rl-zoo3 settings, seeds {args.seeds}, torch threads 1, "
+          f"load average {os.getloadavg()[0]:.2f}", flush=True)
+    rows = []
+    for pair in args.pairs:
+        algo, env = pair.split(":")
+        steps = budget(algo, env, args.steps)
+        runs: dict[str, list[Result]] = {"rltasks": [], "sb3": []}
+        for seed in args.seeds:
+            for impl, run in (("rltasks", run_rltasks), ("sb3", run_sb3)):
+                r = run(algo, env, seed, steps)
+                runs[impl].append(r)
+                print(f"  {algo} {env} {impl} seed {seed}: {r.env_steps} steps, "
+                      f"{r.sps:.0f} steps/s, evals "
+                      + " ".join(f"{ret:.0f}" for _, ret in r.evals), flush=True)
+        rows.append((algo, env, steps, runs))
+    print("\n| algo | env | steps | rltasks return | sb3 return | rltasks steps/s | "
+          "sb3 steps/s | published at 1M |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    for algo, env, steps, runs in rows:
+        cells = []
+        for impl in ("rltasks", "sb3"):
+            finals = [r.final_return for r in runs[impl]]
+            spread = f" +- {statistics.pstdev(finals):.0f}" if len(finals) > 1 else ""
+            cells.append(f"{statistics.fmean(finals):.0f}{spread}")
+        sps = [f"{statistics.fmean(r.sps for r in runs[i]):.0f}" for i in ("rltasks", "sb3")]
+        print(f"| {algo} | {env} | {steps} | {cells[0]} | {cells[1]} | {sps[0]} | {sps[1]} | "
+              f"{PUBLISHED.get((algo, env), '-')} |")
+
+
+if __name__ == "__main__":
+    main()
