@@ -251,13 +251,20 @@ def small_population(algorithm: str, tmp_path: Path) -> Path:
 @pytest.mark.parametrize("algorithm", ["pbt", pytest.param("pb2", marks=pytest.mark.slow)])
 def test_population_children_continue_their_parents_with_new_hyperparameters(tmp_path, orion,
                                                                               algorithm):
+    max_trials = None
     if algorithm == "pb2":  # PB2's GP stalls on a population of 3: the shipped config
         pytest.importorskip("GPy", reason="PB2 needs GPy: pip install -e '.[pb2]'")
         config = ROOT / "spaces" / "algos" / "pb2.yaml"
+        # Orion 0.2.7's PB2 may fork its best trial again and again at that trial's own
+        # fidelity (each child trains nothing and ties), and then never ends: seen after the
+        # same first 17 trials as a run that ended, 79 trials in 20 minutes (docs/hunts.md).
+        # A bound ends the hunt either way; 24 is past where the first forks come.
+        max_trials = 24
     else:
         config = small_population(algorithm, tmp_path)
     proc, found = hunted(orion, algorithm, "spaces/pbt.yaml", "--epochs~fidelity(1, 3, 1)",
-                         "--allow-hparam-change", "--horizon", "3", *SMALL, max_trials=None,
+                         "--allow-hparam-change", "--horizon", "3", *SMALL,
+                         max_trials=max_trials,
                          orion_args=("-c", str(config)), timeout=300)
     forked = 0
     for trial in found:
