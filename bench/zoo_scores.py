@@ -35,7 +35,7 @@ PUBLISHED = {("td3", "Hopper-v5"): 3606, ("sac", "Hopper-v5"): 2326,
              ("ppo", "LunarLander-v3"): 242}
 PAIRS = list(PUBLISHED)
 STEPS = {"sac": 20_000, "td3": 20_000, "ppo": 50_000}
-EPOCHS = 5  # each run evaluates at the end of each of 5 equal epochs
+EPOCHS = 5  # each run evaluates at the end of each of up to 5 equal epochs
 
 
 def budget(algo: str, env: str, steps: int | None) -> int:
@@ -45,13 +45,18 @@ def budget(algo: str, env: str, steps: int | None) -> int:
 
 
 def run_rltasks(algo: str, env: str, seed: int, steps: int) -> Result:
-    """Ours with the task's own per-env defaults (rl-zoo3's set)."""
+    """Ours with the task's own per-env defaults (rl-zoo3's set), for as many env steps as SB3
+    takes: ``steps`` rounded up to whole rollouts (on-policy) or env steps, in up to
+    ``EPOCHS`` equal epochs (an evaluation after each)."""
     probe = make_task(algo, env=env)
-    epoch = -(-steps // EPOCHS // probe.num_envs) * probe.num_envs
+    probe.init()
+    unit = probe.num_envs * probe.hp.get("n_steps", 1)  # a rollout, or one step of every env
     probe.close()
-    task = make_task(algo, env=env, seed=seed, steps_per_epoch=epoch)
+    units = -(-steps // unit)
+    epochs = max(d for d in range(1, EPOCHS + 1) if units % d == 0)
+    task = make_task(algo, env=env, seed=seed, steps_per_epoch=units // epochs * unit)
     task.init()
-    return train_rltasks(task, EPOCHS, Result("rltasks", seed, solved=float("inf")))
+    return train_rltasks(task, epochs, Result("rltasks", seed, solved=float("inf")))
 
 
 def sb3_model(algo: str, env: str, seed: int) -> tuple[object, object, object]:
