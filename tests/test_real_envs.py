@@ -103,3 +103,29 @@ def test_image_observations_are_refused_in_one_line():
     assert "ppo takes observations of at most 1 dimension(s)" in message
     assert "(96, 96, 3)" in message and "tasks that fit it: none yet" in message
     assert "\n" not in message
+
+
+def test_recording_a_mujoco_run_without_opengl_is_one_line(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from rltasks.checkpoint import save
+    from rltasks.trial.payload import make_payload
+
+    task = rltasks.make_task("td3", env="InvertedPendulum-v5", steps_per_epoch=32, hidden=8,
+                             learning_starts=16, batch_size=8)
+    try:
+        task.init()
+        task.fit(1)
+        save(tmp_path / "last.ckpt", make_payload(task))
+    finally:
+        task.close()
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    env["MUJOCO_GL"] = "glfw"  # a window-system back-end: no display here, so no context
+    proc = subprocess.run([sys.executable, "-m", "rltasks", "record", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "cannot render frames on this machine" in errors[0]
+    assert "MUJOCO_GL=egl" in errors[0] and "Traceback" not in proc.stderr

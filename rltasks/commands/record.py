@@ -48,7 +48,7 @@ def play(task: Any, episodes: int = 1, seed: int | None = None) -> tuple[list[np
     try:
         for episode in range(episodes):
             obs, _ = env.reset(seed=derive_seed(task.seed if seed is None else seed, 5, episode))
-            frames.append(np.asarray(env.render()))
+            frames.append(_first_frame(env, task.env_id))
             total, done, steps = 0.0, False, 0
             while not done and steps < MAX_STEPS:
                 action = np.asarray(task.act(task.loader.normalize_obs(_batch(obs))))[0]
@@ -60,6 +60,18 @@ def play(task: Any, episodes: int = 1, seed: int | None = None) -> tuple[list[np
     finally:
         env.close()
     return frames, returns
+
+
+def _first_frame(env: Any, env_id: str) -> np.ndarray:
+    """The first frame of an episode, or a one-line error when the env cannot render here
+    (MuJoCo without an OpenGL back-end raises its own FatalError)."""
+    try:
+        return np.asarray(env.render())
+    except Exception as err:  # the renderer's own error types vary by back-end
+        detail = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ValueError(f"{env_id} cannot render frames on this machine ({type(err).__name__}: "
+                         f"{detail[:160]}); MuJoCo needs an OpenGL back-end: MUJOCO_GL=egl or "
+                         f"MUJOCO_GL=osmesa with that library installed") from None
 
 
 def write_video(frames: list[np.ndarray], out: Path, fps: int) -> None:
