@@ -2,8 +2,28 @@
 
 Why not ``torch.save``/pickle: loading a pickle runs whatever code the file names, so a
 checkpoint picked up from a shared working dir could take over the machine. Loading here only
-ever builds containers, numbers, strings, bytes, numpy arrays and torch tensors, and never
-allocates more than the file's own size.
+ever builds containers, numbers, strings, bytes, numpy arrays and torch tensors.
+
+The memory bound, for any input whatever: ``load`` of a file of N bytes, or ``decode`` of N
+bytes, allocates at most ``AMPLIFICATION * N + 1 MiB`` (160 N + 1 MiB) at its peak, as
+tracemalloc counts it (torch tensors, which it does not see, cost about what numpy arrays
+do); whatever it cannot decode within that is a ``CheckpointError``. A name that is not a
+regular file, or a file over ``MAX_FILE_BYTES`` (the most the format can hold), is refused
+before a byte is read. Why it holds:
+
+- the envelope may be only a map of at most 3 entries, short strings and the payload's
+  bytes (no array, no ext), and its checksum is checked before the payload is decoded;
+- msgpack allocates a container at the size its header declares, before any element: so
+  before msgpack reads a payload or an ext record's data, ``_scan`` walks the type bytes,
+  building nothing, and refuses a container that declares more elements than the bytes
+  left can hold (every element takes at least one) or that nests deeper than
+  ``_MAX_DEPTH``. What passes builds only objects that are there, one per input byte at
+  most, and the costliest per byte are real ones: a one-entry map keyed by a negative int
+  (``{-32: {-32: ...}}``, 2 bytes) is a dict of ~255 bytes, 128x; every other shape measured
+  costs less (an empty map or list ~80x, an array or tensor ~5x its raw bytes).
+
+The scan costs about a microsecond per container or scalar and nothing per byte of a string,
+bytes, array or tensor, so a real checkpoint (a few large arrays) loads as fast as before.
 
 A file (format ``rltasks-checkpoint/1``) is one msgpack map
 ``{"format": FORMAT, "sha256": <hex digest of payload>, "payload": <bin: encode(obj)>}``.
@@ -33,6 +53,9 @@ from typing import Any
 import msgpack
 import numpy as np
 
+from rltasks.failpoints import failpoint
+from rltasks.safeio import FileRefused, read_regular
+
 FORMAT = "rltasks-checkpoint/1"
 
 _EXT_ARRAY, _EXT_TENSOR, _EXT_BIGINT = 1, 2, 3
@@ -43,6 +66,15 @@ _NUMPY_DTYPES = {
 }
 _TENSOR_DTYPES = {*_NUMPY_DTYPES, "bfloat16"}
 _MAX_NDIM, _MAX_ELEMENTS = 64, 2**48
+#: containers nest at most this deep in a checkpoint: save refuses deeper, load too
+_MAX_DEPTH = 256
+#: peak bytes a load allocates per byte of its input, at most (plus 1 MiB): see above; the
+#: worst input measured costs 128 (CPython 3.11), the rest is margin for other versions
+AMPLIFICATION = 160
+#: msgpack's bin holds at most 4 GiB, so no checkpoint file is larger than this
+MAX_FILE_BYTES = 2**32 + 2**16
+_ENVELOPE_STR = 64  # the longest string the envelope holds: the sha256 hex digest
+_TRUNCATED = "truncated (msgpack data ends early)"
 _KEY_TYPES = (str, int, float, bool, bytes, type(None))
 
 PathLike = str | os.PathLike[str]
@@ -88,8 +120,12 @@ def encode(obj: Any) -> bytes:
     return msgpack.packb(plain, use_bin_type=True)
 
 
-def _plain(obj: Any) -> Any:
-    """Map ``obj`` onto msgpack's native types, with arrays, tensors and big ints as ext types."""
+def _plain(obj: Any, depth: int = 0) -> Any:
+    """Map ``obj`` onto msgpack's native types, with arrays, tensors and big ints as ext types;
+    ``depth`` counts the containers around ``obj``."""
+    if isinstance(obj, dict | list | tuple) and depth >= _MAX_DEPTH:
+        raise ValueError(f"checkpoint object nests containers deeper than {_MAX_DEPTH} levels, "
+                         "which load would refuse")
     if obj is None or type(obj) in (bool, float, str, bytes):
         return obj
     if type(obj) is int:
@@ -98,9 +134,9 @@ def _plain(obj: Any) -> Any:
         return msgpack.ExtType(_EXT_BIGINT, obj.to_bytes(obj.bit_length() // 8 + 1, "little",
                                                          signed=True))
     if isinstance(obj, dict):
-        return {_key(k): _plain(v) for k, v in obj.items()}
+        return {_key(k): _plain(v, depth + 1) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
-        return [_plain(v) for v in obj]
+        return [_plain(v, depth + 1) for v in obj]
     if isinstance(obj, np.ndarray | np.number | np.bool_):
         return _array_ext(obj)
     torch = sys.modules.get("torch")  # a tensor implies torch is imported; keeps `inspect` light
@@ -108,7 +144,7 @@ def _plain(obj: Any) -> Any:
         return _tensor_ext(obj, torch)
     for base in (int, float, str, bytes):  # subclasses such as IntEnum or np.str_
         if isinstance(obj, base):
-            return _plain(base(obj))
+            return _plain(base(obj), depth)
     raise TypeError(f"cannot checkpoint a {type(obj).__qualname__}; allowed: dict, list, tuple, "
                     "str, int, float, bool, None, bytes, numpy arrays, torch tensors")
 
@@ -155,10 +191,18 @@ def decode(data: bytes, *, source: str = "<bytes>") -> Any:
 
 
 def _unpack(data: bytes, ext_hook: Callable[[int, bytes], Any]) -> Any:
-    n = len(data)  # no length field may claim more than the data holds
+    _scan(data)  # first: no declared length may claim more than the data holds
+    n = len(data)
     return msgpack.unpackb(data, raw=False, strict_map_key=False, ext_hook=ext_hook,
                            max_bin_len=n, max_str_len=n, max_array_len=n, max_map_len=n,
                            max_ext_len=n)
+
+
+def _unpack_envelope(data: bytes) -> Any:
+    """The envelope: a map of at most 3 entries, short strings and the payload's bytes."""
+    _scan(data)
+    return msgpack.unpackb(data, raw=False, max_bin_len=len(data), max_str_len=_ENVELOPE_STR,
+                           max_array_len=0, max_map_len=3, max_ext_len=0)
 
 
 def _decode(data: bytes, source: PathLike, ext_hook: Callable[[int, bytes], Any]) -> Any:
@@ -176,7 +220,7 @@ def _describe(err: Exception) -> str:
     if isinstance(err, msgpack.ExtraData):
         return "trailing bytes after the msgpack data"
     if "incomplete input" in str(err):
-        return "truncated (msgpack data ends early)"
+        return _TRUNCATED
     return f"not valid msgpack data ({type(err).__name__}: {err})"
 
 
@@ -250,6 +294,99 @@ def _summarise(code: int, data: bytes) -> Any:
     return _materialise(code, data)
 
 
+# ------------------------------------------------------------------- the allocation bound
+#
+# msgpack builds a container at the size its header declares, before a single element is
+# read, so a few bytes declaring a 4-billion-entry list would cost 32 GB; limits such as
+# max_array_len=len(data) still let each of 2000 nested headers in 10 KB claim 10k slots.
+# _scan walks the type bytes first, building nothing: it skips every str, bin and ext body
+# and refuses as soon as the elements declared but not yet seen outnumber the bytes left
+# (each needs at least one) or containers nest deeper than _MAX_DEPTH. Data that passes
+# declares only elements it holds, so msgpack then allocates for what is there: the bound
+# in the module docstring. An ext record's own msgpack is scanned when its hook reads it.
+
+_SCALAR, _FIXCONTAINER, _BODY, _CONTAINER, _INVALID = range(5)
+
+
+def _lead_bytes() -> list[tuple[int, int, int]]:
+    """For each first byte of a msgpack object: (kind, a, b). _SCALAR: a = its total size;
+    _FIXCONTAINER: a = elements; _BODY (str, bin, ext): a = width of the length field, b =
+    bytes before the body after it (ext's type); _CONTAINER: a = width of the count, b =
+    elements per count (2 for a map)."""
+    table = [(_SCALAR, 1, 0)] * 256  # fixints, nil, false, true
+    for byte in range(0x80, 0xA0):  # fixmap, fixarray
+        table[byte] = (_FIXCONTAINER, (byte & 0x0F) * (2 if byte < 0x90 else 1), 0)
+    for byte in range(0xA0, 0xC0):  # fixstr
+        table[byte] = (_SCALAR, 1 + (byte & 0x1F), 0)
+    table[0xC1] = (_INVALID, 0, 0)
+    for byte, size in {0xCA: 5, 0xCB: 9, 0xCC: 2, 0xCD: 3, 0xCE: 5, 0xCF: 9, 0xD0: 2, 0xD1: 3,
+                       0xD2: 5, 0xD3: 9, 0xD4: 3, 0xD5: 4, 0xD6: 6, 0xD7: 10, 0xD8: 18}.items():
+        table[byte] = (_SCALAR, size, 0)  # floats, ints, fixext
+    for byte, width, extra in ((0xC4, 1, 0), (0xC5, 2, 0), (0xC6, 4, 0), (0xC7, 1, 1),
+                               (0xC8, 2, 1), (0xC9, 4, 1), (0xD9, 1, 0), (0xDA, 2, 0),
+                               (0xDB, 4, 0)):
+        table[byte] = (_BODY, width, extra)  # bin, ext, str
+    for byte, width, per in ((0xDC, 2, 1), (0xDD, 4, 1), (0xDE, 2, 2), (0xDF, 4, 2)):
+        table[byte] = (_CONTAINER, width, per)  # array16/32, map16/32
+    return table
+
+
+_LEAD = _lead_bytes()
+
+
+def _scan(data: bytes) -> None:
+    """Check, allocating nothing that grows with the declared lengths, that ``data`` is one
+    msgpack object whose containers declare no more elements than the bytes hold and nest
+    at most _MAX_DEPTH deep; raise _Corrupt otherwise."""
+    end, pos = len(data), 0
+    pending = top = 1  # objects declared and not begun: in all, in the innermost container
+    outer: list[int] = []  # the ``top`` of each enclosing container
+    lead = _LEAD
+    while True:
+        while not top:
+            if not outer:
+                if pos != end:
+                    raise _Corrupt(_TRUNCATED if pos > end else
+                                   "trailing bytes after the msgpack data")
+                return
+            top = outer.pop()
+        if pos >= end:
+            raise _Corrupt(_TRUNCATED)
+        kind, a, b = lead[data[pos]]
+        top -= 1
+        pending -= 1
+        if kind == _SCALAR:
+            pos += a
+            continue
+        if kind == _BODY:
+            pos += 1 + a + b + int.from_bytes(data[pos + 1:pos + 1 + a], "big")
+            continue
+        if kind == _INVALID:
+            raise _Corrupt(f"not valid msgpack data (byte 0xc1 at offset {pos})")
+        start = pos
+        if kind == _FIXCONTAINER:
+            pos, count = pos + 1, a
+        else:
+            pos, count = pos + 1 + a, b * int.from_bytes(data[pos + 1:pos + 1 + a], "big")
+        _check_container(len(outer), count, pending, pos, end, start)
+        if count:
+            outer.append(top)
+            top = count
+            pending += count
+
+
+def _check_container(depth: int, count: int, pending: int, pos: int, end: int,
+                     start: int) -> None:
+    """A container of ``count`` elements begins at ``start`` inside ``depth`` others."""
+    if pos > end:
+        raise _Corrupt(_TRUNCATED)
+    if depth >= _MAX_DEPTH:
+        raise _Corrupt(f"containers nested deeper than {_MAX_DEPTH} levels (offset {start})")
+    if pending + count > end - pos:
+        raise _Corrupt(f"the container at offset {start} declares {count} elements: with the "
+                       f"{pending} still due, more than the {end - pos} bytes left can hold")
+
+
 # ------------------------------------------------------------------------------------ files
 
 def _envelope(payload: bytes) -> bytes:
@@ -272,15 +409,19 @@ def _sniff(data: bytes) -> str | None:
 def _read_payload(path: PathLike) -> bytes:
     """Read a checkpoint file and return its payload once the envelope and checksum are good."""
     try:
-        data = Path(path).read_bytes()
+        data = read_regular(path, MAX_FILE_BYTES, "checkpoint")
     except FileNotFoundError:
         raise _unreadable(path, "no such file") from None
     except OSError as err:
         raise _unreadable(path, err.strerror or str(err)) from err
+    except FileRefused as err:
+        raise _unreadable(path, err.reason) from None
+    except MemoryError:
+        raise _unreadable(path, "not enough memory to read it") from None
     if not data:
         raise _unreadable(path, "empty file")
     try:
-        envelope = _unpack(data, msgpack.ExtType)
+        envelope = _unpack_envelope(data)
     except Exception as err:
         raise _unreadable(path, _sniff(data) or _describe(err)) from err
     fmt = envelope.get("format") if isinstance(envelope, dict) else None
@@ -307,9 +448,11 @@ def write_atomic(path: Path, data: bytes,
             file.write(data)
             file.flush()
             os.fsync(file.fileno())
+        failpoint(f"write:{path.name}")
         if before_replace is not None:
             before_replace()
         os.replace(tmp, path)
+        failpoint(f"replaced:{path.name}")
     except BaseException as err:
         with suppress(OSError):
             tmp.unlink(missing_ok=True)
@@ -384,11 +527,14 @@ class Checkpointer:
 
     def save(self, obj: Any, best: bool = False) -> Path:
         """Write ``obj`` as the new last.ckpt after rotating the older ones; with ``best``,
-        also as best.ckpt. Returns the path of last.ckpt."""
+        first as best.ckpt: a kill between the two leaves last.ckpt one epoch behind, and the
+        rerun redoes that epoch and writes the same best.ckpt again (the other order would
+        leave a last.ckpt whose run state counts a best.ckpt never written). Returns the
+        path of last.ckpt."""
         data = _envelope(encode(obj))
-        write_atomic(self.last, data, before_replace=self._rotate)
         if best:
             write_atomic(self.best, data)
+        write_atomic(self.last, data, before_replace=self._rotate)
         return self.last
 
     def candidates(self) -> list[Path]:
@@ -399,33 +545,43 @@ class Checkpointer:
         self,
         check: Callable[[Any], None] | None = None,
         log: Callable[[str], None] = print,
+        apply: Callable[[Any, Path], Any] | None = None,
+        falls_back: tuple[type[CheckpointError], ...] = (),
     ) -> tuple[Any, Path] | None:
         """Load the newest usable checkpoint and return ``(obj, path)``, or None if there is none.
 
         An unreadable file is reported through ``log`` and the next older one is tried.
         ``check(obj)`` may raise ValueError to refuse a checkpoint of another task, env or
         hparams: that propagates at once, since an older file would be just as foreign.
+        With ``apply``, ``(apply(obj, path), path)`` is returned instead, and an error of a
+        type in ``falls_back`` that it raises (a state that does not fit, inside a sound file)
+        is reported and the next older file tried too. None usable is one error naming each
+        file's problem (of the problems' own type when they all share one).
         """
         paths = self.candidates()
         if not paths:
             return None
-        problems = []
+        problems: list[CheckpointError] = []
         for i, path in enumerate(paths):
             try:
                 obj = load(path)
             except CheckpointError as err:
-                problems.append(f"{path.name}: {err.reason}")
-                if i + 1 < len(paths):
-                    nxt = paths[i + 1]
-                    log(f"checkpoint {path} unusable ({err.reason}); falling back to {nxt}")
-                continue
-            if check is not None:
-                check(obj)
-            return obj, path
-        reason = "; ".join(problems)
-        raise CheckpointError(
-            f"no usable checkpoint in {self.workdir} ({reason}); delete the working dir or "
-            "choose another --workdir", path=self.workdir, reason=reason)
+                problems.append(err)
+            else:
+                if check is not None:
+                    check(obj)
+                try:
+                    return (obj if apply is None else apply(obj, path)), path
+                except falls_back as err:
+                    problems.append(err)
+            if i + 1 < len(paths):
+                log(f"checkpoint {path} unusable ({problems[-1].reason}); falling back to "
+                    f"{paths[i + 1]}")
+        reason = "; ".join(f"{Path(str(err.path)).name}: {err.reason}" for err in problems)
+        kinds = {type(err) for err in problems}
+        error = kinds.pop() if len(kinds) == 1 else CheckpointError
+        raise error(f"no usable checkpoint in {self.workdir} ({reason}); delete the working dir "
+                    "or choose another --workdir", path=self.workdir, reason=reason)
 
     def clean_tmp(self) -> None:
         """Remove temp files left by writes that were interrupted (e.g. by SIGKILL)."""

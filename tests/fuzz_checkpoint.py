@@ -5,14 +5,19 @@
 
 Each input is tried as a whole file (``load``: envelope, checksum, payload) and as a
 payload (``decode``: what a good checksum lets through). Anything but a return or
-``CheckpointError`` is a crash that libFuzzer reports with the input that caused it.
+``CheckpointError`` is a crash that libFuzzer reports with the input that caused it, and so
+is a peak of memory (tracemalloc's) over the bound ``rltasks.checkpoint`` states,
+``AMPLIFICATION`` times the input plus 1 MiB. The seed corpus holds lying container headers
+(nested, wide, inside an array record), which mutate into more.
 ``tests/test_fuzz.py`` runs it for a few seconds when atheris is installed (the ``fuzz``
 extra, Linux x86-64 wheels).
 """
 
 import os
+import struct
 import sys
 import tempfile
+import tracemalloc
 
 import atheris
 
@@ -28,14 +33,28 @@ _PATH = os.path.join(_DIR, "input.ckpt")
 def one_input(data: bytes) -> None:
     with open(_PATH, "wb") as file:
         file.write(data)
-    try:
-        checkpoint.load(_PATH)
-    except checkpoint.CheckpointError:
-        pass
-    try:
-        checkpoint.decode(data)
-    except checkpoint.CheckpointError:
-        pass
+    for attempt in (lambda: checkpoint.load(_PATH), lambda: checkpoint.decode(data)):
+        tracemalloc.reset_peak()
+        before = tracemalloc.get_traced_memory()[0]
+        try:
+            attempt()
+        except checkpoint.CheckpointError:
+            pass
+        peak = tracemalloc.get_traced_memory()[1] - before
+        if peak > checkpoint.AMPLIFICATION * len(data) + 2**20:
+            raise AssertionError(f"peak {peak} B for an input of {len(data)} B")
+
+
+def lying_headers() -> dict[str, bytes]:
+    """Headers each declaring what the whole input could hold (the fuzzer mutates them)."""
+    arrays = (b"\xdd" + struct.pack(">I", 2000)) * 400
+    return {
+        "nested-arrays": arrays,
+        "nested-maps": (b"\xdf" + struct.pack(">I", 2000)) * 400,
+        "arrays-of-maps": (b"\xdc\x07\xd0\xde\x07\xd0") * 300,
+        "ext-of-headers": msgpack.packb(msgpack.ExtType(1, arrays)),
+        "file-of-headers": checkpoint._envelope(arrays),
+    }
 
 
 def seed_corpus(folder: str) -> None:
@@ -56,11 +75,15 @@ def seed_corpus(folder: str) -> None:
             file.write(checkpoint._envelope(payload))
     with open(os.path.join(folder, "ext"), "wb") as file:
         file.write(msgpack.packb(msgpack.ExtType(2, msgpack.packb(["bfloat16", [1], b"ab"]))))
+    for name, data in lying_headers().items():
+        with open(os.path.join(folder, name), "wb") as file:
+            file.write(data)
 
 
 if __name__ == "__main__":
     corpus = [a for a in sys.argv[1:] if not a.startswith("-")]
     if corpus:
         seed_corpus(corpus[0])
+    tracemalloc.start()
     atheris.Setup(sys.argv, one_input)
     atheris.Fuzz()

@@ -298,8 +298,19 @@ def test_error_reasons_are_specific(tmp_path):
     path = write_envelope(tmp_path / "shape", array_ext("float32", [10**9, 10**9], b"abcd"))
     with pytest.raises(CheckpointError, match="bad shape"):
         load(path)
-    with pytest.raises(CheckpointError, match="cannot load checkpoint"):
-        load(tmp_path)  # a directory
+    with pytest.raises(CheckpointError, match="a directory, not a regular file"):
+        load(tmp_path)
+    path = write_envelope(tmp_path / "lying", b"\xdd\x00\x00\x01\x00" * 50)
+    with pytest.raises(CheckpointError, match="declares 256 elements: .* more than the 245 "
+                                              "bytes left can hold"):
+        load(path)
+    path = write_envelope(tmp_path / "deep", b"\x91" * 300 + b"\xc0")
+    with pytest.raises(CheckpointError, match="nested deeper than 256 levels"):
+        load(path)
+    path = tmp_path / "array envelope"
+    path.write_bytes(msgpack.packb({"format": FORMAT, "sha256": [1], "payload": b""}))
+    with pytest.raises(CheckpointError, match="exceeds max_array_len"):
+        load(path)
 
 
 def test_truncated_file_at_every_cut_point(tmp_path):
@@ -495,6 +506,10 @@ def test_failing_write_keeps_previous_checkpoint(tmp_path, monkeypatch, attr, ma
     monkeypatch.setattr(os, attr, make(getattr(os, attr)))
     with pytest.raises(CheckpointError, match="No space left on device") as info:
         ck.save({"epoch": 2}, best=True)
+    # best.ckpt is written first (rltasks.checkpoint.Checkpointer.save): its write fails
+    assert str(ck.best) in str(info.value) and "previous checkpoint is intact" in str(info.value)
+    with pytest.raises(CheckpointError, match="No space left on device") as info:
+        ck.save({"epoch": 2})
     assert str(ck.last) in str(info.value) and "previous checkpoint is intact" in str(info.value)
     with pytest.raises(CheckpointError, match="No space left"):
         save(ck.best, {"epoch": 2})

@@ -6,7 +6,10 @@
   ``CheckpointError``; whatever decodes can be saved again and reloads the same (the loader
   returns nothing that ``save`` would refuse);
 - bounds: deep nesting, huge declared lengths and the most object-hungry payloads decode or
-  fail in bounded time, and peak memory stays within ``AMPLIFICATION`` times the input;
+  fail in bounded time, and peak memory stays within the bound ``rltasks.checkpoint``
+  states, ``AMPLIFICATION`` times the input plus 1 MiB; hypothesis also builds lying
+  headers (nested containers each declaring up to the input's length, wide maps, arrays of
+  maps, inside ext records) that must be refused within it;
 - code execution: pickles crafted to run a command (in every protocol, inside a valid
   envelope, inside a torch.save zip, and as a trial's last.ckpt under the real script) are
   refused and the command never runs;
@@ -30,11 +33,8 @@ from helpers import ROOT, RunsCommand, envelope, environ, run_script, state_diff
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rltasks.checkpoint import Checkpointer, CheckpointError, decode, encode, load
+from rltasks.checkpoint import AMPLIFICATION, Checkpointer, CheckpointError, decode, encode, load
 
-#: peak bytes allocated per input byte, measured worst case ~81 (a list of empty maps: each
-#: one-byte map becomes a 64-byte dict); arrays and tensors cost about twice their raw bytes
-AMPLIFICATION = 128
 fuzz = settings(max_examples=400, deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture,
                                        HealthCheck.too_slow])
@@ -128,8 +128,42 @@ def test_valid_checkpoints_with_spliced_bytes_decode_or_raise(patch, pos, copies
         assert not state_diffs(decode(encode(result)), result)
 
 
+#: container headers: (first byte, struct format of the count or None for fix*, count scale)
+HEADERS = {"fixarray": (0x90, None), "fixmap": (0x80, None), "array16": (0xDC, ">H"),
+           "array32": (0xDD, ">I"), "map16": (0xDE, ">H"), "map32": (0xDF, ">I")}
+
+
+def header(kind: str, count: int) -> bytes:
+    first, fmt = HEADERS[kind]
+    if fmt is None:
+        return bytes([first | min(count, 15)])
+    return bytes([first]) + struct.pack(fmt, min(count, 2 ** (8 * struct.calcsize(fmt)) - 1))
+
+
+@st.composite
+def lying_headers(draw) -> bytes:
+    """Container headers nested up to 3000 deep, each declaring up to as many elements as the
+    whole input has bytes (what max_array_len=len(data) lets through), then a few real
+    elements; sometimes wrapped in an ext record or given a valid envelope's payload role."""
+    pattern = draw(st.lists(st.sampled_from(sorted(HEADERS)), min_size=1, max_size=6))
+    kinds = pattern * draw(st.integers(1, 3000 // len(pattern)))  # nested up to 3000 deep
+    tail = draw(st.binary(max_size=64))
+    size = sum(len(header(k, 0)) for k in kinds) + len(tail)  # what max_*_len=len allowed
+    shares = draw(st.lists(st.just(1.0) | st.floats(0, 1), min_size=len(pattern),
+                           max_size=len(pattern)))
+    counts = [int(size * shares[i % len(pattern)]) for i in range(len(kinds))]
+    data = b"".join(header(k, c) for k, c in zip(kinds, counts, strict=True)) + tail
+    if draw(st.booleans()):  # the same inside an array record's own msgpack
+        data = msgpack.packb([msgpack.ExtType(1, data)] * draw(st.integers(1, 3)))
+    return data
+
+
 def _array32(n: int, item: bytes) -> bytes:
     return b"\xdd" + struct.pack(">I", n) + item * n
+
+
+def _nested(kind: str, count: int, depth: int, tail: bytes = b"") -> bytes:
+    return header(kind, count) * depth + tail
 
 
 HUNGRY = {
@@ -153,12 +187,48 @@ HUNGRY = {
     "array of 1e12 float64": msgpack.packb(msgpack.ExtType(1, msgpack.packb(
         ["float64", [10**6, 10**6], b""]))),
     "bigint of 1 MB": msgpack.packb(msgpack.ExtType(3, b"\xff" * 2**20)),
+    # the costliest shape that is really there: one-entry maps keyed by a negative int, in
+    # chains (2 bytes a dict of ~255 bytes, the 128x the bound is set above)
+    "chains of {-32: ...}": _array32(3000, b"\x81\xe0" * 50 + b"\x80"),
+}
+
+#: lying headers: each declares what the whole input could hold, none holds it; all refused
+LYING = {
+    "2000 nested array32 of 10k": _nested("array32", 10_000, 2000),
+    "2000 nested map32 of 10k": _nested("map32", 10_000, 2000),
+    "2000 nested array16 of 6k": _nested("array16", 6000, 2000),
+    "array32 of 2000 map32 headers": header("array32", 2000) + _nested("map32", 10_000, 2000),
+    "map32 of 1000 wide map16s": header("map32", 1000) + (b"\x00" + header("map16", 4000))
+                                 * 1000,
+    "array of arrays of maps": (header("array32", 9100) + header("array16", 9100)
+                                + header("map32", 9100)) * 700,
+    "ext record of nested headers": msgpack.packb(msgpack.ExtType(
+        1, _nested("array32", 10_000, 2000))),
+    "array record whose shape lies": msgpack.packb(msgpack.ExtType(1, b"\x93\xa7float32"
+                                                   + _nested("array32", 7000, 1400))),
+    "deeper than the limit, honestly": b"\x91" * 5000 + b"\xc0",
 }
 
 
 @pytest.mark.parametrize("case", list(HUNGRY))
 def test_object_hungry_and_huge_declared_payloads_are_bounded(case):
     decode_bounded(HUNGRY[case])
+
+
+@pytest.mark.parametrize("case", list(LYING))
+def test_lying_headers_are_refused_within_the_bound(case):
+    """Each of these cost msgpack ~8 bytes per declared slot before: 80 MB for 10 KB."""
+    result = decode_bounded(LYING[case])
+    assert isinstance(result, CheckpointError), case
+    assert "\n" not in str(result) and str(result).startswith("cannot load checkpoint")
+
+
+@settings(fuzz, max_examples=150)  # inputs of up to 15 KB, each decoded twice
+@given(lying_headers())
+def test_generated_lying_headers_decode_or_raise_within_the_bound(data):
+    result = decode_bounded(data)
+    if isinstance(result, CheckpointError):
+        assert "\n" not in str(result)
 
 
 def test_tensors_cost_bounded_memory_too(tmp_path):

@@ -177,10 +177,14 @@ def test_working_dir_made_by_the_lock_goes_if_nothing_was_written(tmp_path):
 
 
 def test_unwritable_working_dir_is_a_lock_error_naming_the_reason(tmp_path, monkeypatch):
-    def read_only(self, *args, **kwargs):
-        raise OSError(30, "Read-only file system", str(self))
+    real_open = os.open
 
-    monkeypatch.setattr(Path, "write_text", read_only)
+    def read_only(path, flags, *args, **kwargs):
+        if flags & os.O_CREAT:
+            raise OSError(30, "Read-only file system", str(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", read_only)
     with pytest.raises(LockError, match=f"cannot lock working dir {tmp_path}: Read-only file "
                                         "system"):
         WorkdirLock(tmp_path).acquire()

@@ -27,6 +27,7 @@ from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv, Vecto
 from rltasks.envs import snapshot
 from rltasks.envs.goal import is_goal_space
 from rltasks.envs.registry import check_env_id, make_env
+from rltasks.failpoints import failpoint
 
 VECTORIZATIONS = ("auto", "sync", "async", "native")
 
@@ -242,6 +243,7 @@ class VecLoader:
         no env finished) holds the last observation of the finished one. Rewards and
         observations are normalised when asked; statistics update only when ``train``.
         """
+        failpoint("collect")
         obs, rew, term, trunc, final, success = self._venv.step(actions)
         rew = np.asarray(rew, np.float64)
         self._ep_return += rew

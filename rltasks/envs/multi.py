@@ -21,6 +21,7 @@ from gymnasium import spaces
 
 from rltasks.envs.loader import derive_seed
 from rltasks.envs.snapshot import resolve
+from rltasks.failpoints import failpoint
 
 _ID = re.compile(r"^mpe2/([a-z0-9_]+)(-discrete)?$")
 
@@ -98,6 +99,7 @@ class ParallelLoader:
              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
         """Step every env; finished ones restart at once (their last observation in
         ``final_obs``). Returns ``(obs, rewards per agent, terminated, truncated, final)``."""
+        failpoint("collect")
         m, n = self.num_envs, len(self.agents)
         obs = np.zeros((m, *self.single_observation_space.shape), np.float32)
         rewards = np.zeros((m, n), np.float32)

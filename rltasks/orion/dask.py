@@ -30,6 +30,8 @@ from typing import Any
 
 import yaml
 
+from rltasks.safeio import load_yaml
+
 _PYTHONS = ("python", "python3")
 _ORION_CONFIG_FLAGS = ("-c", "--config")
 
@@ -160,8 +162,8 @@ def main(argv: list[str] | None = None) -> int:
         base = None
         if opts.orion_config:
             try:
-                base = yaml.safe_load(Path(opts.orion_config).read_text(encoding="utf8")) or {}
-            except (OSError, yaml.YAMLError) as err:
+                base = load_yaml(opts.orion_config, "--orion-config") or {}
+            except (OSError, ValueError) as err:  # FileRefused, YamlRefused: one line
                 raise HuntError(f"cannot read --orion-config {opts.orion_config}: {err}"
                                 .splitlines()[0]) from None
         n_workers = opts.n_workers or scheduler_threads(opts.scheduler)

@@ -14,10 +14,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from rltasks.hparams import flatten
 from rltasks.optim import NAMESPACED_OPTIM_HPARAMS
+from rltasks.safeio import FileRefused, YamlRefused, load_yaml
 from rltasks.tasks import REGISTRY
 
 
@@ -122,13 +121,20 @@ def build_parser(task_name: str) -> argparse.ArgumentParser:
 
 
 def load_config(path: str) -> dict[str, Any]:
-    """Read a config by content (Orion's copies end in ``.conf``): YAML, which covers JSON."""
+    """Read a config by content (Orion's copies end in ``.conf``): YAML, which covers JSON.
+
+    Read by ``rltasks.safeio.load_yaml``: only a regular file of at most 1 MiB, and a
+    document whose aliases expand past 100,000 values (or into themselves), or nested
+    deeper than Python's recursion allows, is refused: a one-line ``UsageError``.
+    """
     try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf8"))
+        data = load_yaml(path, "--config")
     except OSError as err:
-        raise UsageError(f"cannot read --config {path}: {err.strerror}") from None
-    except yaml.YAMLError as err:
-        raise UsageError(f"--config {path} is not YAML or JSON: {err}".splitlines()[0]) from None
+        raise UsageError(f"cannot read --config {path}: {err.strerror or err}") from None
+    except FileRefused as err:
+        raise UsageError(f"{err}: pass a YAML or JSON file of option: value") from None
+    except YamlRefused as err:
+        raise UsageError(str(err)) from None
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -11,7 +11,9 @@ A lock whose owner is gone is *stale* and taken over with a log line: same host,
 is not running, is a zombie, or is a newer process that reused the pid (its start time
 differs), or the machine rebooted since (its boot id differs). A lock of another host is
 never taken over, since this host cannot tell whether that process still runs: the error
-names the file to delete once it does not.
+names the file to delete once it does not. A lock name that is not a regular file of at most
+``MAX_LOCK_BYTES`` (a FIFO, a device, a directory, a huge file: nothing rltasks writes) is
+refused, never read: a ``LockError`` naming it, to delete.
 """
 
 from __future__ import annotations
@@ -26,7 +28,10 @@ from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
+from rltasks.safeio import KIB, FileRefused, read_regular, read_special
+
 LOCK_NAME = "rltasks.lock"
+MAX_LOCK_BYTES = 64 * KIB  # a lock is a JSON line of ~200 bytes
 _YOUNG = 5.0  # seconds: an unreadable lock this young may be one being written (O_EXCL path)
 
 
@@ -35,23 +40,40 @@ class LockError(ValueError):
     ValueError: the runner exits 2 with the one-line message)."""
 
 
-def _read(path: str) -> str | None:
+def _read(path: str | Path) -> str | None:
+    """The text of a lock file; None if it is gone or not ASCII. A name that is not a regular
+    file of at most MAX_LOCK_BYTES raises ``FileRefused``."""
     try:
-        with open(path, encoding="ascii") as file:
-            return file.read()
+        return read_regular(path, MAX_LOCK_BYTES, "lock file").decode("ascii")
     except (OSError, UnicodeDecodeError):
         return None
 
 
+def _read_proc(path: str) -> str | None:
+    """A small kernel file (/proc), read once and bounded."""
+    try:
+        return read_special(path).decode("ascii")
+    except (OSError, UnicodeDecodeError, FileRefused):
+        return None
+
+
+def _ours(path: Path, text: str) -> bool:
+    """Whether the lock file at ``path`` holds ``text`` (a refused name never does)."""
+    try:
+        return _read(path) == text
+    except FileRefused:
+        return False
+
+
 def boot_id() -> str | None:
     """This boot of this machine (Linux), so a lock from before a reboot is known stale."""
-    text = _read("/proc/sys/kernel/random/boot_id")
+    text = _read_proc("/proc/sys/kernel/random/boot_id")
     return text.strip() if text else None
 
 
 def _proc_stat(pid: int) -> tuple[str, int] | None:
     """(state letter, start time in clock ticks since boot) of ``pid`` from /proc, if any."""
-    text = _read(f"/proc/{pid}/stat")
+    text = _read_proc(f"/proc/{pid}/stat")
     if not text or ")" not in text:
         return None
     fields = text.rsplit(")", 1)[1].split()
@@ -139,7 +161,11 @@ class WorkdirLock:
             if self._create(text):
                 self.info, self._text = info, text
                 return self
-            current = _read(str(self.path))
+            try:
+                current = _read(self.path)
+            except FileRefused as err:
+                raise LockError(f"{err}, so not a lock rltasks wrote: delete it (then run "
+                                f"again) or use another --workdir") from None
             if current is None:  # released meanwhile
                 continue
             reason = self._stale_reason(current)
@@ -153,7 +179,7 @@ class WorkdirLock:
         empty."""
         if self.info is None:
             return
-        if _read(str(self.path)) == self._text:
+        if _ours(self.path, self._text):
             with suppress(OSError):
                 self.path.unlink()
         self.info = None
@@ -172,7 +198,10 @@ class WorkdirLock:
         """Create the lock file holding ``text`` if it does not exist; False if it does."""
         tmp = self.workdir / f".{LOCK_NAME}.{os.getpid()}.tmp"
         try:
-            tmp.write_text(text, encoding="ascii")
+            tmp.unlink(missing_ok=True)  # a leftover, or a FIFO that would block the write
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+            with os.fdopen(fd, "w", encoding="ascii") as file:
+                file.write(text)
             try:
                 os.link(tmp, self.path)
                 return True
@@ -224,7 +253,7 @@ class WorkdirLock:
             os.replace(self.path, aside)
         except FileNotFoundError:
             return False
-        if _read(str(aside)) == text:
+        if _ours(aside, text):
             aside.unlink(missing_ok=True)
             return True
         with suppress(OSError):  # someone's fresh lock: restore it unless another exists now
