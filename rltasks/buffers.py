@@ -194,12 +194,17 @@ class ReplayBuffer:
                 "discounts": self.discounts[:n].copy(), "pos": self.pos, "size": self.size}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        n = int(state["size"])
-        if n > self.capacity:
-            raise ValueError(f"checkpoint buffer holds {n} transitions; capacity {self.capacity}")
+        n, pos = int(state["size"]), int(state["pos"])
+        if not 0 <= n <= self.capacity or not 0 <= pos < max(self.capacity, 1):
+            raise ValueError(f"checkpoint buffer holds {n} transitions at {pos}; capacity "
+                             f"{self.capacity}")
         for key in ("obs", "next_obs", "actions", "returns", "discounts"):
+            want = (n, *getattr(self, key).shape[1:])
+            if np.shape(state[key]) != want:  # assigning would broadcast it
+                raise ValueError(f"checkpoint buffer {key} has shape "
+                                 f"{list(np.shape(state[key]))}, not {list(want)}")
             getattr(self, key)[:n] = state[key]
-        self.pos, self.size = int(state["pos"]), n
+        self.pos, self.size = pos, n
         self._pending = [[] for _ in range(self.num_envs)]
 
 

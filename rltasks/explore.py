@@ -93,6 +93,7 @@ class AdaptiveEpsilonGreedy(EpsilonGreedy):
         "eps_initial": HP(1.0, "uniform(0.5, 1.0)", low=0.0, high=1.0, help="initial epsilon"),
         "eps_min": HP(0.04, "uniform(0.0, 0.1)", low=0.0, high=1.0, help="final epsilon"),
         "eps_decay": HP(8000, "loguniform(1000, 100000, discrete=True)", kind=int, low=1,
+                        high=10**9,
                         help="env steps over which epsilon decays linearly"),
     }
 
@@ -254,6 +255,7 @@ _SIGMA_HPARAMS = {
     "noise_sigma": HP(0.1, "uniform(0.05, 0.5)", low=0.0, help="initial noise scale"),
     "noise_sigma_min": HP(0.1, "uniform(0.0, 0.2)", low=0.0, help="final noise scale"),
     "noise_annealing": HP(100_000, "loguniform(1000, 1000000, discrete=True)", kind=int, low=1,
+                          high=10**9,
                           help="env steps over which the scale anneals"),
 }
 

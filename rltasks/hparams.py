@@ -20,7 +20,14 @@ class HP:
 
     ``prior`` is the Orion prior string (``'loguniform(1e-5, 1e-2)'``). ``low``/``high`` bound
     the *valid* values, which may be wider than the prior (a user may fix ``lr=0.05`` even if
-    the hunt never proposes it); ``low_open``/``high_open`` make a bound exclusive.
+    the hunt never proposes it); ``low_open``/``high_open`` make a bound exclusive. Every
+    size-like integer (a width, a capacity, a count of steps) has a finite ``high``: a
+    checkpoint's own hyperparameters rebuild its task, so a declared size must never make
+    rltasks allocate without limit.
+
+    ``shape`` marks a hyperparameter that fixes the shape of the networks, buffers or
+    rollouts (``hidden``, ``buffer_size``, ``n_steps``...): a run continued under other
+    hyperparameters (PBT's child, ``Task.adopt_state_dict``) cannot change it.
     """
 
     default: Any
@@ -32,6 +39,7 @@ class HP:
     high_open: bool = False
     choices: tuple[Any, ...] | None = None
     help: str = ""
+    shape: bool = False
 
     def coerce(self, name: str, value: Any) -> Any:
         """Return ``value`` converted to this kind, or raise ``ValueError`` naming the problem."""

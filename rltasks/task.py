@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Iterable
 from typing import Any, ClassVar, Protocol
 
@@ -21,6 +22,7 @@ from torch import nn
 from rltasks.device import resolve_device, to_cpu
 from rltasks.envs import VecLoader, derive_seed, evaluate_policy
 from rltasks.envs.protocol import Loader
+from rltasks.failpoints import failpoint
 from rltasks.hparams import HP, namespaced
 from rltasks.optim import (
     NAMESPACED_OPTIM_HPARAMS,
@@ -35,6 +37,10 @@ from rltasks.optim import (
 #: the loader arguments a task's ``ENV_DEFAULTS`` may set for an env (rl-zoo3's n_envs and
 #: normalize), used when ``make_task`` is not given them
 LOADER_DEFAULTS = ("num_envs", "norm_obs", "norm_reward")
+
+#: the most envs a loader (``num_envs``) or an evaluation (``episodes``) may run at once: a
+#: checkpoint's own arguments rebuild its task, so no declared count may be unbounded
+MAX_ENVS = 1024
 
 # Seed-derivation keys: one stream per purpose, all derived from the task seed.
 _INIT, _TORCH, _NUMPY, _EPOCH, _EVAL = 0, 1, 2, 3, 4
@@ -88,6 +94,8 @@ class Task:
     OBSERVATION_SPACES: ClassVar[tuple[type[spaces.Space], ...]] = (spaces.Box,)
     #: the most dimensions a Box observation may have (flat vectors; MADDPG: agents x features)
     OBS_NDIM: ClassVar[int] = 1
+    #: networks of the hidden layers' size, targets included (for the memory estimate)
+    NETWORKS: ClassVar[int] = 6
 
     def __init__(self, env: str, num_envs: int | None = None, seed: int = 0,
                  device: str | torch.device = "cpu",
@@ -107,6 +115,8 @@ class Task:
         num_envs = num_envs or env_loader.get("num_envs", self.DEFAULT_NUM_ENVS)
         norm_obs = env_loader.get("norm_obs", False) if norm_obs is None else norm_obs
         norm_reward = env_loader.get("norm_reward", False) if norm_reward is None else norm_reward
+        if not isinstance(num_envs, (int, np.integer)) or not 1 <= num_envs <= MAX_ENVS:
+            raise ValueError(f"num_envs={num_envs!r} must be an integer in [1, {MAX_ENVS}]")
         if not isinstance(seed, (int, np.integer)) or seed < 0:
             raise ValueError(f"seed={seed!r} must be a non-negative integer")
         if not isinstance(steps_per_epoch, (int, np.integer)) or steps_per_epoch < 1:
@@ -223,6 +233,7 @@ class Task:
                              f"or --horizon")
         if not schedules:  # nothing depends on the horizon: do not let it pin a checkpoint
             self.horizon = self.fixed["horizon"] = None
+        check_footprint(self, values)  # before any network or buffer is built
         self.hp = values
         self.loader.gamma = float(values.get("gamma", 0.99))
         # on the CPU whatever the device: draws move to the device (rltasks.device)
@@ -279,7 +290,7 @@ class Task:
                        **metrics}
                 if self._changes:
                     row["hparams_changed"], self._changes = self._changes, None
-                _check_finite(row, self.epoch + 1)
+                _check_finite(row, self.epoch + 1, self.hp)
                 self.epoch += 1
                 self.history.append(row)
                 # observers may annotate their copy (eval score, steps per second) for the
@@ -310,8 +321,8 @@ class Task:
         touched: evaluating never changes the state, and the same policy scores the same.
         """
         self._guard()
-        if episodes < 1:
-            raise ValueError(f"episodes={episodes!r} must be >= 1")
+        if not 1 <= episodes <= MAX_ENVS:
+            raise ValueError(f"episodes={episodes!r} must be in [1, {MAX_ENVS}] (one env each)")
         vectorization = "sync" if self.loader.vectorization == "async" else (
             self.loader.vectorization)
         loader = self.LOADER(self.env_id, num_envs=episodes, vectorization=vectorization,
@@ -389,9 +400,7 @@ class Task:
         self._guard()
         if not self.hp:
             raise RuntimeError("call init() with the new hyperparameters first")
-        ours = self.hparams()
-        changes = {k: [previous.get(k), ours.get(k)] for k in sorted(ours.keys() | previous.keys())
-                   if previous.get(k) != ours.get(k)}
+        changes = self.check_adoptable(previous)
         settings = {k: {n: v for n, v in o.param_groups[0].items() if n != "params"}
                     for k, o in self.optimizers.items()}
         fresh = {k: o.state_dict() for k, o in self.optimizers.items()}
@@ -411,6 +420,23 @@ class Task:
                 opt.load_state_dict(fresh[key])  # moments of another optimizer: start over
             opt.param_groups[0].update(settings[key])
         self._changes = changes or None
+        return changes
+
+    def check_adoptable(self, previous: dict[str, Any]) -> dict[str, list[Any]]:
+        """The changes from the hyperparameters ``previous`` to this task's, ``{name: [old,
+        new]}``; a one-line ``ValueError`` when one of them fixes a shape (``HP.shape``:
+        ``hidden``, ``layers``, ``n_steps``, ``buffer_size``...), before any state is touched."""
+        ours, specs = self.hparams(), self.hparam_specs()
+        changes = {k: [previous.get(k), ours.get(k)] for k in sorted(ours.keys() | previous.keys())
+                   if previous.get(k) != ours.get(k)}
+        shaped = [k for k in changes if k in specs and specs[k].shape]
+        if shaped:
+            what = ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in changes.items()
+                             if k in shaped)
+            raise ValueError(f"cannot continue this checkpoint with {shaped} changed ({what}: "
+                             f"they fix the shapes of the networks, buffers or rollouts); only "
+                             f"hyperparameters that keep the networks' and buffers' shapes "
+                             f"can change")
         return changes
 
     # -- hooks for algorithms -----------------------------------------------------------------
@@ -494,6 +520,7 @@ class Task:
         if clip is not None:
             nn.utils.clip_grad_norm_(clip, self.hp["max_grad_norm"] if max_grad_norm is None
                                      else max_grad_norm)
+        failpoint("update")
         opt.step()
 
     def _guard(self) -> None:
@@ -555,9 +582,56 @@ def _load_running_obs(state: dict[str, Any] | None) -> np.ndarray | None:
     return np.array(state["array"], order="F" if state["order"] == "F" else "C")
 
 
-def _check_finite(metrics: dict[str, Any], epoch: int) -> None:
+def available_memory() -> int | None:
+    """Bytes of memory this machine can still give (``MemAvailable`` of /proc/meminfo, else
+    the physical memory), or None where neither can be read."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+#: the hyperparameters that size what a task allocates, named when it asks for too much
+SIZES = ("hidden", "layers", "buffer_size", "n_steps")
+
+
+def footprint(task: Task, hp: dict[str, Any]) -> int:
+    """Estimated bytes of what ``task`` would build under ``hp``: ``NETWORKS`` networks of
+    ``layers`` x ``hidden``, each with its gradients and two optimizer moments, the replay
+    buffer (observations twice, actions, rewards) and the rollout, all float32."""
+    obs = spaces.flatdim(task.observation_space)
+    act = spaces.flatdim(task.action_space)
+    width, depth = int(hp.get("hidden", 0)), int(hp.get("layers", 0))
+    per_net = (obs + act + 1) * width + max(depth - 1, 0) * (width + 1) * width + width * act
+    networks = task.NETWORKS * per_net * 4 * 4
+    transition = 2 * obs + act + 4
+    buffer = int(hp.get("buffer_size", 0)) * transition * 4
+    rollout = int(hp.get("n_steps", 0)) * task.num_envs * (transition + 4) * 4
+    return networks + buffer + rollout
+
+
+def check_footprint(task: Task, hp: dict[str, Any]) -> None:
+    """A one-line ``ValueError`` when ``footprint`` exceeds the memory available: a
+    checkpoint that declares ``hidden=100000`` is refused before anything is allocated."""
+    need, free = footprint(task, hp), available_memory()
+    if free is not None and need > free:
+        sizes = ", ".join(f"{k}={hp[k]}" for k in SIZES if k in hp)
+        raise ValueError(f"{task.name} with {sizes} needs about {need / 2**30:.1f} GiB "
+                         f"(networks, optimizer state, buffers) but {free / 2**30:.1f} GiB of "
+                         f"memory is available: lower {', '.join(k for k in SIZES if k in hp)}")
+
+
+def _check_finite(metrics: dict[str, Any], epoch: int, hp: dict[str, Any]) -> None:
+    levers = "lr or max_grad_norm" if "max_grad_norm" in hp else "lr"  # DDPG/TD3/SAC: no clip
     for key, value in metrics.items():
         if isinstance(value, float) and not math.isfinite(value):
             raise NonFiniteError(
-                f"{key} became {value} in epoch {epoch}: training diverged; lower lr or "
-                f"max_grad_norm, or enable norm_obs/norm_reward (the last good checkpoint is kept)")
+                f"{key} became {value} in epoch {epoch}: training diverged; lower {levers}, "
+                f"or enable norm_obs/norm_reward (the last good checkpoint is kept)")

@@ -110,6 +110,19 @@ def test_her_tasks_train_and_resume_exactly(name, tmp_path):
     assert "success_rate" in straight.evaluate(4)
 
 
+def test_training_waits_for_the_first_stored_episode_when_it_starts_earlier():
+    """HER stores an episode when it ends (PointReach: 50 steps): with ``learning_starts``
+    below that, the first gradient step waits for it instead of sampling an empty buffer."""
+    task = rltasks.make_task("sac", env="rltasks/PointReach-v0", seed=1, steps_per_epoch=64)
+    task.init(her=True, buffer_size=5000, learning_starts=10, batch_size=32, hidden=32)
+    task.fit(1)
+    # from the 50th step (its episode stored, 5 transitions each) to the 64th: 15 steps;
+    # the epoch's end stores the rest of the next episode
+    assert task.history[-1]["gradient_steps"] == 64 - 50 + 1
+    assert len(task.buffer) == 64 * 5
+    task.close()
+
+
 @pytest.mark.parametrize("her", [False, True])
 def test_the_buffer_not_the_loop_chooses_hindsight_replay(her, monkeypatch):
     """One loop for every buffer: it hands the goal env's dict observations to the buffer,

@@ -105,13 +105,37 @@ class Optimizer:
         position = {key: i for i, key in enumerate(saved["params"])}
         state: dict[int, dict[str, Tensor]] = {}
         for key, values in state_dict["state"].items():
+            if key not in position or not isinstance(values, dict):
+                raise ValueError(f"optimizer state of parameter {key!r} is not one of this "
+                                 f"optimizer's {len(params)} parameters")
             i = position[key]
             state[i] = self.init_state(params[i])
             if set(values) != set(state[i]):
                 raise ValueError(f"optimizer state of parameter {i} holds {sorted(values)}; "
                                  f"{type(self).__name__} needs {sorted(state[i])}")
             for name, value in values.items():
-                state[i][name].copy_(torch.as_tensor(value))  # old torch: int steps
+                value = torch.as_tensor(value)  # old torch: int steps
+                if value.shape != state[i][name].shape:  # copy_ would broadcast it
+                    raise ValueError(f"optimizer state {name} of parameter {i} has shape "
+                                     f"{list(value.shape)}, not {list(state[i][name].shape)}")
+                state[i][name].copy_(value)
         for name in (group.keys() & saved.keys()) - {"params"}:
+            _check_setting(name, group[name], saved[name])
             group[name] = tuple(saved[name]) if isinstance(group[name], tuple) else saved[name]
         self.state = state
+
+
+def _check_setting(name: str, ours: Any, saved: Any) -> None:
+    """A one-line ``ValueError`` when a saved setting is not of the kind of ours (a number,
+    a pair of numbers), before it replaces ours."""
+    number = (int, float)
+    if isinstance(ours, tuple):
+        fits = (isinstance(saved, list | tuple) and len(saved) == len(ours)
+                and all(isinstance(v, number) for v in saved))
+    elif isinstance(ours, number):
+        fits = isinstance(saved, number)
+    else:
+        fits = True
+    if not fits:
+        raise ValueError(f"optimizer setting {name}={saved!r:.60} is not like this "
+                         f"optimizer's {ours!r}")

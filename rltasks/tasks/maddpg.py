@@ -44,7 +44,7 @@ class MADDPG(NoisyActorTask):
         "hidden": with_default("hidden", 64),
         "tau": HP(0.01, "loguniform(0.001, 0.1)", low=0.0, high=1.0, low_open=True,
                   help="Polyak coefficient of the target networks"),
-        "noise": HP("gaussian", choices(*NOISES), kind=str, choices=tuple(NOISES),
+        "noise": HP("gaussian", choices(*NOISES), kind=str, choices=tuple(NOISES), shape=True,
                     help="action noise (continuous actions)"),
         **NOISE_HPARAMS,
         "gumbel_temperature": HP(1.0, "loguniform(0.1, 10.0)", low=0.0, low_open=True,

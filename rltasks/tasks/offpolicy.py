@@ -33,18 +33,20 @@ from rltasks.task import Task
 #: The replay loop's hyperparameters (a subclass may change the defaults).
 OFFPOLICY_HPARAMS: dict[str, HP] = {
     "buffer_size": HP(100_000, choices(10_000, 50_000, 100_000, 1_000_000), kind=int, low=1,
-                      help="replay capacity (transitions)"),
-    "batch_size": HP(256, choices(32, 64, 128, 256, 512), kind=int, low=1,
+                      high=10_000_000, shape=True, help="replay capacity (transitions)"),
+    "batch_size": HP(256, choices(32, 64, 128, 256, 512), kind=int, low=1, high=65_536,
                      help="transitions per gradient step"),
     "learning_starts": HP(1000, choices(0, 100, 1000, 5000, 10000), kind=int, low=0,
-                          help="env steps of random actions before training"),
-    "train_freq": HP(1, choices(1, 4, 16, 64, 256), kind=int, low=1,
+                          high=10**9, help="env steps of random actions before training"),
+    "train_freq": HP(1, choices(1, 4, 16, 64, 256), kind=int, low=1, high=10**6,
                      help="env steps between training phases"),
-    "gradient_steps": HP(1, choices(1, 4, 16, 64, 128), kind=int, low=1,
+    "gradient_steps": HP(1, choices(1, 4, 16, 64, 128), kind=int, low=1, high=10_000,
                          help="updates per training phase"),
     "gamma": HP(0.99, "uniform(0.9, 0.9999)", low=0.0, high=1.0, help="discount"),
-    "hidden": HP(256, choices(64, 128, 256, 400), kind=int, low=1, help="layer width"),
-    "layers": HP(2, choices(1, 2, 3), kind=int, low=1, high=8, help="hidden layers"),
+    "hidden": HP(256, choices(64, 128, 256, 400), kind=int, low=1, high=4096, shape=True,
+                  help="layer width"),
+    "layers": HP(2, choices(1, 2, 3), kind=int, low=1, high=8, shape=True,
+                 help="hidden layers"),
     "activation": HP("relu", choices("tanh", "relu"), kind=str, choices=("tanh", "relu"),
                      help="hidden activation"),
 }
@@ -114,7 +116,9 @@ class OffPolicyTask(Task):
             obs = next_obs
             before, self.env_steps = self.env_steps, self.env_steps + m
             done_steps += m
-            if self.env_steps >= hp["learning_starts"] and crossed(before, m, hp["train_freq"]):
+            # hindsight replay stores an episode when it ends: nothing to sample before that
+            if (self.env_steps >= hp["learning_starts"] and len(self.buffer)
+                    and crossed(before, m, hp["train_freq"])):
                 lr = self.scheduled("lr", "lr_schedule")
                 for opt in self.optimizers.values():
                     set_lr(opt, lr)
@@ -224,10 +228,10 @@ class ContinuousActorCritic(NoisyActorTask):
         **OFFPOLICY_HPARAMS,
         "tau": HP(0.005, "loguniform(0.001, 0.1)", low=0.0, high=1.0, low_open=True,
                   help="Polyak coefficient of the target networks"),
-        "noise": HP("gaussian", choices(*NOISES), kind=str, choices=tuple(NOISES),
+        "noise": HP("gaussian", choices(*NOISES), kind=str, choices=tuple(NOISES), shape=True,
                     help="action noise process"),
         **NOISE_HPARAMS,
-        "her": HP(False, choices(True, False), kind=bool,
+        "her": HP(False, choices(True, False), kind=bool, shape=True,
                   help="hindsight experience replay (goal envs only)"),
         "her_strategy": HP("future", choices(*HerReplayBuffer.STRATEGIES), kind=str,
                            choices=HerReplayBuffer.STRATEGIES, help="which goals relabel"),

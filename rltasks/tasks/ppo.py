@@ -28,7 +28,7 @@ class PPO(OnPolicyTask):
     HPARAMS = {
         **ONPOLICY_HPARAMS,
         "gamma": dataclasses.replace(ONPOLICY_HPARAMS["gamma"], default=0.98),
-        "batch_size": HP(256, choices(32, 64, 128, 256, 512), kind=int, low=1,
+        "batch_size": HP(256, choices(32, 64, 128, 256, 512), kind=int, low=1, high=65_536,
                          help="minibatch size"),
         "update_epochs": HP(20, "uniform(1, 20, discrete=True)", kind=int, low=1, high=1000,
                             help="passes over each rollout"),

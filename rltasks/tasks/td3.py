@@ -28,7 +28,7 @@ class TD3(ContinuousActorCritic):
     POLICY_DELAY: ClassVar[int | None] = None
     HPARAMS = {
         **ContinuousActorCritic.HPARAMS,
-        "policy_delay": HP(2, "uniform(1, 4, discrete=True)", kind=int, low=1,
+        "policy_delay": HP(2, "uniform(1, 4, discrete=True)", kind=int, low=1, high=1000,
                            help="critic updates per actor update"),
         "target_noise": HP(0.2, "uniform(0.0, 0.5)", low=0.0, help="target smoothing std"),
         "target_noise_clip": HP(0.5, "uniform(0.1, 1.0)", low=0.0,

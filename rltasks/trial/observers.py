@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from rltasks.checkpoint import Checkpointer
+from rltasks.safeio import append_regular
 from rltasks.trial.payload import make_payload
 
 
@@ -41,8 +42,8 @@ class EarlyStop:
     @staticmethod
     def resume(task: Any, run_state: dict[str, Any] | None) -> int | None:
         """Restore a checkpoint's run state; return the epoch of a recorded stop, if any."""
-        task.run_state = dict(run_state or {})
-        stopped = EarlyStop.state(task)["stopped_at"]
+        task.run_state = dict(run_state or {})  # as saved: a run without one gets none
+        stopped = task.run_state.get("early_stop", {}).get("stopped_at")
         if stopped is not None:
             task.stop_reason = f"early stop recorded at epoch {stopped}"
         return stopped
@@ -67,8 +68,10 @@ class Checkpointing:
     """Write ``last.ckpt`` every ``every`` epochs (and at ``final_epoch``).
 
     With ``eval_every`` > 0 the task is evaluated every that many epochs and, with
-    ``save_best``, ``best.ckpt`` keeps the best evaluation so far (of this process: a resumed
-    run starts a new comparison). Evaluation does not touch the training state.
+    ``save_best``, ``best.ckpt`` keeps the best evaluation so far. The best score and its
+    epoch live in ``task.run_state["best"]``, which every checkpoint carries (as
+    ``EarlyStop``'s state): a resumed run replaces ``best.ckpt`` only on a real improvement.
+    Evaluation does not touch the training state.
     """
 
     def __init__(self, checkpointer: Checkpointer, every: int = 1, final_epoch: int | None = None,
@@ -76,15 +79,24 @@ class Checkpointing:
         self.checkpointer, self.every, self.final_epoch = checkpointer, every, final_epoch
         self.eval_every, self.eval_episodes = eval_every, eval_episodes
         self.save_best = save_best
-        self.best: float | None = None
+
+    @staticmethod
+    def best(task: Any) -> float | None:
+        """The best evaluation score of the run so far (a resumed one's too), if any."""
+        score = (getattr(task, "run_state", None) or {}).get("best", {}).get("return_mean")
+        return float(score) if isinstance(score, int | float) else None
 
     def on_epoch_end(self, task: Any, metrics: dict[str, Any]) -> None:
         best = False
         if self.eval_every and task.epoch % self.eval_every == 0:
             score = task.evaluate(self.eval_episodes)["return_mean"]
             metrics["eval_return_mean"] = score
-            best = self.best is None or score > self.best
-            self.best = score if best else self.best
+            previous = self.best(task)
+            best = previous is None or score > previous
+            if best:
+                if not hasattr(task, "run_state"):
+                    task.run_state = {}
+                task.run_state["best"] = {"return_mean": score, "epoch": task.epoch}
         if (best or task.epoch % self.every == 0 or task.epoch == self.final_epoch
                 or task.stop_reason is not None):  # the last epoch of an early stop
             self.checkpointer.save(make_payload(task), best=best and self.save_best)
@@ -108,8 +120,7 @@ class MetricsLog:
         self._last_t, self._last_steps = now, task.env_steps
         row = {**metrics, "sps": round(sps, 1), "elapsed": round(now - self._t0, 3),
                "time": time.time()}
-        with self.path.open("a", encoding="utf8") as f:
-            f.write(json.dumps(row) + "\n")
+        append_regular(self.path, json.dumps(row) + "\n", "metrics log")
         metrics["sps"] = row["sps"]
 
 

@@ -12,6 +12,14 @@ checkpoint is one mapping, built here and nowhere else:
 
 Reopening is ``make_task(task, **fixed).init(**hparams).load_state_dict(state)``: the
 checkpoint's own description of the run is all that rebuilding the agent needs.
+
+A sound file (its checksum holds) may still hold a state that is not the task's: a key
+missing, a value of the wrong kind, a tensor of the wrong shape, another program's
+structure. ``restore`` checks the state against the fresh task's own ``state_dict()``
+(``check_state``) before applying it, and turns whatever still fails while applying it into
+``BadState``, a one-line ``CheckpointError``; ``Checkpointer.load_latest`` then falls back to
+the next older checkpoint, in a task built afresh (a state applied halfway leaves a task
+half-modified).
 """
 
 from __future__ import annotations
@@ -32,6 +40,71 @@ from rltasks.task import Task
 
 #: the payload entries every task checkpoint has (``run`` and ``versions`` are optional)
 REQUIRED = ("task", "fixed", "hparams", "epoch", "env_steps", "state")
+
+
+class BadState(CheckpointError, ValueError):
+    """A checkpoint file that reads (its checksum holds) but whose state does not fit the
+    task: damaged before it was checksummed, or another program's (bad input: a
+    ``ValueError`` too)."""
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"a {str(value.dtype).removeprefix('torch.')} tensor of shape {list(value.shape)}"
+    if isinstance(value, np.ndarray):
+        return f"a {value.dtype} array of shape {list(value.shape)}"
+    return f"a {type(value).__name__}"
+
+
+def _scalar_like(value: Any) -> bool:
+    return isinstance(value, np.generic) or (isinstance(value, np.ndarray) and value.ndim == 0)
+
+
+def _fits(template: Any, value: Any) -> bool:
+    """Whether a leaf ``value`` is of the kind of the template's leaf."""
+    if _scalar_like(template) and _scalar_like(value):  # a 0-d array or a numpy scalar:
+        return value.dtype == template.dtype  # numpy arithmetic turns one into the other
+    if isinstance(template, torch.Tensor | np.ndarray):
+        if type(value) is not type(template) or value.dtype != template.dtype:
+            return False
+        if template.ndim and template.shape[0] == 0:  # not filled yet (a replay buffer's)
+            return value.ndim == template.ndim and value.shape[1:] == template.shape[1:]
+        return value.shape == template.shape
+    if isinstance(template, bool | np.bool_):
+        return isinstance(value, bool | np.bool_)
+    if isinstance(template, int | float | np.number):
+        return isinstance(value, int | float | np.number) and not isinstance(value, bool)
+    return isinstance(value, type(template))
+
+
+def check_state(template: Any, state: Any, where: str = "state") -> None:
+    """Raise ``ValueError`` naming the first place where ``state`` lacks the structure of
+    ``template`` (a fresh task's ``state_dict()``): every key of a template mapping present,
+    lists of the template's length checked item by item, tensors and arrays of its dtype and
+    shape (any length where the template's is 0: a buffer not filled yet), numbers, strings
+    and bytes of their kind. A ``None`` or an empty container of the template (what a fresh
+    task has not filled yet) takes any value; keys the template lacks are ignored (what an
+    older release saved and this one no longer reads)."""
+    stack = [(template, state, where)]
+    while stack:
+        ours, theirs, at = stack.pop()
+        if ours is None:
+            continue
+        if isinstance(ours, dict):
+            if not isinstance(theirs, dict):
+                raise ValueError(f"{at} is {_kind(theirs)}, not a mapping")
+            missing = [k for k in ours if k not in theirs]
+            if missing:
+                raise ValueError(f"{at} has no {str(missing[0])[:60]}")
+            stack += [(ours[k], theirs[k], f"{at}.{k}") for k in ours]
+        elif isinstance(ours, list | tuple):
+            if not isinstance(theirs, list | tuple):
+                raise ValueError(f"{at} is {_kind(theirs)}, not a list")
+            if len(theirs) == len(ours):
+                stack += [(a, b, f"{at}[{i}]")
+                          for i, (a, b) in enumerate(zip(ours, theirs, strict=True))]
+        elif not _fits(ours, theirs):
+            raise ValueError(f"{at} is {_kind(theirs)}, not {_kind(ours)}")
 
 
 def versions() -> dict[str, str]:
@@ -100,13 +173,35 @@ def same_run_checker(task: Task, workdir: Path, allow_hparam_change: bool = Fals
     return check
 
 
-def restore(task: Task, payload: dict[str, Any]) -> dict[str, list[Any]] | None:
+def restore(task: Task, payload: dict[str, Any], source: Path | str = "the checkpoint",
+            adopt: bool = True) -> dict[str, list[Any]] | None:
     """Load ``payload``'s state into ``task`` (built and ``init``-ed already). A checkpoint of
-    other hyperparameters (``--allow-hparam-change``) is adopted: returns the changes."""
-    if payload.get("hparams") == task.hparams():
-        task.load_state_dict(payload["state"])
-        return None
-    return task.adopt_state_dict(payload["state"], payload.get("hparams") or {})
+    other hyperparameters (``--allow-hparam-change``) is adopted: returns the changes; one
+    that changes a hyperparameter fixing a shape is refused (``ValueError``) untouched.
+    ``adopt=False`` loads the state as it is (``load_task``: the checkpoint's own
+    hyperparameters, which a release that declared fewer may not list in full).
+
+    A state that does not fit the task raises ``BadState`` naming ``source`` and the place;
+    ``task`` may then be half-modified: close it and restore into a new one."""
+    previous = payload.get("hparams") or {}
+    adopt = adopt and previous != task.hparams()
+    if adopt:
+        task.check_adoptable(previous)  # a refusal, not a damaged file
+    state = payload["state"]
+    try:
+        template = task.state_dict()
+        if adopt:  # another optimizer family's moments may differ: adopt starts them afresh
+            template.pop("optimizers", None)
+        check_state(template, state)
+        if not adopt:
+            task.load_state_dict(state)
+            return None
+        return task.adopt_state_dict(state, previous)
+    except Exception as err:  # whatever is wrong inside: one line, and the file is skipped
+        detail = " ".join(str(err).split())[:200] or type(err).__name__
+        reason = f"its state does not fit {task.name} ({detail})"
+        raise BadState(f"cannot load checkpoint {source}: {reason}", path=source,
+                       reason=reason) from None
 
 
 def checkpoint_of(path: str | Path, best: bool = False) -> Path:
@@ -123,18 +218,6 @@ def checkpoint_of(path: str | Path, best: bool = False) -> Path:
             return path / name
     raise ValueError(f"{path} holds no {' or '.join(names)}: not a run directory "
                      f"(train one with `rltasks train TASK --workdir {path}`)")
-
-
-def read_payload(path: str | Path, best: bool = False) -> tuple[dict[str, Any], Path]:
-    """The payload of a checkpoint file, or of a run dir's newest valid checkpoint (falling
-    back past damaged ones, as a resuming run does), and the file it came from."""
-    file = checkpoint_of(path, best=best)
-    found = None
-    if file.name.startswith("last.ckpt") and file.parent.is_dir():
-        found = Checkpointer(file.parent).load_latest(
-            log=lambda msg: print(msg, file=sys.stderr))
-    payload, file = found if found else (load(file), file)
-    return check_shape(payload, file), file
 
 
 def check_env_module(env: str, allowed: str | None, source: Path | str) -> None:
@@ -160,16 +243,32 @@ def load_task(path: str | Path, best: bool = False, env_module: str | None = Non
     checkpoint rebuilt with another vectorization is too (other envs cannot take its
     snapshot): its networks and statistics load, its running episodes are dropped.
     """
-    payload, file = read_payload(path, best=best)
+    file = checkpoint_of(path, best=best)
+
+    def reopen(payload: dict[str, Any], source: Path) -> Task:
+        return _reopen(payload, source, env_module, overrides)
+
+    if file.name.startswith("last.ckpt") and file.parent.is_dir():
+        found = Checkpointer(file.parent).load_latest(
+            log=lambda msg: print(msg, file=sys.stderr), apply=reopen, falls_back=(BadState,))
+        if found is not None:
+            return found[0]
+    return reopen(load(file), file)
+
+
+def _reopen(payload: dict[str, Any], source: Path, env_module: str | None,
+            overrides: dict[str, Any]) -> Task:
+    """``load_task`` of one checkpoint's payload: a ``BadState`` closes the task it built."""
+    payload = check_shape(payload, source)  # another program's file: at once, no fallback
     fixed = {"env_state": "reset", **payload["fixed"], **overrides}
     if fixed.get("vectorization") != payload["fixed"].get("vectorization"):
         fixed["env_state"] = "reset"
     env = fixed.pop("env")
-    check_env_module(env, env_module, file)
+    check_env_module(env, env_module, source)
     task = rltasks.make_task(payload["task"], env=env, **fixed)
     try:
         task.init(**(payload["hparams"] or {}))
-        task.load_state_dict(payload["state"])
+        restore(task, payload, source, adopt=False)
     except BaseException:
         task.close()
         raise

@@ -33,7 +33,7 @@ from rltasks.trial.observers import (
     progress_observer,
 )
 from rltasks.trial.options import default_workdir, resolve
-from rltasks.trial.payload import restore, same_run_checker
+from rltasks.trial.payload import BadState, restore, same_run_checker
 from rltasks.trial.preempt import Preempted, StopAtEpochEnd, StopSignals, interrupt_code
 from rltasks.trial.seeds import run_seeds
 from rltasks.trial.workdir import WorkdirLock
@@ -98,25 +98,42 @@ def env_state_of(checkpointer: Checkpointer, requested: str) -> tuple[str, str |
     return requested, None
 
 
-def _resume(task: Task, checkpointer: Checkpointer, workdir: Path, options: dict[str, Any],
-            log: Log) -> dict[str, Any]:
-    """Continue the newest valid checkpoint of this run, if any; return what the results
-    record of it (where it resumed, what it adopted, a recorded early stop)."""
-    found = checkpointer.load_latest(
-        check=same_run_checker(task, workdir, options["allow_hparam_change"]), log=log)
+def _resume(build: Callable[[], Task], checkpointer: Checkpointer, workdir: Path,
+            options: dict[str, Any], log: Log) -> tuple[Task, dict[str, Any]]:
+    """Build the task and continue the newest usable checkpoint of this run, if any; return
+    the task and what the results record of it (where it resumed, what it adopted, a
+    recorded early stop). A checkpoint whose state does not fit (``BadState``) falls back
+    to the next older one, restored into a task built afresh."""
+    task = build()
+    try:
+        check = same_run_checker(task, workdir, options["allow_hparam_change"])
+
+        def apply(payload: dict[str, Any], path: Path) -> Any:
+            nonlocal task
+            try:
+                return restore(task, payload, path), payload.get("run")
+            except BadState:
+                task.close()  # a state applied halfway: the next one goes into a new task
+                task = build()
+                raise
+
+        found = checkpointer.load_latest(check, log, apply=apply, falls_back=(BadState,))
+    except BaseException:
+        task.close()
+        raise
     if found is None:
-        return {"resumed_from": None, "resumed_steps": 0, "adopted": None, "stopped": None}
-    payload, path = found
-    adopted = restore(task, payload)
+        return task, {"resumed_from": None, "resumed_steps": 0, "adopted": None,
+                      "stopped": None}
+    (adopted, run_state), path = found
     if adopted is not None:  # --allow-hparam-change: PBT's child continues its parent's
         log(f"continuing {path} with changed hyperparameters: "
             + ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in adopted.items()))
     log(f"resumed from {path} at epoch {task.epoch}")
-    stopped = EarlyStop.resume(task, payload.get("run"))
+    stopped = EarlyStop.resume(task, run_state)
     if stopped is not None:
         log(f"early stop recorded at epoch {stopped}: not training further")
-    return {"resumed_from": task.epoch, "resumed_steps": task.env_steps, "adopted": adopted,
-            "stopped": stopped}
+    return task, {"resumed_from": task.epoch, "resumed_steps": task.env_steps,
+                  "adopted": adopted, "stopped": stopped}
 
 
 def _observe(task: Task, checkpointer: Checkpointer, workdir: Path, options: dict[str, Any],
@@ -171,14 +188,16 @@ def _train(task_name: str, options: dict[str, Any], hparams: dict[str, Any], log
     board = TensorBoardLog(workdir / "tb") if options.get("tensorboard") else None
     checkpointer = Checkpointer(workdir, keep=options["keep"])
     env_state, why = env_state_of(checkpointer, options["env_state"])
-    task = build_task(task_name, {**options, "env_state": env_state}, hparams)
+    checkpointer.clean_tmp()
+    task, resumed = _resume(
+        lambda: build_task(task_name, {**options, "env_state": env_state}, hparams),
+        checkpointer, workdir, options, log)
     try:
         reason = task.loader.env_state_reason  # the envs' own reason comes first
         why = why if reason == ASKED and why else reason
         if why and options["env_state"] == "auto":
             log(f"env state: every epoch resets the envs: {why}")
-        checkpointer.clean_tmp()
-        resumed = {**_resume(task, checkpointer, workdir, options, log), "env_state_reason": why}
+        resumed["env_state_reason"] = why
         _observe(task, checkpointer, workdir, options, signals, board)
         _fit(task, options["epochs"], signals)
         if task.stop_reason is not None and resumed["stopped"] is None:
