@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from helpers import cli, last_json, results_in, run_script
+from helpers import cli, environ, last_json, results_in
 
 FAST = ["--steps-per-epoch", "256", "--num-envs", "2", "--eval-episodes", "3"]
 
@@ -98,45 +98,199 @@ def test_exported_policies_match_every_family(name, env, extra, tmp_path):
         np.testing.assert_allclose(got.reshape(expected.shape), expected, rtol=1e-5, atol=1e-5)
 
 
-def test_record_writes_a_gif_that_decodes(tmp_path):
+def test_record_writes_a_gif_that_decodes(ppo_run, tmp_path):
     from PIL import Image
 
-    workdir = tmp_path / "run"
-    proc = run_script("ppo", "--epochs", "1", "--steps-per-epoch", "256", "--num-envs", "2",
-                      "--eval-episodes", "2", workdir=workdir, timeout=180)
-    assert proc.returncode == 0, proc.stderr
-    out = workdir / "video.gif"
-    info = last_json(cli("record", workdir, "--out", out))
+    out = tmp_path / "video.gif"
+    info = last_json(cli("record", ppo_run, "--out", out))
     assert info["frames"] > 5 and info["size"] == [600, 400]  # CartPole's render size
     with Image.open(out) as img:
+        # Pillow merges identical consecutive frames (their durations add up)
         assert img.format == "GIF" and img.size == (600, 400) and img.n_frames > 5
         img.seek(img.n_frames - 1)
         img.load()
-    for name, needle in (("video.avi", "write a .gif"), ("video.mp4", None)):
-        proc = cli("record", workdir, "--out", workdir / name)
-        if needle is None:  # mp4: written with imageio-ffmpeg, else refused in one line
-            assert proc.returncode == 0 or (proc.returncode == 2 and "imageio-ffmpeg"
-                                            in proc.stderr and ".gif" in proc.stderr)
-        else:
-            assert proc.returncode == 2 and needle in proc.stderr
-        assert "Traceback" not in proc.stderr
+    proc = cli("record", ppo_run, "--out", tmp_path / "video.avi")
+    assert proc.returncode == 2 and "write a .gif" in proc.stderr
+    assert "Traceback" not in proc.stderr
 
 
-def test_record_plays_normalised_and_goal_observations(tmp_path):
-    """In process: a norm_obs Pendulum run and a goal env's dict observations."""
+def test_record_writes_an_mp4_with_imageio_ffmpeg(ppo_run, tmp_path):
+    """The plot extra brings imageio-ffmpeg: an mp4 is written and decodes to every frame."""
+    import imageio.v3 as iio
+
+    out = tmp_path / "video.mp4"
+    info = last_json(cli("record", ppo_run, "--out", out, "--episodes", "2"))
+    assert info["file"] == str(out) and info["episodes"] == 2 and len(info["returns"]) == 2
+    assert out.read_bytes()[4:8] == b"ftyp"  # an ISO media file
+    frames = iio.imread(out, plugin="FFMPEG")
+    assert frames.shape == (info["frames"], 400, 600, 3)
+
+
+def test_record_mp4_without_imageio_ffmpeg_is_refused_in_one_line(ppo_run, tmp_path):
+    """imageio-ffmpeg hidden from the process: exit 2, one line naming it and .gif."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "video.mp4"
+    hide = ("import sys; sys.modules['imageio_ffmpeg'] = None; "
+            "from rltasks.commands.cli import main; sys.exit(main(sys.argv[1:]))")
+    proc = subprocess.run([sys.executable, "-c", hide, "record", str(ppo_run), "--out",
+                           str(out)], capture_output=True, text=True, timeout=180,
+                          env=environ(SDL_VIDEODRIVER="dummy"))
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        f"error: --out {out}: mp4 needs imageio-ffmpeg (pip install imageio-ffmpeg); "
+        f"write a .gif instead"]
+    assert not out.exists()
+
+
+def trained(name, env, **hp):
+    import rltasks
+
+    task = rltasks.make_task(name, env=env, num_envs=1, steps_per_epoch=32)
+    task.init(**hp)
+    task.fit(1)
+    return task
+
+
+def test_record_plays_normalised_observations():
+    """In process: a norm_obs Pendulum run; every episode is its steps' frames plus the
+    first."""
     import rltasks
     from rltasks.commands.record import play
 
-    for name, env, fixed, hp in (("ppo", "Pendulum-v1", {"norm_obs": True}, {}),
-                                 ("sac", "rltasks/PointReach-v0", {}, {"learning_starts": 0})):
-        task = rltasks.make_task(name, env=env, num_envs=1, steps_per_epoch=32, **fixed)
-        task.init(**hp)
-        task.fit(1)
+    task = rltasks.make_task("ppo", env="Pendulum-v1", num_envs=1, steps_per_epoch=32,
+                             norm_obs=True).init()
+    task.fit(1)
+    try:
+        frames, returns = play(task, episodes=1)
+    finally:
+        task.close()
+    assert len(frames) == 200 + 1 and len(returns) == 1  # Pendulum: 200 steps
+    assert frames[0].shape == (500, 500, 3) and frames[0].dtype.name == "uint8"
+
+
+def test_record_of_a_goal_env_without_rendering_is_one_line():
+    """rltasks' own goal envs render nothing: record says so."""
+    from rltasks.commands.record import play
+
+    task = trained("sac", "rltasks/PointReach-v0", learning_starts=0)
+    try:
+        with pytest.raises(ValueError) as info:
+            play(task, episodes=1)
+    finally:
+        task.close()
+    assert str(info.value) == ("rltasks/PointReach-v0 does not render rgb_array frames (its "
+                               "render modes: none): nothing to record")
+
+
+def test_record_plays_a_goal_envs_dict_observations():
+    """A goal env that renders (PointReach with a drawing, registered here): its dict
+    observations reach the policy batched key by key, every step is a frame."""
+    import gymnasium as gym
+    import numpy as np
+
+    from rltasks.commands.record import play
+    from rltasks.envs.goal import PointReachEnv
+
+    class Drawn(PointReachEnv):
+        metadata = {"render_modes": ["rgb_array"], "render_fps": 30}
+
+        def __init__(self, render_mode=None):
+            super().__init__()
+            self.render_mode = render_mode
+
+        def render(self):
+            frame = np.zeros((32, 32, 3), np.uint8)
+            for (x, y), colour in ((self.state, 0), (self.goal, 1)):
+                frame[int((y + 1) * 15.5), int((x + 1) * 15.5), colour] = 255
+            return frame
+
+    if "rltasks-test/DrawnPointReach-v0" not in gym.registry:
+        gym.register("rltasks-test/DrawnPointReach-v0", entry_point=Drawn,
+                     max_episode_steps=50)
+    task = trained("sac", "rltasks-test/DrawnPointReach-v0", learning_starts=0)
+    seen = []
+    act = task.act
+    task.act = lambda obs: seen.append(obs) or act(obs)
+    try:
+        frames, returns = play(task, episodes=1)
+    finally:
+        task.close()
+    assert len(frames) == len(seen) + 1 and len(returns) == 1 and frames[0].shape == (32, 32, 3)
+    assert set(seen[0]) == {"observation", "achieved_goal", "desired_goal"}
+    assert all(v.shape == (1, 2) for v in seen[0].values())
+
+
+@pytest.fixture(scope="module")
+def run_with_best(tmp_path_factory) -> Path:
+    """A PPO Pendulum run trained to epoch 3 whose best.ckpt is its own epoch-1 checkpoint
+    (kept aside when the run was at epoch 1), so --best and the default read different
+    policies."""
+    import shutil
+
+    workdir = tmp_path_factory.mktemp("best") / "ppo-pendulum"
+    args = ["train", "ppo", "--env", "Pendulum-v1", "--steps-per-epoch", "256", "--num-envs",
+            "1", "--eval-episodes", "1", "--workdir", workdir]
+    last_json(cli(*args, "--epochs", "1"))
+    shutil.copy(workdir / "last.ckpt", workdir.parent / "epoch1.ckpt")
+    last_json(cli(*args, "--epochs", "3"))
+    shutil.copy(workdir.parent / "epoch1.ckpt", workdir / "best.ckpt")
+    return workdir
+
+
+def test_eval_best_reads_best_ckpt_and_episodes_sets_how_many(run_with_best):
+    from rltasks.trial.payload import load_task
+
+    run = run_with_best
+    best = last_json(cli("eval", run, "--best", "--episodes", "2"))
+    last = last_json(cli("eval", run, "--episodes", "3"))
+    assert best["checkpoint"] == str(run / "best.ckpt") and best["epoch"] == 1
+    assert last["checkpoint"] == str(run / "last.ckpt") and last["epoch"] == 3
+    assert best["episodes"] == 2 and last["episodes"] == 3
+    for info, file, episodes in ((best, "best.ckpt", 2), (last, "last.ckpt", 3)):
+        task = load_task(run / file)
         try:
-            frames, returns = play(task, episodes=1)
-        except ValueError as err:  # an env without rgb_array rendering
-            assert "render" in str(err)
-        else:
-            assert len(frames) > 5 and len(returns) == 1
+            expected = task.evaluate(episodes)
         finally:
             task.close()
+        assert {k: info[k] for k in expected} == expected
+
+
+def test_export_best_writes_the_best_checkpoints_policy(run_with_best, tmp_path):
+    import numpy as np
+    import torch
+
+    from rltasks.commands.export import sample_observations
+    from rltasks.trial.payload import load_task
+
+    out = tmp_path / "policy.pt"
+    assert last_json(cli("export", run_with_best, "--best", "--out", out))["parity"]
+    actions = {}
+    for file in ("best.ckpt", "last.ckpt"):
+        task = load_task(run_with_best / file)
+        obs = sample_observations(task)
+        actions[file] = np.asarray(task.act(task.loader.normalize_obs(obs)))
+        task.close()
+    got = torch.jit.load(str(out))(torch.from_numpy(obs)).detach().numpy()
+    np.testing.assert_allclose(got.reshape(actions["best.ckpt"].shape), actions["best.ckpt"],
+                               rtol=1e-5, atol=1e-5)
+    assert not np.allclose(actions["best.ckpt"], actions["last.ckpt"], atol=1e-3)
+
+
+def test_record_best_plays_the_best_checkpoint_for_the_episodes_asked(run_with_best, tmp_path):
+    from rltasks.commands.record import play
+    from rltasks.trial.payload import load_task
+
+    info = last_json(cli("record", run_with_best, "--best", "--episodes", "2", "--out",
+                         tmp_path / "video.mp4"))  # mp4: encodes faster than a GIF
+    assert info["episodes"] == 2 and info["frames"] == 2 * (200 + 1)  # Pendulum: 200 steps
+    returns = {}
+    for file, episodes in (("best.ckpt", 2), ("last.ckpt", 1)):
+        task = load_task(run_with_best / file, vectorization="sync")
+        try:
+            returns[file] = play(task, episodes=episodes)[1]
+        finally:
+            task.close()
+    assert info["returns"] == returns["best.ckpt"]
+    assert returns["best.ckpt"][0] != returns["last.ckpt"][0]  # the other policy scores else

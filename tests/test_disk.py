@@ -75,21 +75,29 @@ def tmpfs(tmp_path):
         subprocess.run(["umount", "-l", str(point)], capture_output=True, timeout=30)
 
 
-def test_real_full_disk_then_read_only_dir(tmp_path, tmpfs):
-    probe = tmp_path / "probe"  # the size of one checkpoint of this run
-    assert run_script("ppo", *FAST, "--epochs", "1", workdir=probe).returncode == 0
-    size = (probe / "last.ckpt").stat().st_size
-    # room for two checkpoints and a half: epoch 3's write (two kept + the new one) fails
-    assert mount("-o", f"remount,size={int(2.5 * size) // 4096 * 4096}", str(tmpfs)
-                 ).returncode == 0
+def free_bytes(path: Path) -> int:
+    stats = os.statvfs(path)
+    return stats.f_bavail * stats.f_frsize
+
+
+def test_real_full_disk_then_read_only_dir(tmpfs):
+    """Two epochs written on the tmpfs, then a filler leaves room for half a checkpoint: the
+    rerun resumes from epoch 2, and epoch 3's checkpoint, the first thing it writes, fails."""
     workdir = tmpfs / "run"
+    assert run_script("ppo", *FAST, "--epochs", "2", workdir=workdir).returncode == 0
+    size = (workdir / "last.ckpt").stat().st_size
+    (workdir / "results.json").unlink()  # the run goes on to 5 epochs
+    filler = tmpfs / "filler"
+    with filler.open("wb") as f:
+        f.write(b"\0" * (free_bytes(tmpfs) - size // 2))
+    assert 0 < free_bytes(tmpfs) < size
     line = error_line(run_script("ppo", *FAST, "--epochs", "5", workdir=workdir))
-    assert "No space left on device" in line, line
-    saved = checkpoint.load(workdir / "last.ckpt")["epoch"]
-    assert saved in (1, 2), line
-    if line.startswith("error: cannot write checkpoint"):
-        assert line.endswith("; the previous checkpoint is intact")
-    assert not list(workdir.glob(".*.tmp")) and not (workdir / "rltasks.lock").exists()
+    assert line == (f"error: cannot write checkpoint {workdir / 'last.ckpt'}: [Errno 28] No "
+                    f"space left on device; the previous checkpoint is intact"), line
+    saved = 2
+    assert_intact(workdir, saved)
+    assert checkpoint.load(workdir / "last.ckpt.1")["epoch"] == 1
+    filler.unlink()
 
     # read-only: refused before anything is touched
     assert mount("-o", "remount,ro", str(tmpfs)).returncode == 0

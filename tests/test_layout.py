@@ -36,7 +36,8 @@ LAYERS = [
     (2, "the Task base", ("rltasks.task",)),
     (1, "envs and blocks", ("rltasks.envs", "rltasks.hparams", "rltasks.nets",
                             "rltasks.buffers", "rltasks.explore", "rltasks.checkpoint",
-                            "rltasks.optim", "rltasks.device")),
+                            "rltasks.optim", "rltasks.device", "rltasks.failpoints",
+                            "rltasks.safeio")),
 ]
 
 

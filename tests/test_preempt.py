@@ -10,11 +10,19 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
-from helpers import assert_same_state, finish_process, launch, results_in, wait_for
+from helpers import (
+    assert_same_state,
+    finish_process,
+    launch,
+    results_in,
+    start,
+    wait_for,
+)
 
 from rltasks import checkpoint
 
@@ -115,25 +123,73 @@ def test_ctrl_c_to_the_process_group_with_async_envs_finishes_the_epoch(tmp_path
     assert results["resumed_from"] == stopped and results["epoch"] == EPOCHS
 
 
-def test_sigterm_to_the_process_group_with_async_envs_loses_only_the_current_epoch(tmp_path):
+# The trial with a hook that sends SIGTERM to its own process group (the trial and its env
+# workers) at a chosen moment, so where the signal lands is not a race: at the Nth call of
+# ``AsyncVectorEnv.step_wait`` (mid-epoch: the workers are stepping) or of ``os.fsync`` (the
+# first is epoch 1's checkpoint write, between two epochs: the workers are idle).
+SIGNAL_AT = """
+import os, signal, sys
+import gymnasium.vector
+where, nth = sys.argv[1], int(sys.argv[2])
+owner, calls = os.getpid(), 0
+def hooked(real):
+    def call(*args, **kwargs):
+        global calls
+        if os.getpid() == owner:
+            calls += 1
+            if calls == nth:
+                os.killpg(0, signal.SIGTERM)
+        return real(*args, **kwargs)
+    return call
+if where == "step":
+    cls = gymnasium.vector.AsyncVectorEnv
+    cls.step_wait = hooked(cls.step_wait)
+else:
+    os.fsync = hooked(os.fsync)
+from rltasks.trial import main
+sys.exit(main("ppo", sys.argv[3:]))
+"""
+
+
+def sigterm_to_group_at(workdir: Path, where: str, nth: int) -> tuple[int, str]:
+    command = [sys.executable, "-c", SIGNAL_AT, where, str(nth), *ARGS,
+               "--vectorization", "async", "--workdir", str(workdir)]
+    return finish_process(start(command))
+
+
+def test_sigterm_to_the_process_group_mid_epoch_with_async_envs_loses_that_epoch(tmp_path):
     """SIGTERM kills the env workers (a parent must be able to terminate them): the epoch in
-    progress is lost, the trial still exits with the interrupt code, and the rerun resumes from
-    the last saved epoch."""
+    progress (epoch 2: 512 vector steps an epoch, signalled at the 600th) is lost, the trial
+    exits with the interrupt code, and the rerun resumes from the last saved epoch."""
     workdir = tmp_path / "run"
-    proc = launch("ppo", *ARGS, "--vectorization", "async", workdir=workdir)
-    first_epoch_logged(proc, workdir)
-    os.killpg(proc.pid, signal.SIGTERM)
-    code, err = finish_process(proc)
+    code, err = sigterm_to_group_at(workdir, "step", 600)
     assert code == 130, err[-3000:]
     last = err.strip().splitlines()[-1]
-    assert last.startswith("interrupted: SIGTERM received: stopped ") and "Traceback" not in err
-    saved = checkpoint.load(workdir / "last.ckpt")["epoch"]
-    assert saved == logged_epochs(workdir) >= 1
-    if "which is lost" not in last:  # the signal landed between two epochs after all
-        assert f"stopped after epoch {saved} " in last
-    assert not (workdir / "rltasks.lock").exists()
+    assert last.startswith(f"interrupted: SIGTERM received: stopped in epoch 2 of {EPOCHS}, "
+                           f"which is lost ("), last
+    assert last.endswith("the env workers got the signal too); the last checkpoint is "
+                         "intact; rerun the same command to resume"), last
+    assert "Traceback" not in err
+    assert checkpoint.load(workdir / "last.ckpt")["epoch"] == logged_epochs(workdir) == 1
+    assert not (workdir / "rltasks.lock").exists() and not (workdir / "results.json").exists()
     results = complete(workdir, "--vectorization", "async")
-    assert results["resumed_from"] == saved and results["epoch"] == EPOCHS
+    assert results["resumed_from"] == 1 and results["epoch"] == EPOCHS
+
+
+def test_sigterm_to_the_process_group_between_epochs_with_async_envs_keeps_the_epoch(
+        tmp_path):
+    """The signal lands while epoch 1's checkpoint is written (the workers idle, then
+    killed): that epoch is saved and the trial stops after it, as with one process."""
+    workdir = tmp_path / "run"
+    code, err = sigterm_to_group_at(workdir, "fsync", 1)
+    assert code == 130, err[-3000:]
+    assert err.strip().splitlines()[-1] == (
+        f"interrupted: SIGTERM received: stopped after epoch 1 of {EPOCHS}, saved in "
+        f"{workdir / 'last.ckpt'}; rerun the same command to resume")
+    assert "Traceback" not in err
+    assert assert_at_epoch_boundary(workdir) == 1
+    results = complete(workdir, "--vectorization", "async")
+    assert results["resumed_from"] == 1 and results["epoch"] == EPOCHS
 
 
 def test_second_signal_stops_at_once_and_the_last_checkpoint_still_resumes(tmp_path, reference):

@@ -1,0 +1,322 @@
+"""What each algorithm switch changes, checked by hand on tiny batches and hand-set weights.
+
+``test_dqn.py`` and ``test_offpolicy.py`` check that every switch trains; here each one is
+held to its formula: double DQN's target, dueling heads, the squared and Huber losses, PPO's
+value clipping and clip-range schedule, TD3's target policy smoothing and prioritized
+replay's annealed importance weights. Tasks are built through ``rltasks.make_task`` at tiny
+sizes; their update (``train_step``, ``update``) runs on a batch made here, and the loss it
+returns is compared with the number computed by hand.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import rltasks
+from rltasks.nets import QNetwork
+
+TINY = dict(hidden=4, layers=1, buffer_size=64, batch_size=2, learning_starts=0)
+
+
+# ------------------------------------------------------------------------------------- DQN
+
+def dqn(**hp):
+    return rltasks.make_task("dqn", env="CartPole-v1", seed=0, steps_per_epoch=8).init(
+        **{**TINY, "optimizer": "sgd", "lr": 1e-6, **hp})
+
+
+def set_linear_q(net, weights, bias=(0.0, 0.0)):
+    """Make a 1-hidden-layer (width 4) non-dueling Q-network linear on non-negative inputs:
+    the hidden layer is the identity (ReLU keeps x >= 0), the output ``weights @ x + bias``."""
+    first, last = net.net[0], net.net[2]
+    with torch.no_grad():
+        first.weight.copy_(torch.eye(4))
+        first.bias.zero_()
+        last.weight.copy_(torch.tensor(weights, dtype=torch.float32))
+        last.bias.copy_(torch.tensor(bias, dtype=torch.float32))
+
+
+def dqn_batch(obs, actions, returns, discounts, next_obs, weights=None):
+    n = len(obs)
+    return {"obs": torch.tensor(obs, dtype=torch.float32),
+            "actions": torch.tensor(actions, dtype=torch.int64),
+            "returns": torch.tensor(returns, dtype=torch.float32),
+            "discounts": torch.tensor(discounts, dtype=torch.float32),
+            "next_obs": torch.tensor(next_obs, dtype=torch.float32),
+            "weights": torch.ones(n) if weights is None else torch.tensor(weights),
+            "indices": torch.arange(n)}
+
+
+def fixed_sample(task, batch):
+    """Make the task's buffer hand out ``batch``; returns the list of betas it was asked for."""
+    betas = []
+
+    def sample(batch_size, rng, beta=1.0):
+        betas.append(beta)
+        return batch
+
+    task.buffer.sample = sample
+    return betas
+
+
+# online Q(s') = [1, 2] (argmax 1); target Q(s') = [3, 0.5]; Q(s, a=0) = 0 for s = e1
+ONLINE = [[0.0, 1.0, 0.0, 0.0], [0.0, 2.0, 0.0, 0.0]]
+TARGET = [[0.0, 3.0, 0.0, 0.0], [0.0, 0.5, 0.0, 0.0]]
+ONE = dqn_batch(obs=[[1.0, 0, 0, 0]], actions=[0], returns=[1.0], discounts=[0.5],
+                next_obs=[[0, 1.0, 0, 0]])
+
+
+@pytest.mark.parametrize("double, next_value", [(False, 3.0), (True, 0.5)])
+def test_double_dqn_evaluates_the_online_argmax_with_the_target_net(double, next_value):
+    """Vanilla: r + d max_a Q'(s', a) = 1 + 0.5 * 3 = 2.5. Double: the online net picks
+    a* = 1 and the target net values it, 1 + 0.5 * Q'(s', 1) = 1.25. The loss (MSE, Q(s,
+    0) = 0) is the squared target."""
+    task = dqn(double=double, loss="mse")
+    set_linear_q(task.q, ONLINE)
+    set_linear_q(task.target, TARGET)
+    fixed_sample(task, ONE)
+    target = 1.0 + 0.5 * next_value
+    assert task.train_step()["loss"].item() == pytest.approx(target ** 2, rel=1e-6)
+
+
+def test_double_dqn_equals_vanilla_when_both_nets_agree_on_the_argmax():
+    losses = []
+    for double in (False, True):
+        task = dqn(double=double, loss="mse")
+        set_linear_q(task.q, TARGET)  # same argmax as the target net
+        set_linear_q(task.target, TARGET)
+        fixed_sample(task, ONE)
+        losses.append(task.train_step()["loss"].item())
+    assert losses[0] == losses[1] == pytest.approx(2.5 ** 2)
+
+
+@pytest.mark.parametrize("loss, expected", [
+    # TD errors 3 and 0.5: squared 9 and 0.25; Huber (delta 1) |x| - 0.5 = 2.5 and x**2/2
+    ("mse", (9.0 + 0.25) / 2), ("huber", (2.5 + 0.125) / 2)])
+def test_squared_and_huber_losses_by_hand(loss, expected):
+    task = dqn(loss=loss)
+    set_linear_q(task.q, [[1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]])
+    set_linear_q(task.target, [[0.0] * 4, [0.0] * 4])
+    # Q(s, 0) = s_0; the targets are the returns (target net 0): errors 4 - 1 and 2.5 - 2
+    batch = dqn_batch(obs=[[1.0, 0, 0, 0], [2.0, 0, 0, 0]], actions=[0, 0],
+                      returns=[4.0, 2.5], discounts=[0.9, 0.9], next_obs=[[0, 1.0, 0, 0]] * 2)
+    fixed_sample(task, batch)
+    assert task.train_step()["loss"].item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_dueling_builds_value_plus_advantage_minus_its_mean():
+    task = dqn(dueling=True, hidden=3)  # one hidden layer: the body is that layer
+    q = task.q
+    assert q.dueling and isinstance(q.value, torch.nn.Linear)
+    assert q.value.out_features == 1 and q.advantage.out_features == 2
+    # the body stops one layer short (4 -> 3), then the two heads on its activated output
+    assert [m.out_features for m in q.net if isinstance(m, torch.nn.Linear)] == [3]
+    with torch.no_grad():
+        q.net[0].weight.copy_(torch.eye(3, 4))
+        q.net[0].bias.zero_()
+        q.value.weight.copy_(torch.tensor([[1.0, 1.0, 1.0]]))
+        q.value.bias.fill_(0.5)
+        q.advantage.weight.copy_(torch.tensor([[2.0, 0.0, 0.0], [0.0, 0.0, 4.0]]))
+        q.advantage.bias.copy_(torch.tensor([1.0, -1.0]))
+    s = torch.tensor([[1.0, 2.0, 3.0, 7.0]])  # body: relu(s[:3]) = [1, 2, 3]
+    v, adv = 0.5 + 6.0, torch.tensor([2.0 + 1.0, 12.0 - 1.0])
+    expected = v + adv - adv.mean()  # [6.5 - 4, 6.5 + 4]
+    torch.testing.assert_close(q(s), expected.unsqueeze(0))
+    # a constant added to every advantage changes nothing: only V + A - mean(A) is seen
+    with torch.no_grad():
+        q.advantage.bias.add_(100.0)
+    torch.testing.assert_close(q(s), expected.unsqueeze(0))
+    plain = dqn(dueling=False).q
+    assert not plain.dueling and not hasattr(plain, "advantage")
+    assert isinstance(QNetwork(4, [3], 2, dueling=True).advantage, torch.nn.Linear)
+
+
+# -------------------------------------------------------------------- prioritized replay
+
+def test_per_beta_anneals_from_per_beta_to_one_over_per_beta_steps():
+    task = dqn(replay="prioritized", per_beta=0.4, per_beta_steps=100)
+    betas = fixed_sample(task, ONE)
+    for steps in (0, 25, 50, 100, 1000):
+        task.env_steps = steps
+        task.train_step()
+    assert betas == pytest.approx([0.4, 0.55, 0.7, 1.0, 1.0])
+
+
+def test_per_importance_weights_use_the_annealed_beta_and_scale_the_loss():
+    """Priorities 1, 4 (alpha 1): P = 0.2, 0.8; weights (P / min P)**-beta = 1, 4**-beta.
+    The loss is the mean of weight * per-sample loss."""
+    task = dqn(replay="prioritized", per_alpha=1.0, per_beta=0.2, per_beta_steps=100,
+               loss="mse", batch_size=64)
+    set_linear_q(task.q, [[1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]])
+    set_linear_q(task.target, [[0.0] * 4, [0.0] * 4])
+    buf = task.buffer
+    obs = np.array([[1.0, 0, 0, 0], [2.0, 0, 0, 0]], np.float32)
+    buf._store(obs, np.zeros(2, np.int64), np.array([4.0, 2.5], np.float32),
+               np.zeros(2, np.float32), obs)
+    buf.tree.set(np.arange(2), np.array([1.0, 4.0]))
+    real = buf.sample
+    seen = []
+
+    def sample(batch_size, rng, beta=1.0):
+        seen.append((beta, batch := real(batch_size, rng, beta)))
+        return batch
+
+    buf.sample = sample
+    task.env_steps = 50  # beta = 0.2 + 0.8 * 0.5 = 0.6
+    loss = task.train_step()["loss"].item()
+    beta, batch = seen[0]
+    assert beta == pytest.approx(0.6)
+    idx = batch["indices"].numpy()
+    assert set(idx) == {0, 1}
+    weights = np.where(idx == 0, 1.0, 4.0 ** -0.6)
+    np.testing.assert_allclose(batch["weights"].numpy(), weights, rtol=1e-6)
+    per_sample = np.where(idx == 0, 9.0, 0.25)  # TD errors 3 and 0.5 (discount 0)
+    assert loss == pytest.approx(float(np.mean(weights * per_sample)), rel=1e-5)
+
+
+# ------------------------------------------------------------------------------------- PPO
+
+def ppo(**hp):
+    task = rltasks.make_task("ppo", env="CartPole-v1", seed=0, num_envs=1, steps_per_epoch=4,
+                             horizon=hp.pop("horizon", None))
+    return task.init(**{"hidden": 4, "layers": 1, "n_steps": 4, "batch_size": 4,
+                        "update_epochs": 1, "norm_adv": False, "optimizer": "sgd", "lr": 1e-6,
+                        **hp})
+
+
+def constant_output(net, values):
+    """Make an MLP output ``values`` whatever its input (zero last-layer weights)."""
+    with torch.no_grad():
+        net[-1].weight.zero_()
+        net[-1].bias.copy_(torch.tensor(values, dtype=torch.float32))
+
+
+def ppo_batch(values, returns, logp=None, adv=None):
+    n = len(values)
+    return {"obs": torch.zeros(n, 4), "actions": torch.zeros(n, dtype=torch.int64),
+            "logp": torch.tensor(logp if logp is not None else [math.log(0.5)] * n),
+            "values": torch.tensor(values), "returns": torch.tensor(returns),
+            "adv": torch.tensor(adv if adv is not None else [0.0] * n)}
+
+
+# the critic says V = 1 everywhere; old values and returns chosen so the clip matters
+OLD, RETURNS = [0.0, 0.0, 0.9, 1.0], [3.0, -1.0, 2.0, 1.0]
+
+
+def clipped_value_loss(v, old, ret, eps):
+    total = 0.0
+    for o, r in zip(old, ret, strict=True):
+        clipped = o + max(-eps, min(eps, v - o))
+        total += max((v - r) ** 2, (clipped - r) ** 2)
+    return 0.5 * total / len(old)
+
+
+@pytest.mark.parametrize("vf_clip, expected", [
+    # V - old = 1, 1, 0.1, 0; with eps 0.2 the clipped values are 0.2, 0.2, 1, 1:
+    # max((1-3)^2, (0.2-3)^2) = 7.84, max(4, 1.44) = 4, max(1, 1) = 1, 0 -> 0.5 * 12.84 / 4
+    (0.2, 0.5 * (7.84 + 4.0 + 1.0 + 0.0) / 4),
+    (0.0, 0.5 * (4.0 + 4.0 + 1.0 + 0.0) / 4),  # 0 disables: the plain squared error
+])
+def test_vf_clip_clips_the_value_loss_as_ppo_says(vf_clip, expected):
+    task = ppo(vf_clip=vf_clip)
+    constant_output(task.critic, [1.0])
+    constant_output(task.actor, [0.0, 0.0])
+    out = task.update(ppo_batch(OLD, RETURNS))
+    assert out["value_loss"] == pytest.approx(expected, rel=1e-6)
+    if vf_clip:
+        assert expected == pytest.approx(clipped_value_loss(1.0, OLD, RETURNS, vf_clip))
+
+
+@pytest.mark.parametrize("schedule, at_half, at_end", [
+    ("constant", 0.2, 0.2), ("linear", 0.1, 0.0), ("cosine", 0.1, 0.0),
+    ("exponential", 0.2 * 0.1, 0.2 * 0.01)])
+def test_clip_schedule_values_along_the_horizon(schedule, at_half, at_end):
+    task = ppo(clip_range=0.2, clip_schedule=schedule, horizon=4)
+    steps = task.steps_per_epoch * 4
+    got = []
+    for done in (0, steps // 2, steps, 2 * steps):
+        task.env_steps = done
+        got.append(task.scheduled("clip_range", "clip_schedule"))
+    assert got == pytest.approx([0.2, at_half, at_end, at_end])
+
+
+@pytest.mark.parametrize("schedule, clip", [("constant", 0.2), ("linear", 0.1)])
+def test_the_update_clips_the_ratio_with_the_scheduled_clip_range(schedule, clip):
+    """Halfway through the horizon, ratio 1.5 and advantage 1: the surrogate is
+    max(-1.5, -(1 + clip)) = -(1 + clip), and the clipped fraction is 1."""
+    task = ppo(clip_range=0.2, clip_schedule=schedule, horizon=2)
+    task.env_steps = task.steps_per_epoch  # progress 0.5
+    constant_output(task.critic, [0.0])
+    constant_output(task.actor, [0.0, 0.0])  # pi(a) = 0.5; old logp makes the ratio 1.5
+    b = ppo_batch([0.0] * 4, [0.0] * 4, logp=[math.log(0.5 / 1.5)] * 4, adv=[1.0] * 4)
+    out = task.update(b)
+    assert out["clip_range"] == pytest.approx(clip)
+    assert out["policy_loss"] == pytest.approx(-(1 + clip), rel=1e-5)
+    assert out["clip_frac"] == 1.0
+
+
+# ------------------------------------------------------------------------------------- TD3
+
+N = 16  # TD3's batch
+MU = 0.6  # the target actor's action, tanh(atanh(0.6))
+
+
+def td3(**hp):
+    return rltasks.make_task("td3", env="Pendulum-v1", seed=0, steps_per_epoch=8).init(
+        **{**TINY, "batch_size": N, "policy_delay": 100, **hp})
+
+
+def capture_target_actions(task):
+    """Record the actions the target critics are asked about (the smoothed target action)."""
+    seen = []
+    task.critic_target.register_forward_hook(lambda mod, args, out: seen.append(args[1]))
+    return seen
+
+
+def td3_batch():
+    return {"obs": torch.zeros(N, 3), "actions": torch.zeros(N, 1),
+            "returns": torch.zeros(N), "discounts": torch.ones(N),
+            "next_obs": torch.zeros(N, 3), "weights": torch.ones(N), "indices": torch.arange(N)}
+
+
+@pytest.mark.parametrize("sigma, clip", [(0.7, 0.3), (0.05, 0.5), (2.0, 0.5)])
+def test_td3_smoothed_target_action_is_clipped_noise_around_the_target_actor(sigma, clip):
+    """a' = clip(mu'(s') + clip(sigma * eps, -c, c), -1, 1), eps the task generator's draw."""
+    task = td3(target_noise=sigma, target_noise_clip=clip)
+    constant_output(task.actor_target, [math.atanh(MU)])
+    seen = capture_target_actions(task)
+    fixed_sample(task, td3_batch())
+    gen = torch.Generator().set_state(task.gen.get_state())
+    noise = torch.randn((N, 1), generator=gen) * sigma  # the draw train_step makes
+    task.train_step()
+    expected = (MU + noise.clamp(-clip, clip)).clamp(-1.0, 1.0)
+    torch.testing.assert_close(seen[0], expected)
+    assert not torch.allclose(seen[0], torch.full((N, 1), MU))  # the noise did something
+    if sigma > clip:  # the noise clip mattered, on both sides, and so did the action bounds
+        assert (noise > clip).any() and (noise < -clip).any()
+        assert torch.allclose(seen[0].min(), torch.tensor(MU - clip))
+    if min(sigma, clip) > 1 - MU:  # noise can pass the upper bound: the action is cut there
+        assert seen[0].max() == 1.0
+
+
+def test_td3_without_target_noise_uses_the_target_actor_as_it_is():
+    task = td3(target_noise=0.0)
+    constant_output(task.actor_target, [math.atanh(MU)])
+    seen = capture_target_actions(task)
+    fixed_sample(task, td3_batch())
+    task.train_step()
+    torch.testing.assert_close(seen[0], torch.full((N, 1), MU))
+
+
+def test_ddpg_has_no_target_smoothing():
+    task = rltasks.make_task("ddpg", env="Pendulum-v1", seed=0, steps_per_epoch=8).init(
+        **{**TINY, "batch_size": N})
+    constant_output(task.actor_target, [math.atanh(MU)])
+    seen = capture_target_actions(task)
+    fixed_sample(task, td3_batch())
+    task.train_step()
+    torch.testing.assert_close(seen[0], torch.full((N, 1), MU))
