@@ -85,6 +85,8 @@ def test_task_is_a_named_subclass_whose_configuration_rebuilds_it():
 def test_bad_names_and_spaces_are_refused():
     with pytest.raises(ValueError, match="letters, digits"):
         RLBenchmarkTask(task="ppo", epochs=1, max_trials=1, label="ppo-CartPole", **TINY)
+    RLBenchmarkTask(task="ppo", epochs=1, max_trials=1, **TINY)  # class ppo_CartPole_v1 (alone
+    # too: under pytest-xdist the test that made it first may run in another process)
     with pytest.raises(ValueError, match="case-insensitively"):
         RLBenchmarkTask(task="ppo", epochs=1, max_trials=1, label="PPO_cartpole_v1", **TINY)
     with pytest.raises(ValueError, match="taken by orion"):

@@ -193,15 +193,37 @@ def test_sigterm_stops_every_seed_at_an_epoch_end_and_each_resumes(tmp_path):
     proc = subprocess.Popen(script_command("ppo", *args, "--epochs", "200", workdir=tmp_path),
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
-    time.sleep(3)
-    children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True)
-    pids = [int(p) for p in children.stdout.split()]
+
+    def children() -> list[int]:
+        found = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True)
+        return [int(p) for p in found.stdout.split()]
+
+    def alive(pids: list[int]) -> list[int]:
+        running = []
+        for pid in pids:
+            try:
+                if "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]:
+                    running.append(pid)
+            except FileNotFoundError:  # gone, and reaped
+                pass
+        return running
+
+    def started(pid: int) -> bool:  # exec'd (`python -m rltasks.trial`): past preexec_fn
+        try:
+            return b"rltasks.trial" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        except FileNotFoundError:
+            return False
+
+    # polled, not a fixed sleep: on a loaded machine (pytest-xdist) the seeds start late
+    wait_for(lambda: sum(map(started, children())) >= 2, proc, "both seeds", poll=0.1)
+    pids = children()
     assert len(pids) == 2
     proc.kill()
     proc.wait()
-    time.sleep(1)
-    assert not [p for p in pids if Path(f"/proc/{p}").exists()
-                and "Z" not in Path(f"/proc/{p}/stat").read_text().split()[2]]
+    deadline = time.monotonic() + 10  # PR_SET_PDEATHSIG: the kernel kills them at once
+    while alive(pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not alive(pids)
 
 
 @pytest.mark.parametrize("algorithm, budget", [("hyperband", None), ("asha", 8)])
