@@ -85,19 +85,22 @@ def assert_same_state(a: Any, b: Any) -> None:
     assert not diffs, f"{len(diffs)} differences:\n" + "\n".join(diffs[:40])
 
 
-def train_until(task: Any, threshold: float, max_steps: int, eval_every: int = 1,
-                metric: str = "return_mean", episodes: int = 10) -> tuple[float, int]:
-    """Fit epoch by epoch; every ``eval_every`` epochs evaluate ``episodes`` episodes; stop
-    once the best ``metric`` of an evaluation reaches ``threshold`` or the next epoch would pass
-    ``max_steps``. Returns (best metric, env steps trained)."""
-    best = float("-inf")
-    while task.env_steps + task.steps_per_epoch <= max_steps:
-        task.fit(task.epoch + 1)
-        if task.epoch % eval_every == 0:
-            best = max(best, task.evaluate(episodes=episodes)[metric])
-            if best >= threshold:
-                break
-    return best, task.env_steps
+def final_scores(task: Any, epochs: int, last: int = 1, metric: str = "return_mean",
+                 episodes: int = 10) -> list[float]:
+    """Fit ``task`` to ``epochs``, evaluating ``episodes`` deterministic episodes after each of
+    the last ``last`` epochs; return those evaluations' ``metric``, the final policy's last.
+
+    Learning tests assert on these (the final policy, or the mean of the last few), never on
+    the best evaluation along the way: a learner that reaches a bar once and collapses fails.
+    The task is closed at the end."""
+    scores = []
+    try:
+        for epoch in range(epochs - last + 1, epochs + 1):
+            task.fit(epoch)
+            scores.append(task.evaluate(episodes=episodes)[metric])
+    finally:
+        task.close()
+    return scores
 
 
 def assert_resumes_exactly(make: Callable[[], Any], tmp_path: Path, stop: int = 1,

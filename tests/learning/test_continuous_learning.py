@@ -1,23 +1,30 @@
-"""DDPG, TD3 and SAC really learn Pendulum-v1 within 20k env steps on a fixed seed.
+"""DDPG, TD3 and SAC really learn Pendulum-v1, asserted on the final policy.
 
 64-unit layers (the defaults are 256) keep each gradient step cheap enough for CI; Pendulum
-does not need more.
+does not need more. Measured here: over 30 episodes a random policy scores -1188 and zero
+torque -1195 (never swinging up). With 10 evaluation episodes after each epoch of 2,048 steps
+(seed 0), over 10 epochs:
+
+- SAC: -855 -199 -196 -203 -204 -200 -198 -200 -199 -201
+- TD3: -1561 -927 -339 -208 -198 -196 -204 -203 -201 -199
+- DDPG: -1588 -221 -197 -194 -201 -202 -201 -200 -199 -200
+
+Each test trains one epoch past the first that scores above -250 and asserts on that final
+policy.
 """
 
 from __future__ import annotations
 
 import pytest
-from helpers import train_until
+from helpers import final_scores
 
 import rltasks
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.parametrize(("name", "threshold"), [("sac", -250.0), ("td3", -250.0),
-                                                  ("ddpg", -300.0)])
-def test_solves_pendulum_within_20k_steps(name, threshold):
+@pytest.mark.parametrize(("name", "epochs"), [("sac", 3), ("td3", 5), ("ddpg", 3)])
+def test_swings_the_pendulum_up(name, epochs):
     task = rltasks.make_task(name, env="Pendulum-v1", seed=0, steps_per_epoch=2048)
-    task.init(hidden=64)
-    score, steps = train_until(task, threshold, 20_000)
-    assert score >= threshold, f"mean eval return {score} after {steps} steps"
+    (final,) = final_scores(task.init(hidden=64), epochs)
+    assert final >= -250.0, f"final policy scores {final} after {task.env_steps} steps"

@@ -1,10 +1,16 @@
-"""Hindsight replay makes sparse-reward goals learnable: DDPG+HER solves 15-bit flipping where
-DDPG alone does not, and SAC+HER solves the point-reach env (fixed seeds)."""
+"""Hindsight replay makes sparse-reward goals learnable, asserted on the final policies:
+DDPG+HER solves 15-bit flipping where DDPG alone does not, and SAC+HER solves the point-reach
+env (seed 0, success rate over 20 evaluation episodes).
+
+Measured here after each epoch of 2,048 steps: DDPG+HER on 15 bits 0.0 for 5 epochs, then
+0.1 0.1 0.05 0.35 0.5 0.4 0.9 0.95 1.0 1.0 0.95 1.0 (epochs 6-17); SAC+HER on PointReach 0.6,
+then 1.0 for the next nine epochs. A random policy never flips 15 bits right (success 0).
+"""
 
 from __future__ import annotations
 
 import pytest
-from helpers import train_until
+from helpers import final_scores
 
 import rltasks
 
@@ -13,23 +19,19 @@ pytestmark = pytest.mark.slow
 BITS = dict(hidden=64, gamma=0.95, noise_sigma=0.2, noise_sigma_min=0.2)
 
 
-def success_within(name: str, env: str, budget: int, **hparams) -> tuple[float, int]:
-    """The best success rate of 20 evaluation episodes after each epoch, until it reaches 0.9
-    or the budget of env steps is spent."""
+def final_success(name: str, env: str, epochs: int, **hparams) -> float:
     task = rltasks.make_task(name, env=env, seed=0, steps_per_epoch=2048).init(**hparams)
-    return train_until(task, 0.9, budget, metric="success_rate", episodes=20)
+    (success,) = final_scores(task, epochs, metric="success_rate", episodes=20)
+    return success
 
 
 def test_ddpg_with_her_solves_15_bit_flipping_and_without_her_does_not():
-    with_her, steps = success_within("ddpg", "rltasks/BitFlippingContinuous-v0", 40_960,
-                                     her=True, **BITS)
-    assert with_her >= 0.9, f"success {with_her} after {steps} steps"
-    without, steps = success_within("ddpg", "rltasks/BitFlippingContinuous-v0", 40_960,
-                                    her=False, **BITS)
-    assert without < 0.5, f"DDPG without HER reached success {without} in {steps} steps"
+    with_her = final_success("ddpg", "rltasks/BitFlippingContinuous-v0", 15, her=True, **BITS)
+    assert with_her >= 0.9, f"success {with_her} after 15 epochs of 2,048 steps"
+    without = final_success("ddpg", "rltasks/BitFlippingContinuous-v0", 15, her=False, **BITS)
+    assert without < 0.5, f"DDPG without HER reached success {without}"
 
 
 def test_sac_with_her_solves_point_reach():
-    success, steps = success_within("sac", "rltasks/PointReach-v0", 20_480, her=True,
-                                    hidden=64, gamma=0.95)
-    assert success >= 0.9, f"success {success} after {steps} steps"
+    success = final_success("sac", "rltasks/PointReach-v0", 3, her=True, hidden=64, gamma=0.95)
+    assert success >= 0.9, f"success {success} after 3 epochs of 2,048 steps"

@@ -1,14 +1,19 @@
-"""MADDPG improves the team return on simple_spread over a random policy.
+"""MADDPG improves the team return on simple_spread well beyond what doing nothing scores,
+asserted on the final policy.
 
-Measured here (seed 0, 50 evaluation episodes): a uniformly random policy scores -24.2 per
-episode (the agents' mean reward summed over 25 steps); MADDPG with its defaults -20.0 after
-30k env steps and -18.1 after 55k. The test asks for a margin of 4 within 60k steps.
+Measured here (the agents' mean reward summed over 25 steps; 100 episodes): a uniformly
+random policy scores -24.2, zero actions (every agent stays) -23.1 (std 7.4 per episode).
+MADDPG with its defaults, seed 0, 50 evaluation episodes after each epoch of 10k steps:
+-28.9 -24.1 -20.7 -19.2 -18.9 -18.2, then -17.8 -18.0 -17.3 -17.3 -16.9 -16.3 to 120k. The bar,
+-19.5 after 60k steps, is 3.6 above doing nothing (about 3.5 standard errors of a 50-episode
+mean) and 4.7 above random.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import final_scores
 
 import rltasks
 from rltasks.envs.multi import ParallelLoader
@@ -17,23 +22,19 @@ pytestmark = pytest.mark.slow
 ENV = "mpe2/simple_spread_v3"
 
 
-def random_policy_return(episodes: int = 100) -> float:
+def zero_action_return(episodes: int = 100) -> float:
     loader = ParallelLoader(ENV, num_envs=episodes)
-    rng = np.random.default_rng(0)
     loader.reset(0)
     total = np.zeros(episodes)
     for _ in range(25):
-        _, rewards, *_ = loader.step(rng.uniform(0, 1, (episodes, 3, 5)).astype(np.float32))
+        _, rewards, *_ = loader.step(np.zeros((episodes, 3, 5), np.float32))
         total += rewards.mean(1)
     return float(total.mean())
 
 
-def test_maddpg_beats_a_random_policy_on_simple_spread():
-    baseline = random_policy_return()
-    assert -27 < baseline < -22  # the measured -24.2, as a sanity check of the env
-    task = rltasks.make_task("maddpg", env=ENV, seed=0, steps_per_epoch=5000).init()
-    best = -np.inf
-    while task.env_steps < 60_000:
-        task.fit(task.epoch + 1)
-        best = max(best, task.evaluate(episodes=50)["return_mean"])
-    assert best >= baseline + 4.0, f"MADDPG {best:.2f} vs random {baseline:.2f}"
+def test_maddpg_beats_doing_nothing_on_simple_spread():
+    baseline = zero_action_return()
+    assert baseline == pytest.approx(-23.14, abs=0.01)  # the measured baseline: same env
+    task = rltasks.make_task("maddpg", env=ENV, seed=0, steps_per_epoch=10_000).init()
+    (final,) = final_scores(task, 6, episodes=50)
+    assert final >= -19.5, f"MADDPG's final policy {final:.2f}, doing nothing {baseline:.2f}"

