@@ -41,6 +41,11 @@ class FileRefused(ValueError):
         self.reason = reason
 
 
+def _not_regular(what: str, path: PathLike, mode: int) -> FileRefused:
+    kind = next((name for test, name in _KINDS if test(mode)), "special")
+    return FileRefused(what, path, f"{kind}, not a regular file")
+
+
 def size_text(n: int) -> str:
     """``1536`` -> ``'1.5 KiB'``: a size as people read it."""
     for unit, size in (("GiB", GIB), ("MiB", MIB), ("KiB", KIB)):
@@ -60,8 +65,7 @@ def open_regular(path: PathLike, max_bytes: int, what: str) -> BinaryIO:
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            kind = next((name for test, name in _KINDS if test(info.st_mode)), "special")
-            raise FileRefused(what, path, f"{kind}, not a regular file")
+            raise _not_regular(what, path, info.st_mode)
         if info.st_size > max_bytes:
             raise FileRefused(what, path, f"{size_text(info.st_size)}, over the "
                                           f"{size_text(max_bytes)} a {what} may be")
@@ -105,8 +109,7 @@ def append_regular(path: PathLike, text: str, what: str) -> None:
     try:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
-            kind = next((name for test, name in _KINDS if test(mode)), "special")
-            raise FileRefused(what, path, f"{kind}, not a regular file")
+            raise _not_regular(what, path, mode)
         os.set_blocking(fd, True)
         data = text.encode("utf8")
         while data:

@@ -33,6 +33,7 @@ from rltasks.optim import (
     scheduled,
     unused_hparams,
 )
+from rltasks.safeio import read_special
 
 #: the loader arguments a task's ``ENV_DEFAULTS`` may set for an env (rl-zoo3's n_envs and
 #: normalize), used when ``make_task`` is not given them
@@ -586,11 +587,10 @@ def available_memory() -> int | None:
     """Bytes of memory this machine can still give (``MemAvailable`` of /proc/meminfo, else
     the physical memory), or None where neither can be read."""
     try:
-        with open("/proc/meminfo", encoding="ascii") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
+        for line in read_special("/proc/meminfo").decode("ascii").splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):  # FileRefused and UnicodeDecodeError too
         pass
     try:
         return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
