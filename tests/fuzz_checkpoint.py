@@ -20,6 +20,8 @@ import tempfile
 import tracemalloc
 
 import atheris
+import numpy  # noqa: F401  (imported before the instrumentation: instrumenting torch's Python
+import torch  # noqa: F401  files would take two minutes of CPU and find nothing of ours)
 
 with atheris.instrument_imports():
     import msgpack
