@@ -11,6 +11,11 @@ CUDA's generators give other streams (and a CPU generator cannot draw on CUDA), 
 the same random numbers on every device and the generator's state checkpoints as it always
 has. The results of the arithmetic still differ between devices in the last bits (other
 kernels, other summation orders): runs are bit-identical on one device, not across devices.
+
+On the CPU a task computes with subnormal floats flushed to zero (``cpu_numerics``, called by
+``fit`` and ``evaluate``): Adam's second moments of the gradients a ReLU network leaves at zero
+decay into the subnormal range, where x86 arithmetic is ~10-100x slower, and a DQN gradient step
+on CartPole took 2x as long for it (``bench/denormals.py``). GPUs and XLA do the same by default.
 """
 
 from __future__ import annotations
@@ -22,6 +27,14 @@ import torch
 
 #: the device specs ``resolve_device`` takes, for its messages
 SPECS = "'cpu', 'cuda', 'cuda:N', 'mps' or 'auto'"
+
+
+def cpu_numerics() -> None:
+    """Flush subnormal floats to zero on this thread's CPU arithmetic (torch's and numpy's).
+
+    Process-wide state of the calling thread, set on every ``fit`` and ``evaluate`` so that a
+    run computes the same numbers whichever thread trains it (bit-identical resume)."""
+    torch.set_flush_denormal(True)
 
 
 def resolve_device(spec: str | torch.device) -> torch.device:

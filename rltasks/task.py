@@ -19,7 +19,7 @@ import torch
 from gymnasium import spaces
 from torch import nn
 
-from rltasks.device import resolve_device, to_cpu
+from rltasks.device import cpu_numerics, resolve_device, to_cpu
 from rltasks.envs import VecLoader, derive_seed, evaluate_policy
 from rltasks.envs.protocol import Loader
 from rltasks.failpoints import failpoint
@@ -272,6 +272,7 @@ class Task:
             raise RuntimeError("call init() before fit()")
         if int(epochs) != epochs or epochs < 0:
             raise ValueError(f"epochs={epochs!r} must be a non-negative integer")
+        cpu_numerics()
         try:
             while self.epoch < epochs and self.stop_reason is None:
                 self.epoch_reset = self.loader.env_state != "snapshot" or self.obs is None
@@ -324,6 +325,7 @@ class Task:
         self._guard()
         if not 1 <= episodes <= MAX_ENVS:
             raise ValueError(f"episodes={episodes!r} must be in [1, {MAX_ENVS}] (one env each)")
+        cpu_numerics()
         vectorization = "sync" if self.loader.vectorization == "async" else (
             self.loader.vectorization)
         loader = self.LOADER(self.env_id, num_envs=episodes, vectorization=vectorization,

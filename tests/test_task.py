@@ -88,6 +88,24 @@ def test_same_seed_same_state_and_resume_in_process_is_exact(tmp_path):
                            straight.state_dict()["modules"]["actor"]["0.weight"])
 
 
+SUBNORMAL = 1e-39  # below float32's smallest normal number, 1.18e-38
+
+
+@pytest.mark.parametrize("call", ["fit", "evaluate"])
+def test_fit_and_evaluate_compute_with_subnormals_flushed_to_zero(call):
+    """Adam's second moments decay into subnormals, where the CPU is ~10x slower: a task
+    computes with them flushed to zero (rltasks.device.cpu_numerics), whichever it runs first."""
+    task = small_task().init()
+    try:
+        torch.set_flush_denormal(False)
+        assert (torch.tensor([SUBNORMAL]) * 1.0).item() != 0.0  # IEEE default: kept
+        task.fit(1) if call == "fit" else task.evaluate(episodes=1)
+        assert (torch.tensor([SUBNORMAL]) * 1.0).item() == 0.0
+    finally:
+        torch.set_flush_denormal(True)
+        task.close()
+
+
 def test_evaluate_does_not_change_the_state_and_is_repeatable():
     task = small_task().init(update_epochs=2)
     task.fit(1)
