@@ -13,9 +13,11 @@ zero, and Adam's second moment of an old squared gradient, ``beta2 ** t * g**2``
 from __future__ import annotations
 
 import argparse
+import contextlib
 import platform
 import statistics
 import time
+from collections.abc import Iterator
 
 import torch
 
@@ -29,13 +31,23 @@ CASES = [("dqn", "CartPole-v1", 2, {"steps_per_epoch": 10_000}),
          ("ppo", "CartPole-v1", 4, {})]
 
 
+@contextlib.contextmanager
+def numerics(flush: bool) -> Iterator[None]:
+    """``rltasks.device.cpu_numerics`` with subnormals flushed or kept."""
+    torch.set_flush_denormal(flush)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(False)
+
+
 def fit_seconds(name: str, env: str, epochs: int, loader: dict,
                 flush: bool) -> tuple[float, int]:
     """Wall time and env steps of ``fit(epochs)`` with subnormals flushed or kept."""
     task = rltasks.make_task(name, env, seed=0, **loader)
     task.init()
     keep = rltasks.task.cpu_numerics
-    rltasks.task.cpu_numerics = lambda: torch.set_flush_denormal(flush)
+    rltasks.task.cpu_numerics = lambda: numerics(flush)
     try:
         start = time.perf_counter()
         task.fit(epochs)
@@ -62,7 +74,6 @@ def main() -> None:
             flushed.append(fit_seconds(name, env, epochs, loader, True)[0])
         k, f = statistics.median(kept), statistics.median(flushed)
         print(f"{name:<5} {env:<13} {steps:7d} {k:8.1f} {f:10.1f} {k / f:13.2f}")
-    torch.set_flush_denormal(True)
 
 
 if __name__ == "__main__":

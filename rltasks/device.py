@@ -12,29 +12,48 @@ the same random numbers on every device and the generator's state checkpoints as
 has. The results of the arithmetic still differ between devices in the last bits (other
 kernels, other summation orders): runs are bit-identical on one device, not across devices.
 
-On the CPU a task computes with subnormal floats flushed to zero (``cpu_numerics``, called by
-``fit`` and ``evaluate``): Adam's second moments of the gradients a ReLU network leaves at zero
-decay into the subnormal range, where x86 arithmetic is ~10-100x slower, and a DQN gradient step
-on CartPole took 2x as long for it (``bench/denormals.py``). GPUs and XLA do the same by default.
+On the CPU a task computes with subnormal floats flushed to zero (``cpu_numerics``, around
+``fit`` and ``evaluate``, the thread's setting restored after): Adam's second moments of the
+gradients a ReLU network leaves at zero decay into the subnormal range, where x86 arithmetic is
+~10-100x slower; a DQN gradient step on CartPole took 2x as long for it (``bench/denormals.py``).
+GPUs and XLA flush them by default.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
+from collections.abc import Iterator
 from typing import Any
 
 import torch
 
 #: the device specs ``resolve_device`` takes, for its messages
+#: below float32's smallest normal number (1.18e-38): zero when subnormals are flushed
+_SUBNORMAL = 1e-39
+
+#: the device specs ``resolve_device`` takes, for its messages
 SPECS = "'cpu', 'cuda', 'cuda:N', 'mps' or 'auto'"
 
 
-def cpu_numerics() -> None:
-    """Flush subnormal floats to zero on this thread's CPU arithmetic (torch's and numpy's).
+def flushing_subnormals() -> bool:
+    """Whether this thread's CPU arithmetic flushes subnormal floats to zero now."""
+    return (torch.tensor([_SUBNORMAL]) * 1.0).item() == 0.0
 
-    Process-wide state of the calling thread, set on every ``fit`` and ``evaluate`` so that a
-    run computes the same numbers whichever thread trains it (bit-identical resume)."""
+
+@contextlib.contextmanager
+def cpu_numerics() -> Iterator[None]:
+    """Within: subnormal floats flushed to zero on this thread's CPU arithmetic (torch's and
+    numpy's); after: the thread's previous setting, so that nothing outside a task (numpy
+    code, hypothesis, the user's own) computes differently for having trained one. ``fit``
+    and ``evaluate`` run within it, so a run computes the same numbers whichever thread
+    trains it (bit-identical resume)."""
+    before = flushing_subnormals()
     torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(before)
 
 
 def resolve_device(spec: str | torch.device) -> torch.device:

@@ -272,7 +272,12 @@ class Task:
             raise RuntimeError("call init() before fit()")
         if int(epochs) != epochs or epochs < 0:
             raise ValueError(f"epochs={epochs!r} must be a non-negative integer")
-        cpu_numerics()
+        with cpu_numerics():
+            self._run_epochs(epochs)
+        return self.history
+
+    def _run_epochs(self, epochs: int) -> None:
+        """``fit``'s loop: train, record and observe epochs until ``epochs`` or a stop."""
         try:
             while self.epoch < epochs and self.stop_reason is None:
                 self.epoch_reset = self.loader.env_state != "snapshot" or self.obs is None
@@ -303,7 +308,6 @@ class Task:
         except BaseException as err:
             self._poisoned = f"{type(err).__name__}: {err}"
             raise
-        return self.history
 
     def progress(self) -> float:
         """Fraction of the horizon done, from the env-step counter (drives every schedule)."""
@@ -325,13 +329,13 @@ class Task:
         self._guard()
         if not 1 <= episodes <= MAX_ENVS:
             raise ValueError(f"episodes={episodes!r} must be in [1, {MAX_ENVS}] (one env each)")
-        cpu_numerics()
         vectorization = "sync" if self.loader.vectorization == "async" else (
             self.loader.vectorization)
         loader = self.LOADER(self.env_id, num_envs=episodes, vectorization=vectorization,
                              env_kwargs=self.env_kwargs)
-        return evaluate_policy(loader, self.act, derive_seed(self.seed, _EVAL),
-                               normalize=self.loader.normalize_obs)
+        with cpu_numerics():
+            return evaluate_policy(loader, self.act, derive_seed(self.seed, _EVAL),
+                                   normalize=self.loader.normalize_obs)
 
     # -- state ---------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

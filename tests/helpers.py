@@ -265,20 +265,6 @@ def envelope(payload: bytes, fmt: str | None = None, digest: str | None = None) 
 # ---------------------------------------------------------------------------------- Orion
 
 # Runs in a subprocess (Orion reads its configuration when imported): prints every trial.
-QUERY = """
-import json, sys
-from orion.client import get_experiment
-storage = {"type": "legacy", "database": {"type": "pickleddb", "host": sys.argv[2]}}
-exp = get_experiment(sys.argv[1], storage=storage)
-print(json.dumps([{
-    "id": t.id, "status": t.status, "working_dir": t.working_dir, "params": t.params,
-    "hash_params": t.hash_params, "parent": t.parent,
-    "objective": None if t.objective is None else t.objective.value,
-    "results": {r.name: r.value for r in t.results},
-} for t in exp.fetch_trials()]))
-"""
-
-
 class Orion:
     """A test's own Orion database, ``root/db.pkl`` (the ``orion`` fixture): its storage
     configuration for Orion's Python client, the environment of Orion processes, and hunts
@@ -325,8 +311,14 @@ class Orion:
                               text=True, timeout=timeout)
 
     def trials(self, name: str) -> list[dict[str, Any]]:
-        """Every trial of experiment ``name``, read in a fresh process."""
-        proc = subprocess.run([sys.executable, "-c", QUERY, name, str(self.db)], cwd=self.root,
-                              env=self.env, capture_output=True, text=True, timeout=TIMEOUT)
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        return json.loads(proc.stdout.strip().splitlines()[-1])
+        """Every trial of experiment ``name``, as this test's database holds it now (read in
+        this process: Orion's client is imported once per worker, not once per query)."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from orion.client import get_experiment
+        exp = get_experiment(name, storage=self.storage)
+        return [{"id": t.id, "status": t.status, "working_dir": t.working_dir,
+                 "params": t.params, "hash_params": t.hash_params, "parent": t.parent,
+                 "objective": None if t.objective is None else t.objective.value,
+                 "results": {r.name: r.value for r in t.results}}
+                for t in exp.fetch_trials()]

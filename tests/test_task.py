@@ -8,6 +8,7 @@ import torch
 from helpers import assert_resumes_exactly, assert_same_state
 
 import rltasks
+from rltasks.device import flushing_subnormals
 from rltasks.task import BadResume, NonFiniteError
 
 SMALL = dict(num_envs=4, seed=3, steps_per_epoch=512)
@@ -88,21 +89,34 @@ def test_same_seed_same_state_and_resume_in_process_is_exact(tmp_path):
                            straight.state_dict()["modules"]["actor"]["0.weight"])
 
 
-SUBNORMAL = 1e-39  # below float32's smallest normal number, 1.18e-38
+class FlushProbe:
+    """An observer that records whether subnormals are flushed while the epoch's work runs."""
+
+    def __init__(self) -> None:
+        self.seen: list[bool] = []
+
+    def on_epoch_end(self, task, metrics) -> None:
+        self.seen.append(flushing_subnormals())
 
 
-@pytest.mark.parametrize("call", ["fit", "evaluate"])
-def test_fit_and_evaluate_compute_with_subnormals_flushed_to_zero(call):
+@pytest.mark.parametrize("before", [False, True])
+def test_fit_and_evaluate_flush_subnormals_and_restore_the_threads_setting(before):
     """Adam's second moments decay into subnormals, where the CPU is ~10x slower: a task
-    computes with them flushed to zero (rltasks.device.cpu_numerics), whichever it runs first."""
-    task = small_task().init()
+    computes with them flushed to zero (rltasks.device.cpu_numerics), and leaves the thread
+    as it found it (hypothesis, for one, refuses to run in a process that flushes)."""
+    probe = FlushProbe()
+    task = small_task(observers=[probe]).init()
+    act, seen = task.act, []
+    task.act = lambda obs: seen.append(flushing_subnormals()) or act(obs)
     try:
-        torch.set_flush_denormal(False)
-        assert (torch.tensor([SUBNORMAL]) * 1.0).item() != 0.0  # IEEE default: kept
-        task.fit(1) if call == "fit" else task.evaluate(episodes=1)
-        assert (torch.tensor([SUBNORMAL]) * 1.0).item() == 0.0
+        torch.set_flush_denormal(before)
+        assert flushing_subnormals() is before
+        task.fit(1)
+        assert probe.seen == [True] and flushing_subnormals() is before
+        task.evaluate(episodes=1)
+        assert seen and all(seen) and flushing_subnormals() is before
     finally:
-        torch.set_flush_denormal(True)
+        torch.set_flush_denormal(False)
         task.close()
 
 
