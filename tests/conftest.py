@@ -28,7 +28,8 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 def pytest_collection_modifyitems(items):
     """Under pytest-xdist ``--dist loadgroup`` (scripts/test.sh), the tests of a module that
     share one of its module-scoped fixtures (a trained run, a hunt) run on one worker, so the
-    fixture is built once, not once per worker. A test that already names a group keeps it."""
+    fixture is built once, not once per worker. A test that already names a group keeps it.
+    Tests marked ``slow`` (the learning tests) are collected first."""
     for item in items:
         module = getattr(item, "module", None)
         info = getattr(item, "_fixtureinfo", None)
@@ -37,6 +38,9 @@ def pytest_collection_modifyitems(items):
         if any(d.scope in ("module", "class") and getattr(d.func, "__module__", None)
                == module.__name__ for defs in info.name2fixturedefs.values() for d in defs):
             item.add_marker(pytest.mark.xdist_group(f"module:{module.__name__}"))
+    # the long learning tests first, so that the short ones fill both workers at the end
+    # instead of one worker finishing a 5-minute run alone
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 @pytest.hookimpl(hookwrapper=True)

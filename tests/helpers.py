@@ -92,7 +92,9 @@ def final_scores(task: Any, epochs: int, last: int = 1, metric: str = "return_me
 
     Learning tests assert on these (the final policy, or the mean of the last few), never on
     the best evaluation along the way: a learner that reaches a bar once and collapses fails.
-    The task is closed at the end."""
+    The task is closed at the end. With ``RLTASKS_LEARNING_LOG=FILE`` each call appends a
+    JSON line (test, scores, env steps) to FILE: how docs/testing.md's measured finals are
+    gathered from a run of the suite."""
     scores = []
     try:
         for epoch in range(epochs - last + 1, epochs + 1):
@@ -100,6 +102,10 @@ def final_scores(task: Any, epochs: int, last: int = 1, metric: str = "return_me
             scores.append(task.evaluate(episodes=episodes)[metric])
     finally:
         task.close()
+    if os.environ.get("RLTASKS_LEARNING_LOG"):
+        with open(os.environ["RLTASKS_LEARNING_LOG"], "a") as log:
+            log.write(json.dumps({"test": os.environ.get("PYTEST_CURRENT_TEST", "").split()[0],
+                                  "scores": scores, "env_steps": task.env_steps}) + "\n")
     return scores
 
 

@@ -226,11 +226,12 @@ def test_sigterm_stops_every_seed_at_an_epoch_end_and_each_resumes(tmp_path):
     assert not alive(pids)
 
 
-@pytest.mark.parametrize("algorithm, budget", [("hyperband", None), ("asha", 8)])
+# two rungs (1 and 2 epochs) are enough for a promotion: each extra rung doubles the hunt
+@pytest.mark.parametrize("algorithm, budget", [("hyperband", None), ("asha", 5)])
 def test_promoted_trials_resume_their_lower_fidelity_checkpoint(tmp_path, orion, algorithm,
                                                                 budget):
-    _, found = hunted(orion, algorithm, "spaces/lr.yaml", "--epochs~fidelity(1, 4, 2)",
-                      "--workdir", "{exp.working_dir}/{trial.hash_params}", "--horizon", "4",
+    _, found = hunted(orion, algorithm, "spaces/lr.yaml", "--epochs~fidelity(1, 2, 2)",
+                      "--workdir", "{exp.working_dir}/{trial.hash_params}", "--horizon", "2",
                       *SMALL, max_trials=budget,
                       orion_args=("-c", str(ROOT / "spaces" / "algos" / f"{algorithm}.yaml")))
     by_params: dict[str, list[int]] = {}
@@ -262,7 +263,7 @@ def test_promoted_trials_resume_their_lower_fidelity_checkpoint(tmp_path, orion,
 def small_population(algorithm: str, tmp_path: Path) -> Path:
     config = yaml.safe_load((ROOT / "spaces" / "algos" / f"{algorithm}.yaml").read_text())
     algo = config["experiment"]["algorithm"][algorithm]
-    algo.update(population_size=3, generations=3)
+    algo.update(population_size=3, generations=2)  # children fork in the second
     for exploit in algo["exploit"]["exploit_configs"]:
         exploit.update(min_forking_population=3, candidate_pool_ratio=0.34)
     path = tmp_path / f"{algorithm}.yaml"
@@ -280,12 +281,13 @@ def test_population_children_continue_their_parents_with_new_hyperparameters(tmp
         # Orion 0.2.7's PB2 may fork its best trial again and again at that trial's own
         # fidelity (each child trains nothing and ties), and then never ends: seen after the
         # same first 17 trials as a run that ended, 79 trials in 20 minutes (docs/hunts.md).
-        # A bound ends the hunt either way; 24 is past where the first forks come.
-        max_trials = 24
+        # A bound ends the hunt either way; 10 is past where the first forks come (the second
+        # generation starts at trial 5).
+        max_trials = 10
     else:
         config = small_population(algorithm, tmp_path)
-    proc, found = hunted(orion, algorithm, "spaces/pbt.yaml", "--epochs~fidelity(1, 3, 1)",
-                         "--allow-hparam-change", "--horizon", "3", *SMALL,
+    proc, found = hunted(orion, algorithm, "spaces/pbt.yaml", "--epochs~fidelity(1, 2, 1)",
+                         "--allow-hparam-change", "--horizon", "2", *SMALL,
                          max_trials=max_trials,
                          orion_args=("-c", str(config)), timeout=300)
     forked = 0
