@@ -3,13 +3,15 @@
 ``test_dqn.py`` and ``test_offpolicy.py`` check that every switch trains; here each one is
 held to its formula: double DQN's target, dueling heads, the squared and Huber losses, PPO's
 value clipping and clip-range schedule, TD3's target policy smoothing and prioritized
-replay's annealed importance weights. Tasks are built through ``rltasks.make_task`` at tiny
+replay's annealed importance weights; and whole updates are pinned (DQN by hand, DDPG against a
+CleanRL-style reference): which networks change, and by how much. Tasks are built through ``rltasks.make_task`` at tiny
 sizes; their update (``train_step``, ``update``) runs on a batch made here, and the loss it
 returns is compared with the number computed by hand.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -92,6 +94,31 @@ def test_double_dqn_equals_vanilla_when_both_nets_agree_on_the_argmax():
         fixed_sample(task, ONE)
         losses.append(task.train_step()["loss"].item())
     assert losses[0] == losses[1] == pytest.approx(2.5 ** 2)
+
+
+def test_one_dqn_update_by_hand_changes_only_the_taken_actions_head():
+    """The whole step on one transition (s = e1, a = 0, r = 1, discount 0.5, s' = e2), SGD
+    with lr 0.1 and no momentum. Target 1 + 0.5 * max Q'(s') = 2.5; Q(s, 0) = 0, so the TD
+    error is -2.5 and the Huber loss |x| - 1/2 = 2; its gradient in Q(s, 0) is -1. The head
+    of action 0 moves by +0.1 * h = +0.1 e1 (and its bias by +0.1); action 1's head, the
+    hidden layer (the only active unit, 0, reaches Q(s, 0) with weight 0) and the target
+    network stay as they were. The gradient norm (sqrt 2) is under max_grad_norm: no clip."""
+    task = dqn(lr=0.1, momentum=0.0, loss="huber", target_update=10**6)
+    set_linear_q(task.q, ONLINE)
+    set_linear_q(task.target, TARGET)
+    fixed_sample(task, ONE)
+    before = {k: v.clone() for k, v in task.q.state_dict().items()}
+    target_before = {k: v.clone() for k, v in task.target.state_dict().items()}
+    assert task.train_step()["loss"].item() == pytest.approx(2.0)
+    after = task.q.state_dict()
+    expected_head = torch.tensor(ONLINE)
+    expected_head[0, 0] += 0.1
+    torch.testing.assert_close(after["net.2.weight"], expected_head)
+    torch.testing.assert_close(after["net.2.bias"], torch.tensor([0.1, 0.0]))
+    for key in ("net.0.weight", "net.0.bias"):
+        torch.testing.assert_close(after[key], before[key])
+    for key, value in task.target.state_dict().items():
+        torch.testing.assert_close(value, target_before[key])
 
 
 @pytest.mark.parametrize("loss, expected", [
@@ -320,3 +347,53 @@ def test_ddpg_has_no_target_smoothing():
     fixed_sample(task, td3_batch())
     task.train_step()
     torch.testing.assert_close(seen[0], torch.full((N, 1), MU))
+
+
+def sgd_reference(module, loss_of, lr):
+    """One plain SGD step (p -= lr * grad) on a copy of ``module``; the copy."""
+    ref = copy.deepcopy(module).requires_grad_(True)
+    params = list(ref.parameters())
+    grads = torch.autograd.grad(loss_of(ref), params)
+    with torch.no_grad():
+        for p, g in zip(params, grads, strict=True):
+            p -= lr * g
+    return ref
+
+
+def test_one_ddpg_update_against_a_cleanrl_style_reference():
+    """DDPG's whole step on a random batch of 4, as CleanRL's ddpg_continuous_action.py
+    writes it: y = r + d Q'(s', tanh(mu'(s'))); the critic takes an SGD step on
+    mean (Q(s, a) - y)^2; the actor then takes one on -mean Q(s, tanh(mu(s))) through the
+    *updated* critic; both targets move by tau towards the new networks. Each network of the
+    task must end as the reference's, and the losses must match."""
+    lr, tau = 0.05, 0.3
+    task = rltasks.make_task("ddpg", env="Pendulum-v1", seed=0, steps_per_epoch=8).init(
+        **{**TINY, "batch_size": 4, "optimizer": "sgd", "momentum": 0.0, "lr": lr, "tau": tau})
+    gen = torch.Generator().manual_seed(1)
+    batch = {"obs": torch.randn(4, 3, generator=gen), "actions": torch.rand(4, 1, generator=gen),
+             "returns": torch.randn(4, generator=gen), "discounts": torch.tensor([0.9, 0, .9, .9]),
+             "next_obs": torch.randn(4, 3, generator=gen), "weights": torch.ones(4),
+             "indices": torch.arange(4)}
+    fixed_sample(task, batch)
+    with torch.no_grad():
+        y = batch["returns"] + batch["discounts"] * task.critic_target(
+            batch["next_obs"], torch.tanh(task.actor_target(batch["next_obs"])))[0]
+    critic = sgd_reference(task.critic, lambda c: ((c(batch["obs"], batch["actions"])[0] - y)
+                                                   ** 2).mean(), lr)
+    critic.requires_grad_(False)
+    actor = sgd_reference(task.actor, lambda a: -critic(batch["obs"], torch.tanh(
+        a(batch["obs"])))[0].mean(), lr)
+    targets = {name: {k: (1 - tau) * v + tau * new for (k, v), new in zip(
+        getattr(task, f"{name}_target").state_dict().items(), net.state_dict().values(),
+        strict=True)} for name, net in (("actor", actor), ("critic", critic))}
+    with torch.no_grad():  # the actor's loss: the old actor through the updated critic
+        critic_loss = ((task.critic(batch["obs"], batch["actions"])[0] - y) ** 2).mean()
+        actor_loss = -critic(batch["obs"], torch.tanh(task.actor(batch["obs"])))[0].mean()
+    out = task.train_step()
+    assert out["critic_loss"].item() == pytest.approx(critic_loss.item(), rel=1e-5)
+    assert out["actor_loss"].item() == pytest.approx(actor_loss.item(), rel=1e-5)
+    for name, ref in (("actor", actor), ("critic", critic)):
+        for key, value in getattr(task, name).state_dict().items():
+            torch.testing.assert_close(value, ref.state_dict()[key], msg=f"{name} {key}")
+        for key, value in getattr(task, f"{name}_target").state_dict().items():
+            torch.testing.assert_close(value, targets[name][key], msg=f"{name}_target {key}")
