@@ -3,10 +3,11 @@
 ``test_dqn.py`` and ``test_offpolicy.py`` check that every switch trains; here each one is
 held to its formula: double DQN's target, dueling heads, the squared and Huber losses, PPO's
 value clipping and clip-range schedule, TD3's target policy smoothing and prioritized
-replay's annealed importance weights; and whole updates are pinned (DQN by hand, DDPG against a
-CleanRL-style reference): which networks change, and by how much. Tasks are built through ``rltasks.make_task`` at tiny
-sizes; their update (``train_step``, ``update``) runs on a batch made here, and the loss it
-returns is compared with the number computed by hand.
+replay's annealed importance weights. Whole updates are pinned too (DQN by hand, DDPG and
+A2C against references written as CleanRL and SB3 write them): which networks change, and
+by how much. Tasks are built through ``rltasks.make_task`` at tiny sizes; their update
+(``train_step``, ``update``) runs on a batch made here, and what it returns and leaves in
+the networks is compared with the numbers computed here.
 """
 
 from __future__ import annotations
@@ -397,3 +398,39 @@ def test_one_ddpg_update_against_a_cleanrl_style_reference():
             torch.testing.assert_close(value, ref.state_dict()[key], msg=f"{name} {key}")
         for key, value in getattr(task, f"{name}_target").state_dict().items():
             torch.testing.assert_close(value, targets[name][key], msg=f"{name}_target {key}")
+
+
+def test_one_a2c_update_against_a_reference_with_the_norm_clip_engaged():
+    """A2C's step on a rollout of 5 (CartPole, 2 actions), as SB3's A2C.train writes it:
+    loss = -mean(A log pi(a|s)) - ent_coef * mean H(pi(s)) + vf_coef * mean (R - V(s))^2, the
+    gradients of actor and critic together clipped to a global norm of max_grad_norm (here
+    small enough to bite), one SGD step. Actor and critic must end as the reference's."""
+    lr, max_norm, ent_coef, vf_coef = 0.1, 0.05, 0.01, 0.5
+    task = rltasks.make_task("a2c", env="CartPole-v1", seed=0, num_envs=1).init(
+        hidden=8, layers=1, optimizer="sgd", momentum=0.0, lr=lr, max_grad_norm=max_norm,
+        ent_coef=ent_coef, vf_coef=vf_coef)
+    gen = torch.Generator().manual_seed(2)
+    b = {"obs": torch.randn(5, 4, generator=gen), "actions": torch.tensor([0, 1, 1, 0, 1]),
+         "returns": torch.randn(5, generator=gen), "adv": torch.randn(5, generator=gen),
+         "values": torch.zeros(5), "logp": torch.zeros(5)}
+    actor, critic = copy.deepcopy(task.actor), copy.deepcopy(task.critic)
+    logits = actor(b["obs"])
+    logp_all = torch.log_softmax(logits, -1)
+    logp = logp_all.gather(1, b["actions"][:, None]).squeeze(1)
+    entropy = -(logp_all.exp() * logp_all).sum(-1)
+    loss = (-(b["adv"] * logp).mean() - ent_coef * entropy.mean()
+            + vf_coef * ((b["returns"] - critic(b["obs"]).squeeze(-1)) ** 2).mean())
+    params = [*actor.parameters(), *critic.parameters()]
+    grads = torch.autograd.grad(loss, params)
+    norm = torch.sqrt(sum((g ** 2).sum() for g in grads))
+    assert norm > max_norm  # the clip matters
+    scale = max_norm / (norm + 1e-6)
+    with torch.no_grad():
+        for p, g in zip(params, grads, strict=True):
+            p -= lr * scale * g
+    out = task.update(b)
+    assert out["loss"] == pytest.approx(loss.item(), rel=1e-5)
+    for mine, ref in ((task.actor, actor), (task.critic, critic)):
+        for (key, value), expected in zip(mine.state_dict().items(), ref.state_dict().values(),
+                                          strict=True):
+            torch.testing.assert_close(value, expected, msg=key)
