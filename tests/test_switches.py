@@ -434,3 +434,48 @@ def test_one_a2c_update_against_a_reference_with_the_norm_clip_engaged():
         for (key, value), expected in zip(mine.state_dict().items(), ref.state_dict().values(),
                                           strict=True):
             torch.testing.assert_close(value, expected, msg=key)
+
+
+def test_one_ppo_minibatch_update_against_a_cleanrl_style_reference():
+    """PPO's step on one minibatch of 6 (CartPole), as CleanRL's ppo.py writes it: advantages
+    normalised over the minibatch; policy loss mean max(-A r, -A clip(r, 1 -+ eps)) with old
+    log-probabilities that put some ratios outside the clip; value loss 0.5 * mean max((V -
+    R)^2, (V_old + clip(V - V_old, -+ vf_clip) - R)^2); minus the entropy bonus; global-norm
+    clip; one SGD step. Actor and critic must end as the reference's, and the loss match.
+    (SB3's PPO has no 0.5 on its value loss: rl-zoo3's vf_coef weighs twice as much there.)"""
+    lr, eps, vf_clip, ent_coef, vf_coef, max_norm = 0.1, 0.2, 0.3, 0.01, 0.5, 0.5
+    task = rltasks.make_task("ppo", env="CartPole-v1", seed=0, num_envs=1, steps_per_epoch=6)
+    task.init(hidden=8, layers=1, n_steps=6, batch_size=6, update_epochs=1, norm_adv=True,
+              optimizer="sgd", momentum=0.0, lr=lr, clip_range=eps, vf_clip=vf_clip,
+              ent_coef=ent_coef, vf_coef=vf_coef, max_grad_norm=max_norm)
+    gen = torch.Generator().manual_seed(3)
+    b = {"obs": torch.randn(6, 4, generator=gen), "actions": torch.tensor([0, 1, 1, 0, 1, 0]),
+         "returns": torch.randn(6, generator=gen), "adv": torch.randn(6, generator=gen),
+         "values": torch.randn(6, generator=gen) * 0.5,
+         "logp": torch.log(torch.tensor([0.3, 0.7, 0.5, 0.45, 0.9, 0.2]))}
+    actor, critic = copy.deepcopy(task.actor), copy.deepcopy(task.critic)
+    logp_all = torch.log_softmax(actor(b["obs"]), -1)
+    logp = logp_all.gather(1, b["actions"][:, None]).squeeze(1)
+    ratio = (logp - b["logp"]).exp()
+    assert ((ratio - 1).abs() > eps).any() and ((ratio - 1).abs() < eps).any()
+    adv = (b["adv"] - b["adv"].mean()) / (b["adv"].std() + 1e-8)
+    pg = torch.max(-adv * ratio, -adv * ratio.clamp(1 - eps, 1 + eps)).mean()
+    v = critic(b["obs"]).squeeze(-1)
+    v_clipped = b["values"] + (v - b["values"]).clamp(-vf_clip, vf_clip)
+    v_loss = 0.5 * torch.max((v - b["returns"]) ** 2, (v_clipped - b["returns"]) ** 2).mean()
+    entropy = -(logp_all.exp() * logp_all).sum(-1).mean()
+    loss = pg - ent_coef * entropy + vf_coef * v_loss
+    params = [*actor.parameters(), *critic.parameters()]
+    grads = torch.autograd.grad(loss, params)
+    norm = torch.sqrt(sum((g ** 2).sum() for g in grads))
+    scale = min(1.0, max_norm / (norm.item() + 1e-6))
+    with torch.no_grad():
+        for p, g in zip(params, grads, strict=True):
+            p -= lr * scale * g
+    out = task.update(b)
+    assert out["loss"] == pytest.approx(loss.item(), rel=1e-5)
+    assert out["value_loss"] == pytest.approx(v_loss.item(), rel=1e-5)
+    for mine, ref in ((task.actor, actor), (task.critic, critic)):
+        for (key, value), expected in zip(mine.state_dict().items(), ref.state_dict().values(),
+                                          strict=True):
+            torch.testing.assert_close(value, expected, msg=key)
