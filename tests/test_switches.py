@@ -361,15 +361,18 @@ def sgd_reference(module, loss_of, lr):
     return ref
 
 
-def test_one_ddpg_update_against_a_cleanrl_style_reference():
-    """DDPG's whole step on a random batch of 4, as CleanRL's ddpg_continuous_action.py
-    writes it: y = r + d Q'(s', tanh(mu'(s'))); the critic takes an SGD step on
-    mean (Q(s, a) - y)^2; the actor then takes one on -mean Q(s, tanh(mu(s))) through the
-    *updated* critic; both targets move by tau towards the new networks. Each network of the
-    task must end as the reference's, and the losses must match."""
+@pytest.mark.parametrize("name", ["ddpg", "td3"])
+def test_one_ddpg_or_td3_update_against_a_cleanrl_style_reference(name):
+    """DDPG's (and TD3's, with policy_delay 1 and no target smoothing) whole step on a random
+    batch of 4, as CleanRL's ddpg/td3_continuous_action.py write it: y = r + d min_i Q'_i(s',
+    tanh(mu'(s'))); every critic takes an SGD step on sum_i mean (Q_i(s, a) - y)^2; the actor
+    then takes one on -mean Q_1(s, tanh(mu(s))) through the *updated* first critic; every
+    target moves by tau towards its network. Each network must end as the reference's."""
     lr, tau = 0.05, 0.3
-    task = rltasks.make_task("ddpg", env="Pendulum-v1", seed=0, steps_per_epoch=8).init(
-        **{**TINY, "batch_size": 4, "optimizer": "sgd", "momentum": 0.0, "lr": lr, "tau": tau})
+    extra = {"policy_delay": 1, "target_noise": 0.0} if name == "td3" else {}
+    task = rltasks.make_task(name, env="Pendulum-v1", seed=0, steps_per_epoch=8).init(
+        **{**TINY, "batch_size": 4, "optimizer": "sgd", "momentum": 0.0, "lr": lr, "tau": tau,
+           **extra})
     gen = torch.Generator().manual_seed(1)
     batch = {"obs": torch.randn(4, 3, generator=gen), "actions": torch.rand(4, 1, generator=gen),
              "returns": torch.randn(4, generator=gen), "discounts": torch.tensor([0.9, 0, .9, .9]),
@@ -378,26 +381,46 @@ def test_one_ddpg_update_against_a_cleanrl_style_reference():
     fixed_sample(task, batch)
     with torch.no_grad():
         y = batch["returns"] + batch["discounts"] * task.critic_target(
-            batch["next_obs"], torch.tanh(task.actor_target(batch["next_obs"])))[0]
-    critic = sgd_reference(task.critic, lambda c: ((c(batch["obs"], batch["actions"])[0] - y)
-                                                   ** 2).mean(), lr)
+            batch["next_obs"], torch.tanh(task.actor_target(batch["next_obs"]))).min(0).values
+    critic = sgd_reference(task.critic, lambda c: ((c(batch["obs"], batch["actions"]) - y)
+                                                   ** 2).mean(1).sum(), lr)
     critic.requires_grad_(False)
     actor = sgd_reference(task.actor, lambda a: -critic(batch["obs"], torch.tanh(
         a(batch["obs"])))[0].mean(), lr)
-    targets = {name: {k: (1 - tau) * v + tau * new for (k, v), new in zip(
-        getattr(task, f"{name}_target").state_dict().items(), net.state_dict().values(),
-        strict=True)} for name, net in (("actor", actor), ("critic", critic))}
+    targets = {net: {k: (1 - tau) * v + tau * new for (k, v), new in zip(
+        getattr(task, f"{net}_target").state_dict().items(), ref.state_dict().values(),
+        strict=True)} for net, ref in (("actor", actor), ("critic", critic))}
     with torch.no_grad():  # the actor's loss: the old actor through the updated critic
-        critic_loss = ((task.critic(batch["obs"], batch["actions"])[0] - y) ** 2).mean()
+        critic_loss = ((task.critic(batch["obs"], batch["actions"]) - y) ** 2).mean(1).sum()
         actor_loss = -critic(batch["obs"], torch.tanh(task.actor(batch["obs"])))[0].mean()
     out = task.train_step()
     assert out["critic_loss"].item() == pytest.approx(critic_loss.item(), rel=1e-5)
     assert out["actor_loss"].item() == pytest.approx(actor_loss.item(), rel=1e-5)
-    for name, ref in (("actor", actor), ("critic", critic)):
-        for key, value in getattr(task, name).state_dict().items():
-            torch.testing.assert_close(value, ref.state_dict()[key], msg=f"{name} {key}")
-        for key, value in getattr(task, f"{name}_target").state_dict().items():
-            torch.testing.assert_close(value, targets[name][key], msg=f"{name}_target {key}")
+    for net, ref in (("actor", actor), ("critic", critic)):
+        for key, value in getattr(task, net).state_dict().items():
+            torch.testing.assert_close(value, ref.state_dict()[key], msg=f"{net} {key}")
+        for key, value in getattr(task, f"{net}_target").state_dict().items():
+            torch.testing.assert_close(value, targets[net][key], msg=f"{net}_target {key}")
+
+
+def test_td3_delays_the_actor_and_the_targets_by_policy_delay():
+    """With policy_delay 2 the first step changes the critics only; the second moves the
+    actor and every target too."""
+    task = td3(policy_delay=2)
+    gen = torch.Generator().manual_seed(0)
+    fixed_sample(task, td3_batch() | {"obs": torch.randn(N, 3, generator=gen),
+                                      "returns": torch.randn(N, generator=gen)})
+    nets = ("actor", "critic", "actor_target", "critic_target")
+    states = [{n: copy.deepcopy(getattr(task, n).state_dict()) for n in nets}]
+    for _ in range(2):
+        out = task.train_step()
+        states.append({n: copy.deepcopy(getattr(task, n).state_dict()) for n in nets})
+
+    def moved(net, i):
+        return any(not torch.equal(v, states[i + 1][net][k]) for k, v in states[i][net].items())
+    assert [moved(n, 0) for n in nets] == [False, True, False, False]
+    assert [moved(n, 1) for n in nets] == [True, True, True, True]
+    assert "actor_loss" in out
 
 
 def test_one_a2c_update_against_a_reference_with_the_norm_clip_engaged():
