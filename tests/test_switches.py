@@ -502,3 +502,60 @@ def test_one_ppo_minibatch_update_against_a_cleanrl_style_reference():
         for (key, value), expected in zip(mine.state_dict().items(), ref.state_dict().values(),
                                           strict=True):
             torch.testing.assert_close(value, expected, msg=key)
+
+
+def tanh_gaussian(actor, obs, noise):
+    """CleanRL's sac_continuous_action.py get_action, with the draws given: the squashed
+    action and its log-probability (torch.distributions' Normal, then log(1 - tanh^2))."""
+    mean, log_std = actor(obs).chunk(2, -1)
+    std = log_std.clamp(-20.0, 2.0).exp()
+    pre = mean + std * noise
+    logp = torch.distributions.Normal(mean, std).log_prob(pre) - torch.log(
+        1 - torch.tanh(pre) ** 2 + 1e-12)
+    return torch.tanh(pre), logp.sum(-1)
+
+
+def test_one_sac_update_against_a_cleanrl_style_reference():
+    """SAC's whole step on a random batch of 4 with the task's own noise draws: soft target
+    y = r + d (min_i Q'_i(s', a') - alpha log pi(a'|s')), a' ~ pi(s'); the critics take an SGD
+    step on 0.5 sum_i mean (Q_i - y)^2; the actor one on mean(alpha log pi(a|s) - min_i Q_i(s,
+    a)) through the updated critics; log alpha one on -mean(log alpha (log pi + target
+    entropy)); then the target critics move by tau. Every network must end as the
+    reference's."""
+    lr, tau = 0.05, 0.3
+    task = rltasks.make_task("sac", env="Pendulum-v1", seed=0, steps_per_epoch=8).init(
+        **{**TINY, "batch_size": 4, "optimizer": "sgd", "momentum": 0.0, "lr": lr, "tau": tau,
+           "ent_coef_init": 0.5})
+    gen = torch.Generator().manual_seed(4)
+    b = {"obs": torch.randn(4, 3, generator=gen), "actions": torch.rand(4, 1, generator=gen),
+         "returns": torch.randn(4, generator=gen), "discounts": torch.tensor([0.9, 0, .9, .9]),
+         "next_obs": torch.randn(4, 3, generator=gen), "weights": torch.ones(4),
+         "indices": torch.arange(4)}
+    fixed_sample(task, b)
+    draws = torch.Generator().set_state(task.gen.get_state())
+    next_noise, noise = torch.randn(4, 1, generator=draws), torch.randn(4, 1, generator=draws)
+    alpha = 0.5
+    with torch.no_grad():
+        next_a, next_logp = tanh_gaussian(task.actor, b["next_obs"], next_noise)
+        y = b["returns"] + b["discounts"] * (
+            task.critic_target(b["next_obs"], next_a).min(0).values - alpha * next_logp)
+    critic = sgd_reference(task.critic, lambda c: 0.5 * ((c(b["obs"], b["actions"]) - y)
+                                                         ** 2).mean(1).sum(), lr)
+    critic.requires_grad_(False)
+
+    def actor_loss(a):
+        action, logp = tanh_gaussian(a, b["obs"], noise)
+        return (alpha * logp - critic(b["obs"], action).min(0).values).mean()
+    actor = sgd_reference(task.actor, actor_loss, lr)
+    with torch.no_grad():
+        logp = tanh_gaussian(task.actor, b["obs"], noise)[1]  # the actor before its step
+    # d/d log_alpha of -log_alpha * mean(logp + target entropy), target entropy -1
+    log_alpha = math.log(alpha) + lr * (logp - 1.0).mean().item()
+    target = {k: (1 - tau) * v + tau * new for (k, v), new in zip(
+        task.critic_target.state_dict().items(), critic.state_dict().values(), strict=True)}
+    task.train_step()
+    for net, ref in (("actor", actor.state_dict()), ("critic", critic.state_dict()),
+                     ("critic_target", target)):
+        for key, value in getattr(task, net).state_dict().items():
+            torch.testing.assert_close(value, ref[key], rtol=1e-4, atol=1e-5, msg=f"{net} {key}")
+    assert task.log_alpha.item() == pytest.approx(log_alpha, rel=1e-5)
