@@ -423,15 +423,18 @@ def test_td3_delays_the_actor_and_the_targets_by_policy_delay():
     assert "actor_loss" in out
 
 
-def test_one_a2c_update_against_a_reference_with_the_norm_clip_engaged():
-    """A2C's step on a rollout of 5 (CartPole, 2 actions), as SB3's A2C.train writes it:
+@pytest.mark.parametrize("name, norm_adv", [("a2c", False), ("pg", True)])
+def test_one_a2c_or_reinforce_update_against_a_reference_with_the_norm_clip_engaged(
+        name, norm_adv):
+    """A2C's step on a rollout of 5 (CartPole, 2 actions), as SB3's A2C.train writes it
+    (REINFORCE's is the same step, its advantages normalised over the rollout):
     loss = -mean(A log pi(a|s)) - ent_coef * mean H(pi(s)) + vf_coef * mean (R - V(s))^2, the
     gradients of actor and critic together clipped to a global norm of max_grad_norm (here
     small enough to bite), one SGD step. Actor and critic must end as the reference's."""
     lr, max_norm, ent_coef, vf_coef = 0.1, 0.05, 0.01, 0.5
-    task = rltasks.make_task("a2c", env="CartPole-v1", seed=0, num_envs=1).init(
+    task = rltasks.make_task(name, env="CartPole-v1", seed=0, num_envs=1).init(
         hidden=8, layers=1, optimizer="sgd", momentum=0.0, lr=lr, max_grad_norm=max_norm,
-        ent_coef=ent_coef, vf_coef=vf_coef)
+        ent_coef=ent_coef, vf_coef=vf_coef, norm_adv=norm_adv)
     gen = torch.Generator().manual_seed(2)
     b = {"obs": torch.randn(5, 4, generator=gen), "actions": torch.tensor([0, 1, 1, 0, 1]),
          "returns": torch.randn(5, generator=gen), "adv": torch.randn(5, generator=gen),
@@ -441,7 +444,8 @@ def test_one_a2c_update_against_a_reference_with_the_norm_clip_engaged():
     logp_all = torch.log_softmax(logits, -1)
     logp = logp_all.gather(1, b["actions"][:, None]).squeeze(1)
     entropy = -(logp_all.exp() * logp_all).sum(-1)
-    loss = (-(b["adv"] * logp).mean() - ent_coef * entropy.mean()
+    adv = (b["adv"] - b["adv"].mean()) / (b["adv"].std() + 1e-8) if norm_adv else b["adv"]
+    loss = (-(adv * logp).mean() - ent_coef * entropy.mean()
             + vf_coef * ((b["returns"] - critic(b["obs"]).squeeze(-1)) ** 2).mean())
     params = [*actor.parameters(), *critic.parameters()]
     grads = torch.autograd.grad(loss, params)
@@ -559,3 +563,71 @@ def test_one_sac_update_against_a_cleanrl_style_reference():
         for key, value in getattr(task, net).state_dict().items():
             torch.testing.assert_close(value, ref[key], rtol=1e-4, atol=1e-5, msg=f"{net} {key}")
     assert task.log_alpha.item() == pytest.approx(log_alpha, rel=1e-5)
+
+
+def clipped_sgd_reference(module, loss_of, lr, max_norm):
+    """One SGD step on a copy of ``module`` with its gradients clipped to ``max_norm``."""
+    ref = copy.deepcopy(module).requires_grad_(True)
+    params = list(ref.parameters())
+    grads = torch.autograd.grad(loss_of(ref), params)
+    norm = torch.sqrt(sum((g ** 2).sum() for g in grads)).item()
+    with torch.no_grad():
+        for p, g in zip(params, grads, strict=True):
+            p -= lr * min(1.0, max_norm / (norm + 1e-6)) * g
+    return ref.requires_grad_(False)
+
+
+def test_one_maddpg_update_against_a_reference_of_the_paper():
+    """MADDPG's step (Lowe et al. 2017, continuous actions) on a random batch of 3: for each
+    agent i in turn, its centralised critic regresses on r_i + d Q'_i(all s', all mu'(s'))
+    (one clipped SGD step), then its actor ascends Q_i(all s, a with a_i = tanh(mu_i(s_i)),
+    the others' actions from the buffer) through that updated critic, with the 1e-3
+    pre-activation penalty; then every target moves by tau. Every network must end as the
+    reference's."""
+    lr, tau, max_norm = 0.05, 0.3, 0.5
+    task = rltasks.make_task("maddpg", env="mpe2/simple_spread_v3", seed=0,
+                             steps_per_epoch=8).init(hidden=8, layers=1, batch_size=3,
+                                                     buffer_size=64, optimizer="sgd",
+                                                     momentum=0.0, lr=lr, tau=tau,
+                                                     max_grad_norm=max_norm, learning_starts=0)
+    n, obs_dim, act_dim = task.n_agents, task.agent_obs, task.act_dim
+    gen = torch.Generator().manual_seed(5)
+    b = {"obs": torch.randn(3, n, obs_dim, generator=gen),
+         "actions": torch.rand(3, n, act_dim, generator=gen) * 2 - 1,
+         "returns": torch.randn(3, n, generator=gen), "discounts": torch.tensor([0.9, 0.0, 0.9]),
+         "next_obs": torch.randn(3, n, obs_dim, generator=gen), "weights": torch.ones(3),
+         "indices": torch.arange(3)}
+    fixed_sample(task, b)
+    flat = b["obs"].reshape(3, -1)
+    with torch.no_grad():
+        next_a = torch.stack([torch.tanh(task.actors_target[i](b["next_obs"][:, i]))
+                              for i in range(n)], 1)
+        next_in = torch.cat([b["next_obs"].reshape(3, -1), next_a.reshape(3, -1)], -1)
+    critics, actors = [], []
+    for i in range(n):
+        with torch.no_grad():
+            y = b["returns"][:, i] + b["discounts"] * task.critics_target[i](next_in).squeeze(-1)
+        critic = clipped_sgd_reference(task.critics[i], lambda c, y=y: ((c(torch.cat(
+            [flat, b["actions"].reshape(3, -1)], -1)).squeeze(-1) - y) ** 2).mean(), lr, max_norm)
+
+        def actor_loss(a, i=i, critic=critic):
+            out = a(b["obs"][:, i])
+            mine = b["actions"].clone()
+            mine[:, i] = torch.tanh(out)
+            return -critic(torch.cat([flat, mine.reshape(3, -1)], -1)).mean() + 1e-3 * (
+                out ** 2).mean()
+        actors.append(clipped_sgd_reference(task.actors[i], actor_loss, lr, max_norm))
+        critics.append(critic)
+    targets = {}
+    for name, refs in (("actors", actors), ("critics", critics)):
+        old = getattr(task, f"{name}_target")
+        targets[name] = [{k: (1 - tau) * v + tau * ref.state_dict()[k]
+                          for k, v in old[i].state_dict().items()} for i, ref in enumerate(refs)]
+    task.train_step()
+    for name, refs in (("actors", actors), ("critics", critics)):
+        for i, ref in enumerate(refs):
+            for key, value in getattr(task, name)[i].state_dict().items():
+                torch.testing.assert_close(value, ref.state_dict()[key], msg=f"{name}[{i}] {key}")
+            for key, value in getattr(task, f"{name}_target")[i].state_dict().items():
+                torch.testing.assert_close(value, targets[name][i][key],
+                                           msg=f"{name}_target[{i}] {key}")
