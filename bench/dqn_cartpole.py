@@ -21,6 +21,7 @@ evaluation are as described in ``common.py``; evaluation is off the clock.
 Runs are sequential in one process, ``rltasks`` then ``sb3`` for each seed.
 
     .venv/bin/python bench/dqn_cartpole.py [--seeds 0 1 2] [--steps 50000]
+        [--impls rltasks rltasks-eps8 sb3]    # rltasks-eps8: ours with SB3's Adam eps
 
 Needs the bench extra: ``pip install -e '.[bench]'`` (stable-baselines3).
 """
@@ -48,6 +49,22 @@ def run_rltasks(seed: int, epochs: int) -> Result:
     return train_rltasks(task, epochs, Result("rltasks", seed))
 
 
+def run_rltasks_eps8(seed: int, epochs: int) -> Result:
+    """Ours with SB3's Adam eps (1e-8, torch's default) instead of the block's 1e-5: the
+    known difference isolated (``--impls rltasks rltasks-eps8 sb3``)."""
+    from rltasks import optim
+
+    saved = optim.OPTIM_CONSTANTS["adam_eps"]
+    optim.OPTIM_CONSTANTS["adam_eps"] = 1e-8  # read once, when the task builds its optimizer
+    try:
+        task = make_task("dqn", num_envs=NUM_ENVS, seed=seed, steps_per_epoch=STEPS_PER_EPOCH)
+        task.init(**HP, eps_decay=round(EXPLORATION_FRACTION * epochs * STEPS_PER_EPOCH))
+    finally:
+        optim.OPTIM_CONSTANTS["adam_eps"] = saved
+    assert task.optimizers["opt"].param_groups[0]["eps"] == 1e-8
+    return train_rltasks(task, epochs, Result("rltasks-eps8", seed))
+
+
 def run_sb3(seed: int, epochs: int) -> Result:
     """SB3: one ``learn`` call; a callback evaluates every 2048 steps and stops its clock."""
     from stable_baselines3 import DQN
@@ -69,7 +86,8 @@ def run_sb3(seed: int, epochs: int) -> Result:
 def main() -> None:
     bench_main(__doc__, f"DQN {ENV}", run_rltasks, run_sb3, default_steps=50_000,
                steps_per_epoch=STEPS_PER_EPOCH, target_sps=TARGET_SPS,
-               title_suffix=", Adam eps 1e-5 (rltasks) vs 1e-8 (sb3)")
+               title_suffix=", Adam eps 1e-5 (rltasks) vs 1e-8 (sb3)",
+               extra_impls={"rltasks-eps8": run_rltasks_eps8})
 
 
 if __name__ == "__main__":
