@@ -1,0 +1,116 @@
+"""Fidelity: does rltasks learn as well as Stable-Baselines3 at the same settings, across seeds?
+
+For each pair (algorithm, env) both libraries train with the identical hyperparameters of the
+pair's bench (``bench/<pair>.py``: rl-zoo3's where it has them), ``--seeds`` seeds each, the
+same budget; both are evaluated deterministically (10 episodes) every epoch. Per pair it
+prints every seed's final evaluation, the median and inter-quartile range of both, and a
+verdict from a one-sided Mann-Whitney U test of "rltasks' finals are stochastically smaller
+than SB3's" at the 5% level: "worse than SB3" when the test rejects, else "no worse than
+SB3 (p = ...)". With few seeds the test has little power: 5 seeds each can reject only
+when rltasks' finals sit nearly all below SB3's (the smallest p at 5 v 5 is 0.004). The
+learning curves of every seed go to ``--out/<pair>.png`` (the plot extra's matplotlib).
+
+Pairs wired so far (each reuses its bench's two runners): ``dqn-cartpole``,
+``ppo-cartpole``, ``a2c-cartpole``, ``sac-pendulum``, ``td3-pendulum``. The issue's other
+pairs (Acrobot, DDPG and PPO on Pendulum, SAC on MountainCarContinuous, LunarLander) need
+their SB3 builders written first.
+
+    .venv/bin/python bench/fidelity.py --pairs dqn-cartpole --seeds 0 1 2 3 4 [--out bench/out]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import math
+import statistics
+from pathlib import Path
+
+from common import Result
+
+#: pair -> (bench module, default env steps)
+PAIRS = {"dqn-cartpole": ("dqn_cartpole", 50_000), "ppo-cartpole": ("ppo_cartpole", 100_000),
+         "a2c-cartpole": ("a2c_cartpole", 500_000), "sac-pendulum": ("sac_pendulum", 20_000),
+         "td3-pendulum": ("td3_pendulum", 20_000)}
+ALPHA = 0.05
+
+
+def run_pair(pair: str, seeds: list[int], steps: int | None) -> dict[str, list[Result]]:
+    """Every seed of both implementations of ``pair``, sequentially, printed as they end."""
+    module_name, default_steps = PAIRS[pair]
+    bench = importlib.import_module(module_name)
+    epochs = math.ceil((steps or default_steps) / bench.STEPS_PER_EPOCH)
+    results: dict[str, list[Result]] = {"rltasks": [], "sb3": []}
+    for seed in seeds:
+        for impl, run in (("rltasks", bench.run_rltasks), ("sb3", bench.run_sb3)):
+            result = run(seed, epochs)
+            results[impl].append(result)
+            print(f"  {pair} {impl:<7} seed {seed}: final {result.final_return:.1f} after "
+                  f"{result.env_steps} steps ({result.train_seconds:.0f} s)", flush=True)
+    return results
+
+
+def verdict(ours: list[float], theirs: list[float]) -> str:
+    """One-sided Mann-Whitney U: are our finals stochastically smaller than SB3's?"""
+    from scipy.stats import mannwhitneyu
+
+    if len(ours) < 2 or len(theirs) < 2:
+        return "too few seeds for a verdict"
+    p = mannwhitneyu(ours, theirs, alternative="less").pvalue
+    return f"worse than SB3 (p = {p:.3f})" if p < ALPHA else f"no worse than SB3 (p = {p:.3f})"
+
+
+def summary(values: list[float]) -> str:
+    """Median [inter-quartile range] of ``values``."""
+    if len(values) < 2:
+        return f"{values[0]:.1f}"
+    q1, _, q3 = statistics.quantiles(values, n=4, method="inclusive")
+    return f"{statistics.median(values):.1f} [{q1:.1f}, {q3:.1f}]"
+
+
+def plot(pair: str, results: dict[str, list[Result]], out: Path) -> Path:
+    """Every seed's learning curve of both implementations, one PNG per pair."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for impl, color in (("rltasks", "tab:blue"), ("sb3", "tab:orange")):
+        for i, result in enumerate(results[impl]):
+            steps, returns = zip(*result.evals, strict=True)
+            ax.plot(steps, returns, color=color, alpha=0.6, marker="o", markersize=2,
+                    label=impl if i == 0 else None)
+    ax.set(title=pair, xlabel="env steps", ylabel="deterministic eval return (10 episodes)")
+    ax.legend()
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{pair}.png"
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pairs", nargs="+", choices=list(PAIRS), default=list(PAIRS))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--steps", type=int, default=None,
+                        help="env steps per run (default: each pair's bench budget)")
+    parser.add_argument("--out", type=Path, default=Path("bench/out"))
+    args = parser.parse_args()
+    rows = []
+    for pair in args.pairs:
+        results = run_pair(pair, args.seeds, args.steps)
+        ours = [r.final_return for r in results["rltasks"]]
+        theirs = [r.final_return for r in results["sb3"]]
+        rows.append(f"| {pair} | {len(args.seeds)} | {results['rltasks'][0].env_steps} | "
+                    f"{summary(ours)} | {summary(theirs)} | {verdict(ours, theirs)} | "
+                    f"{plot(pair, results, args.out)} |")
+    print("| pair | seeds | env steps | rltasks final, median [IQR] | SB3 final, median [IQR] "
+          "| one-sided Mann-Whitney U, 5% | curves |")
+    print("| --- | ---: | ---: | --- | --- | --- | --- |")
+    print("\n".join(rows))
+
+
+if __name__ == "__main__":
+    main()
