@@ -350,15 +350,18 @@ def test_ddpg_has_no_target_smoothing():
     torch.testing.assert_close(seen[0], torch.full((N, 1), MU))
 
 
-def sgd_reference(module, loss_of, lr):
-    """One plain SGD step (p -= lr * grad) on a copy of ``module``; the copy."""
+def sgd_reference(module, loss_of, lr, max_norm=None):
+    """One plain SGD step (p -= lr * grad) on a copy of ``module``, its gradients clipped to
+    a global norm of ``max_norm`` when given; the copy, frozen."""
     ref = copy.deepcopy(module).requires_grad_(True)
     params = list(ref.parameters())
     grads = torch.autograd.grad(loss_of(ref), params)
+    norm = torch.sqrt(sum((g ** 2).sum() for g in grads)).item()
+    scale = 1.0 if max_norm is None else min(1.0, max_norm / (norm + 1e-6))
     with torch.no_grad():
         for p, g in zip(params, grads, strict=True):
-            p -= lr * g
-    return ref
+            p -= lr * scale * g
+    return ref.requires_grad_(False)
 
 
 @pytest.mark.parametrize("name", ["ddpg", "td3"])
@@ -384,7 +387,6 @@ def test_one_ddpg_or_td3_update_against_a_cleanrl_style_reference(name):
             batch["next_obs"], torch.tanh(task.actor_target(batch["next_obs"]))).min(0).values
     critic = sgd_reference(task.critic, lambda c: ((c(batch["obs"], batch["actions"]) - y)
                                                    ** 2).mean(1).sum(), lr)
-    critic.requires_grad_(False)
     actor = sgd_reference(task.actor, lambda a: -critic(batch["obs"], torch.tanh(
         a(batch["obs"])))[0].mean(), lr)
     targets = {net: {k: (1 - tau) * v + tau * new for (k, v), new in zip(
@@ -545,7 +547,6 @@ def test_one_sac_update_against_a_cleanrl_style_reference():
             task.critic_target(b["next_obs"], next_a).min(0).values - alpha * next_logp)
     critic = sgd_reference(task.critic, lambda c: 0.5 * ((c(b["obs"], b["actions"]) - y)
                                                          ** 2).mean(1).sum(), lr)
-    critic.requires_grad_(False)
 
     def actor_loss(a):
         action, logp = tanh_gaussian(a, b["obs"], noise)
@@ -563,18 +564,6 @@ def test_one_sac_update_against_a_cleanrl_style_reference():
         for key, value in getattr(task, net).state_dict().items():
             torch.testing.assert_close(value, ref[key], rtol=1e-4, atol=1e-5, msg=f"{net} {key}")
     assert task.log_alpha.item() == pytest.approx(log_alpha, rel=1e-5)
-
-
-def clipped_sgd_reference(module, loss_of, lr, max_norm):
-    """One SGD step on a copy of ``module`` with its gradients clipped to ``max_norm``."""
-    ref = copy.deepcopy(module).requires_grad_(True)
-    params = list(ref.parameters())
-    grads = torch.autograd.grad(loss_of(ref), params)
-    norm = torch.sqrt(sum((g ** 2).sum() for g in grads)).item()
-    with torch.no_grad():
-        for p, g in zip(params, grads, strict=True):
-            p -= lr * min(1.0, max_norm / (norm + 1e-6)) * g
-    return ref.requires_grad_(False)
 
 
 def test_one_maddpg_update_against_a_reference_of_the_paper():
@@ -607,7 +596,7 @@ def test_one_maddpg_update_against_a_reference_of_the_paper():
     for i in range(n):
         with torch.no_grad():
             y = b["returns"][:, i] + b["discounts"] * task.critics_target[i](next_in).squeeze(-1)
-        critic = clipped_sgd_reference(task.critics[i], lambda c, y=y: ((c(torch.cat(
+        critic = sgd_reference(task.critics[i], lambda c, y=y: ((c(torch.cat(
             [flat, b["actions"].reshape(3, -1)], -1)).squeeze(-1) - y) ** 2).mean(), lr, max_norm)
 
         def actor_loss(a, i=i, critic=critic):
@@ -616,7 +605,7 @@ def test_one_maddpg_update_against_a_reference_of_the_paper():
             mine[:, i] = torch.tanh(out)
             return -critic(torch.cat([flat, mine.reshape(3, -1)], -1)).mean() + 1e-3 * (
                 out ** 2).mean()
-        actors.append(clipped_sgd_reference(task.actors[i], actor_loss, lr, max_norm))
+        actors.append(sgd_reference(task.actors[i], actor_loss, lr, max_norm))
         critics.append(critic)
     targets = {}
     for name, refs in (("actors", actors), ("critics", critics)):
