@@ -364,6 +364,15 @@ def sgd_reference(module, loss_of, lr, max_norm=None):
     return ref.requires_grad_(False)
 
 
+def pendulum_batch(seed: int) -> dict[str, torch.Tensor]:
+    """A random batch of 4 Pendulum transitions (one terminal), drawn from ``seed``."""
+    gen = torch.Generator().manual_seed(seed)
+    return {"obs": torch.randn(4, 3, generator=gen), "actions": torch.rand(4, 1, generator=gen),
+            "returns": torch.randn(4, generator=gen), "discounts": torch.tensor([0.9, 0, .9, .9]),
+            "next_obs": torch.randn(4, 3, generator=gen), "weights": torch.ones(4),
+            "indices": torch.arange(4)}
+
+
 @pytest.mark.parametrize("name", ["ddpg", "td3"])
 def test_one_ddpg_or_td3_update_against_a_cleanrl_style_reference(name):
     """DDPG's (and TD3's, with policy_delay 1 and no target smoothing) whole step on a random
@@ -376,11 +385,7 @@ def test_one_ddpg_or_td3_update_against_a_cleanrl_style_reference(name):
     task = rltasks.make_task(name, env="Pendulum-v1", seed=0, steps_per_epoch=8).init(
         **{**TINY, "batch_size": 4, "optimizer": "sgd", "momentum": 0.0, "lr": lr, "tau": tau,
            **extra})
-    gen = torch.Generator().manual_seed(1)
-    batch = {"obs": torch.randn(4, 3, generator=gen), "actions": torch.rand(4, 1, generator=gen),
-             "returns": torch.randn(4, generator=gen), "discounts": torch.tensor([0.9, 0, .9, .9]),
-             "next_obs": torch.randn(4, 3, generator=gen), "weights": torch.ones(4),
-             "indices": torch.arange(4)}
+    batch = pendulum_batch(seed=1)
     fixed_sample(task, batch)
     with torch.no_grad():
         y = batch["returns"] + batch["discounts"] * task.critic_target(
@@ -532,11 +537,7 @@ def test_one_sac_update_against_a_cleanrl_style_reference():
     task = rltasks.make_task("sac", env="Pendulum-v1", seed=0, steps_per_epoch=8).init(
         **{**TINY, "batch_size": 4, "optimizer": "sgd", "momentum": 0.0, "lr": lr, "tau": tau,
            "ent_coef_init": 0.5})
-    gen = torch.Generator().manual_seed(4)
-    b = {"obs": torch.randn(4, 3, generator=gen), "actions": torch.rand(4, 1, generator=gen),
-         "returns": torch.randn(4, generator=gen), "discounts": torch.tensor([0.9, 0, .9, .9]),
-         "next_obs": torch.randn(4, 3, generator=gen), "weights": torch.ones(4),
-         "indices": torch.arange(4)}
+    b = pendulum_batch(seed=4)
     fixed_sample(task, b)
     draws = torch.Generator().set_state(task.gen.get_state())
     next_noise, noise = torch.randn(4, 1, generator=draws), torch.randn(4, 1, generator=draws)
