@@ -1,6 +1,6 @@
 """What flushing subnormal floats to zero (``rltasks.device.cpu_numerics``) buys on the CPU.
 
-Each task trains ``EPOCHS`` epochs at its defaults from the same seed twice, once with
+Each case trains its task for the case's epochs at its defaults from the same seed twice, once with
 subnormals kept (the IEEE default, as plain torch computes) and once flushed (as rltasks
 trains), in alternating rounds; the median fit time of each is reported, and the ratio kept /
 flushed (> 1: flushing is faster). A ReLU unit that stays off leaves its gradients at exactly

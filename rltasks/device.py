@@ -15,7 +15,8 @@ kernels, other summation orders): runs are bit-identical on one device, not acro
 On the CPU a task computes with subnormal floats flushed to zero (``cpu_numerics``, around
 ``fit`` and ``evaluate``, the thread's setting restored after): Adam's second moments of the
 gradients a ReLU network leaves at zero decay into the subnormal range, where x86 arithmetic is
-~10-100x slower; a DQN gradient step on CartPole took 2x as long for it (``bench/denormals.py``).
+~10-100x slower; a DQN gradient step on CartPole took 2x as long for it (profiled), and its
+training 1.2-1.5x as long (``bench/denormals.py``).
 GPUs and XLA flush them by default.
 """
 
@@ -28,7 +29,6 @@ from typing import Any
 
 import torch
 
-#: the device specs ``resolve_device`` takes, for its messages
 #: below float32's smallest normal number (1.18e-38): zero when subnormals are flushed
 _SUBNORMAL = 1e-39
 

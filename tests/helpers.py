@@ -270,7 +270,6 @@ def envelope(payload: bytes, fmt: str | None = None, digest: str | None = None) 
 
 # ---------------------------------------------------------------------------------- Orion
 
-# Runs in a subprocess (Orion reads its configuration when imported): prints every trial.
 class Orion:
     """A test's own Orion database, ``root/db.pkl`` (the ``orion`` fixture): its storage
     configuration for Orion's Python client, the environment of Orion processes, and hunts
