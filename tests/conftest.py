@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from helpers import Orion
+from helpers import Orion, close_warm_servers
 from hypothesis import settings
 
 #: .ci/run sets RLTASKS_CI=1: there a skipped test is a broken promise (a missing extra, a
@@ -52,6 +52,13 @@ def pytest_runtest_makereport(item, call):
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
         report.outcome = "failed"
         report.longrepr = f"skipped in CI (RLTASKS_CI=1), which hides a promise: {reason}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _warm_servers():
+    """The warm servers this pytest process starts (``helpers.warm``) stop with it."""
+    yield
+    close_warm_servers()
 
 
 @pytest.fixture

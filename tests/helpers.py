@@ -15,9 +15,11 @@ import contextlib
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -32,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SHIMS = ROOT / "tests" / "shims"
 BIN = Path(sys.executable).parent
 ORION = BIN / "orion"
+WARM = SHIMS / "warm"  # its ``python`` runs a script in a child of the warm server
 TIMEOUT = 120  # seconds for one script or trial process; each takes a few
 HUNT_TIMEOUT = 180  # seconds for one ``orion hunt``
 
@@ -154,19 +157,22 @@ def script_command(script: str, *args: Any, workdir: str | Path | None = None) -
 def run_script(script: str, *args: Any, workdir: str | Path | None = None,
                env: dict[str, str] | None = None, cwd: Path = ROOT,
                timeout: float = TIMEOUT) -> subprocess.CompletedProcess:
-    """Run ``scripts/<script>.py`` to the end, output captured (``env``: extra variables)."""
-    return subprocess.run(script_command(script, *args, workdir=workdir), cwd=cwd,
-                          env=environ(**(env or {})), capture_output=True, text=True,
+    """Run ``scripts/<script>.py`` to the end, output captured (``env``: extra variables),
+    on a warm server (``warm``)."""
+    command, full_env = warm(script_command(script, *args, workdir=workdir),
+                             environ(**(env or {})))
+    return subprocess.run(command, cwd=cwd, env=full_env, capture_output=True, text=True,
                           timeout=timeout)
 
 
 def cli(*args: Any, env: dict[str, str] | None = None, cwd: Path | None = None,
         timeout: float = 180) -> subprocess.CompletedProcess:
     """Run the ``rltasks`` command (``python -m rltasks``) to the end, output captured; SDL
-    renders without a display, for ``record``."""
-    return subprocess.run([sys.executable, "-m", "rltasks", *map(str, args)],
-                          capture_output=True, text=True, timeout=timeout, cwd=cwd,
-                          env=environ(**{"SDL_VIDEODRIVER": "dummy", **(env or {})}))
+    renders without a display, for ``record``. Runs on a warm server (``warm``)."""
+    command, full_env = warm([sys.executable, "-m", "rltasks", *map(str, args)],
+                             environ(**{"SDL_VIDEODRIVER": "dummy", **(env or {})}))
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=cwd,
+                          env=full_env)
 
 
 def start(command: Sequence[str], env: dict[str, str] | None = None, log: Path | None = None,
@@ -270,11 +276,75 @@ def envelope(payload: bytes, fmt: str | None = None, digest: str | None = None) 
 
 # ---------------------------------------------------------------------------------- Orion
 
+class WarmServer:
+    """``tests/warm_server.py`` on a socket of its own, started on first use: a warm
+    interpreter (torch, rltasks and Orion imported) that forks the processes ``warm`` sends
+    it, with ``PYTHONWARNINGS=warnings`` (unset for None) like theirs."""
+
+    def __init__(self, warnings: str | None) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="rltasks-warm-"))
+        self.socket = self.root / "warm.sock"
+        self.env = {k: v for k, v in environ().items() if k != "PYTHONWARNINGS"}
+        if warnings is not None:
+            self.env["PYTHONWARNINGS"] = warnings
+        self.proc: subprocess.Popen | None = None
+
+    def address(self) -> str:
+        if self.proc is None:
+            self.proc = subprocess.Popen(
+                [sys.executable, str(ROOT / "tests" / "warm_server.py"), str(self.socket)],
+                cwd=ROOT, env=self.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                text=True)
+            ready = self.proc.stdout.readline().strip()
+            assert ready == "ready", f"the warm server did not start ({self.proc.poll()})"
+        return str(self.socket)
+
+    def close(self) -> None:
+        if self.proc is not None:
+            self.proc.stdin.close()  # it exits
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+_WARM: dict[str | None, WarmServer] = {}  # this pytest process's servers, by PYTHONWARNINGS
+
+
+def warm(command: list[str], env: dict[str, str]) -> tuple[list[str], dict[str, str]]:
+    """``command`` (``python`` with a script or ``-m`` module, or the ``orion`` command, run
+    to its end with no signal sent to it) and its environment ``env``, made to run on this
+    process's warm server for env's PYTHONWARNINGS: its interpreter is the warm client
+    (``tests/shims/warm/python``), which is also first on PATH for the ``python`` of the
+    processes it starts (Orion's trials). Each such process would otherwise spend 3 CPU-s
+    importing torch, and ``orion`` 8 more. A process that needs a fresh interpreter (a
+    start-up shim on PYTHONPATH) gets one from the client. ``RLTASKS_TEST_WARM=0`` turns
+    warm servers off."""
+    if os.environ.get("RLTASKS_TEST_WARM") == "0":
+        return command, env
+    key = env.get("PYTHONWARNINGS")
+    server = _WARM.setdefault(key, _WARM.get(key) or WarmServer(key))
+    head = command[1:] if command[0] == sys.executable else command
+    return [str(WARM / "python"), *head], {
+        **env, "RLTASKS_TEST_WARM": server.address(), "RLTASKS_TEST_WARM_PYTHON": sys.executable,
+        "PATH": os.pathsep.join([str(WARM), env.get("PATH", os.defpath)])}
+
+
+def close_warm_servers() -> None:
+    """Stop every warm server this process started (the end of a pytest session)."""
+    while _WARM:
+        _WARM.popitem()[1].close()
+
+
 class Orion:
     """A test's own Orion database, ``root/db.pkl`` (the ``orion`` fixture): its storage
     configuration for Orion's Python client, the environment of Orion processes, and hunts
     whose trials work under ``root/work``. ``orion hunt`` exits 0 even when every trial broke,
-    so outcomes are read back from the database (``trials``)."""
+    so outcomes are read back from the database (``trials``). ``hunt`` (a hunt run to its
+    end, no signals) and its trials run on a warm server (``warm``); hunts a test
+    starts itself (``hunt_command``, ``env``) run every trial as a fresh process."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -310,10 +380,10 @@ class Orion:
     def hunt(self, name: str, space: str, *args: str, timeout: float = HUNT_TIMEOUT,
              **kwargs: Any) -> subprocess.CompletedProcess:
         """Run ``hunt_command(name, space, *args, **kwargs)`` to the end; output merged into
-        stdout."""
-        return subprocess.run(self.hunt_command(name, space, *args, **kwargs), cwd=ROOT,
-                              env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True, timeout=timeout)
+        stdout. It and its trials run on a warm server (``warm``)."""
+        command, env = warm(self.hunt_command(name, space, *args, **kwargs), self.env)
+        return subprocess.run(command, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True, timeout=timeout)
 
     def trials(self, name: str) -> list[dict[str, Any]]:
         """Every trial of experiment ``name``, as this test's database holds it now (read in
