@@ -325,7 +325,9 @@ def warm(command: list[str], env: dict[str, str]) -> tuple[list[str], dict[str, 
     if os.environ.get("RLTASKS_TEST_WARM") == "0":
         return command, env
     key = env.get("PYTHONWARNINGS")
-    server = _WARM.setdefault(key, _WARM.get(key) or WarmServer(key))
+    if key not in _WARM:
+        _WARM[key] = WarmServer(key)
+    server = _WARM[key]
     head = command[1:] if command[0] == sys.executable else command
     return [str(WARM / "python"), *head], {
         **env, "RLTASKS_TEST_WARM": server.address(), "RLTASKS_TEST_WARM_PYTHON": sys.executable,
