@@ -207,13 +207,12 @@ class Outcome:
 # and log. Requests arrive as JSON lines on stdin; it answers {"id", "pid"} when a trial
 # starts and {"id", "code"} (-9 for SIGKILL) when it ends. It is single-threaded, so a fork
 # never copies a lock held by another thread. The references, the killed runs and the reruns
-# each have their own server, so no two compared runs share a hash seed.
+# each have their own server, so no two compared runs share a hash seed. A trial becomes its
+# fresh process with the helpers of the warm interpreter (tests/warm_server.py).
 SERVER = r"""
-import json, os, random, runpy, select, sys, traceback
-import numpy as np
-import rltasks, rltasks.trial.run
-from rltasks import failpoints
-rltasks.known_tasks()
+import json, os, select, sys
+sys.path.insert(0, os.path.join(os.getcwd(), "tests"))
+from warm_server import become_fresh, finish, run_main
 os.write(1, b'{"ready": true}\n')
 
 def trial(req):
@@ -223,26 +222,8 @@ def trial(req):
     os.dup2(null, 0), os.dup2(fd, 1), os.dup2(fd, 2)
     sys.stdout = open(1, "w", buffering=1, closefd=False)
     sys.stderr = open(2, "w", buffering=1, closefd=False)
-    os.environ.clear()
-    os.environ.update(req["env"])
-    failpoints._ARMED, failpoints._hits = failpoints.parse(os.environ.get(failpoints.VARIABLE)), 0
-    np.random.seed(), random.seed()
-    os.chdir(req["cwd"])
-    code, argv = 1, req["argv"]
-    try:
-        if argv[0] == "-m":
-            sys.argv = argv[1:]
-            runpy.run_module(argv[1], run_name="__main__", alter_sys=True)
-        else:
-            sys.argv = argv
-            runpy.run_path(argv[0], run_name="__main__")
-        code = 0
-    except SystemExit as stop:
-        code = stop.code if isinstance(stop.code, int) else int(stop.code is not None)
-    except BaseException:
-        traceback.print_exc()
-    sys.stdout.flush(), sys.stderr.flush()
-    os._exit(code)
+    become_fresh(req["env"], req["cwd"], req["argv"])
+    finish(run_main(req["argv"]))
 
 def say(msg):
     os.write(1, (json.dumps(msg) + "\n").encode())

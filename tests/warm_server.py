@@ -15,7 +15,8 @@ What a child sets up as a fresh process has it: its own session (process group),
 client's environment, working directory, argv and ``sys.path[0]``; re-seeded ``random`` and
 numpy global RNGs, torch's global generator at its start-up seed, the thread count and the
 failpoint that rltasks reads at import; exit code, exit by signal (KeyboardInterrupt) and atexit
-handlers. It also watches its connection: if the client dies (SIGKILLed with its process
+handlers (``become_fresh``, ``run_main``, ``finish``: the kill matrix's fork servers use them
+too). It also watches its connection: if the client dies (SIGKILLed with its process
 group), the child SIGKILLs its own group, as that kill would have.
 """
 
@@ -45,16 +46,13 @@ with warnings.catch_warnings():
     import rltasks.trial.run  # noqa: F401
     from rltasks import failpoints
 
-    # every subcommand of the ``orion`` command: the hunt itself runs here too (8 CPU-s of
-    # imports: Orion 0.2.7 imports torch, scipy, pandas and plotly for any subcommand)
-    module_import.load_modules_in_path("orion.core.cli", lambda m: hasattr(m, "add_subparser"))
 
 rltasks.known_tasks()
 TORCH_START_SEED = 67280421310721  # torch.initial_seed() of a fresh interpreter
 STARTUP = {k: v for k, v in os.environ.items() if k.startswith("PYTHON")}
 
 
-def _fresh_state(env: dict[str, str], cwd: str, argv: list[str]) -> None:
+def become_fresh(env: dict[str, str], cwd: str, argv: list[str]) -> None:
     os.environ.clear()
     os.environ.update(env)
     os.chdir(cwd)
@@ -78,7 +76,7 @@ def _watch(conn: socket.socket) -> None:
     os.killpg(0, signal.SIGKILL)
 
 
-def _run(argv: list[str]) -> int:
+def run_main(argv: list[str]) -> int:
     try:
         if argv[0] == "-m":
             runpy.run_module(argv[1], run_name="__main__", alter_sys=True)
@@ -98,19 +96,9 @@ def _run(argv: list[str]) -> int:
         return 1
 
 
-def child(listener: socket.socket, conn: socket.socket, req: dict, fds: list[int]) -> None:
-    """The forked child: become the fresh process the request asks for, run it, exit."""
-    listener.close()
-    os.setsid()
-    for target, fd in zip((0, 1, 2), fds, strict=True):
-        os.dup2(fd, target)
-        os.close(fd)
-    sys.stdin = open(0, closefd=False)  # noqa: SIM115
-    sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115
-    sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
-    _fresh_state(req["env"], req["cwd"], req["argv"])
-    threading.Thread(target=_watch, args=(conn,), daemon=True).start()
-    code = _run(req["argv"])
+def finish(code: int) -> None:
+    """End this child as the process would have ended with ``code`` (-N: by signal N):
+    atexit handlers, flushed output, then the exit status."""
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         try:
@@ -123,7 +111,25 @@ def child(listener: socket.socket, conn: socket.socket, req: dict, fds: list[int
     os._exit(code & 0xFF)
 
 
+def child(listener: socket.socket, conn: socket.socket, req: dict, fds: list[int]) -> None:
+    """The forked child: become the fresh process the request asks for, run it, exit."""
+    listener.close()
+    os.setsid()
+    for target, fd in zip((0, 1, 2), fds, strict=True):
+        os.dup2(fd, target)
+        os.close(fd)
+    sys.stdin = open(0, closefd=False)  # noqa: SIM115
+    sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115
+    sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
+    become_fresh(req["env"], req["cwd"], req["argv"])
+    threading.Thread(target=_watch, args=(conn,), daemon=True).start()
+    finish(run_main(req["argv"]))
+
+
 def serve(path: str) -> None:
+    # every subcommand of the ``orion`` command: the hunt itself runs here too (8 CPU-s of
+    # imports: Orion 0.2.7 imports torch, scipy, pandas and plotly for any subcommand)
+    module_import.load_modules_in_path("orion.core.cli", lambda m: hasattr(m, "add_subparser"))
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     listener.bind(path)
     listener.listen(64)
