@@ -228,11 +228,14 @@ class SumTree:
         return self.tree[self.leaves + np.asarray(idx)]
 
     def set(self, idx: np.ndarray, priorities: np.ndarray) -> None:
-        """Set leaves ``idx`` (last write wins for repeated indices) and refresh their sums."""
+        """Set leaves ``idx`` (last write wins for repeated indices) and refresh their sums.
+
+        A node reached twice is summed twice from the same children: the same value, so no
+        deduplication is needed."""
         nodes = self.leaves + np.asarray(idx, np.int64)
         self.tree[nodes] = priorities
         for _ in range(self.depth):
-            nodes = np.unique(nodes // 2)
+            nodes = nodes >> 1
             self.tree[nodes] = self.tree[2 * nodes] + self.tree[2 * nodes + 1]
 
     def find(self, mass: np.ndarray) -> np.ndarray:
