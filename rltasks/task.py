@@ -183,11 +183,14 @@ class Task:
         return {**cls.HPARAMS, **OPTIM_HPARAMS, **SCHEDULE_HPARAMS}
 
     def defaults(self) -> dict[str, Any]:
-        """Default hyperparameters for this env (class defaults, then per-env overrides)."""
+        """Default hyperparameters for this env (class defaults, then per-env overrides; a
+        per-env schedule only with a horizon, else the schedule stays constant)."""
         values = {k: hp.default for k, hp in self.hparam_specs().items()}
         values.update(self.DEFAULTS)
+        # a per-env schedule over the horizon applies when there is one (a script's --epochs)
         values.update({k: v for k, v in self.ENV_DEFAULTS.get(self.env_id, {}).items()
-                       if k not in LOADER_DEFAULTS})
+                       if k not in LOADER_DEFAULTS
+                       and not (k.endswith("_schedule") and self.horizon is None)})
         return values
 
     def get_space(self, **fidelities: str) -> dict[str, str]:

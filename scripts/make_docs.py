@@ -34,7 +34,8 @@ def render() -> str:
              "`spaces/<task>.yaml`.", ""]
     for name in rltasks.known_tasks():
         env = example_env(name)
-        task = rltasks.make_task(name, env=env, num_envs=1)
+        # with a horizon, as a script's run always has (--epochs): per-env schedules apply
+        task = rltasks.make_task(name, env=env, num_envs=1, horizon=1)
         try:
             defaults, space = task.defaults(), task.get_space()
         finally:
@@ -51,8 +52,10 @@ def render() -> str:
                          f"{_cell(hp.valid())} | {_cell(prior)} | {_cell(hp.help)} |")
         lines.append("")
         if cls.ENV_DEFAULTS:
-            lines += ["Per-env defaults (rl-zoo3's tuned sets; `num_envs`, `norm_obs` and "
-                      "`norm_reward` apply when not given):", ""]
+            lines += ["Per-env defaults (rl-zoo3's tuned sets, except where algorithms.md "
+                      "says otherwise; `num_envs`, `norm_obs` and `norm_reward` apply when not "
+                      "given; a schedule only with a horizon, which a script's run always has: "
+                      "`--epochs`):", ""]
             lines += [f"- `{env}`: " + ", ".join(f"`{k}={v}`" for k, v in values.items())
                       for env, values in cls.ENV_DEFAULTS.items()]
             lines.append("")

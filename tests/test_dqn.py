@@ -85,3 +85,25 @@ def test_an_update_clips_the_global_gradient_norm_to_max_grad_norm():
     assert step.norm().item() == pytest.approx(1e-3, rel=1e-3)
     grads = torch.cat([p.grad.flatten() for p in task.q.parameters()])
     assert grads.norm().item() == pytest.approx(1e-3, rel=1e-3)  # clipped before the step
+
+
+def test_cartpole_defaults_anneal_lr_to_zero_over_the_horizon_and_stay_constant_without_one():
+    """DQN's CartPole set (docs/algorithms.md) anneals the learning rate linearly over the
+    horizon; a task without one (the Python API without ``horizon``) keeps it constant."""
+    task = rltasks.make_task("dqn", env="CartPole-v1", seed=0, steps_per_epoch=1024,
+                             horizon=2).init(learning_starts=0, train_freq=256,
+                                             gradient_steps=1)
+    try:
+        assert (task.hp["lr_schedule"], task.hp["double"], task.hp["n_step"]) == ("linear",
+                                                                                  True, 3)
+        task.fit(1)
+        assert task.history[-1]["lr"] == pytest.approx(2.3e-3 / 2)
+        task.fit(2)
+        assert task.history[-1]["lr"] == 0.0
+    finally:
+        task.close()
+    plain = rltasks.make_task("dqn", env="CartPole-v1", seed=0, steps_per_epoch=256)
+    try:
+        assert plain.init().hp["lr_schedule"] == "constant" and plain.horizon is None
+    finally:
+        plain.close()

@@ -29,7 +29,7 @@ TINY = dict(hidden=4, layers=1, buffer_size=64, batch_size=2, learning_starts=0)
 
 def dqn(**hp):
     return rltasks.make_task("dqn", env="CartPole-v1", seed=0, steps_per_epoch=8).init(
-        **{**TINY, "optimizer": "sgd", "lr": 1e-6, **hp})
+        **{**TINY, "optimizer": "sgd", "lr": 1e-6, "double": False, **hp})
 
 
 def set_linear_q(net, weights, bias=(0.0, 0.0)):

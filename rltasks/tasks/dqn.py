@@ -61,11 +61,17 @@ class DQN(OffPolicyTask):
         **POLICY_HPARAMS,
     }
     DEFAULTS = {"lr": 2.3e-3}
-    # rl-zoo3's LunarLander set (v2 there): epsilon to 0.1 over 12% of its 100k steps
-    ENV_DEFAULTS = {"LunarLander-v3": {"lr": 6.3e-4, "batch_size": 128, "buffer_size": 50_000,
-                                       "learning_starts": 0, "target_update": 250,
-                                       "train_freq": 4, "gradient_steps": 4, "eps_min": 0.1,
-                                       "eps_decay": 12_000, "hidden": 256}}
+    # CartPole: rl-zoo3's set (the class defaults) solves CartPole and falls off again on
+    # most seeds, in SB3 too; narrower layers, double DQN, 3-step returns and the learning
+    # rate annealed to 0 over the horizon end on the solved policy (docs/tasks.md).
+    # LunarLander: rl-zoo3's set (v2 there), epsilon to 0.1 over 12% of its 100k steps.
+    ENV_DEFAULTS = {
+        "CartPole-v1": {"hidden": 64, "double": True, "n_step": 3, "lr_schedule": "linear"},
+        "LunarLander-v3": {"lr": 6.3e-4, "batch_size": 128, "buffer_size": 50_000,
+                           "learning_starts": 0, "target_update": 250, "train_freq": 4,
+                           "gradient_steps": 4, "eps_min": 0.1, "eps_decay": 12_000,
+                           "hidden": 256},
+    }
 
     def setup(self) -> None:
         hp = self.hp
