@@ -124,6 +124,51 @@ def test_dask_helper_runs_every_trial_on_the_cluster_workers(tmp_path, orion, da
     assert ran_by == workers  # the first two trials at once: one on each worker
 
 
+class _DaskFuture:
+    """What Orion's ``_Future`` wraps: a Dask future in ``status`` whose ``result`` raises."""
+
+    def __init__(self, status: str, error: Exception | None = None, value=None):
+        self.status, self.error, self.value = status, error, value
+
+    def result(self, timeout=None):
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+    def done(self):
+        return self.status != "pending"
+
+
+def test_dask_orion_keeps_only_the_trials_own_error(monkeypatch):
+    """distributed's ``sync`` can fail with ``UnboundLocalError`` while Orion polls a running
+    trial (``wait(0.01)``); Orion 0.2.7 keeps that as the trial's error and marks it broken.
+    ``rltasks.orion.dask_orion`` keeps an error only when the Dask future itself failed."""
+    pytest.importorskip("distributed")
+    from orion.executor import dask_backend
+
+    from rltasks.orion import dask_orion
+
+    race = UnboundLocalError("cannot access local variable 'result'")
+    original = dask_backend._Future(_DaskFuture("pending", race))
+    original.wait(0.01)
+    assert original.exception is race  # the defect: a running trial counted as broken
+    monkeypatch.setattr(dask_backend._Future, "wait", dask_backend._Future.wait)
+    dask_orion.patch()  # undone after the test
+    running = dask_backend._Future(_DaskFuture("pending", race))
+    running.wait(0.01)
+    assert running.exception is None and not running.ready()
+    finished = dask_backend._Future(_DaskFuture("finished", race))
+    finished.wait(0.01)  # it finished while sync() failed: the result stands
+    finished.future.error, finished.future.value = None, 0.25
+    assert finished.exception is None and finished.get() == 0.25
+    broke = ValueError("the trial's command exited 1")
+    failed = dask_backend._Future(_DaskFuture("error", broke))
+    failed.wait(0.01)
+    assert failed.exception is broke
+    with pytest.raises(ValueError, match="exited 1"):
+        failed.get()
+
+
 def test_dask_helper_arguments(tmp_path):
     from rltasks.orion.dask import (
         HuntError,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 from pathlib import Path
 
 import pytest
@@ -156,8 +157,8 @@ def test_dask_helper_print_config_prints_the_configuration_and_runs_nothing(tmp_
     assert config == {"storage": {"type": "legacy"}, "worker": {
         "heartbeat": 30, "executor": "dask",
         "executor_configuration": {"address": "tcp://127.0.0.1:9"}, "n_workers": 3}}
-    assert command[1:3] == ["hunt", "-c"] and command[0] == dask.orion_executable()
-    assert command[4:] == ["-n", "x", "--working-dir", str(tmp_path / "work"),
+    assert command[:5] == [sys.executable, "-m", "rltasks.orion.dask_orion", "hunt", "-c"]
+    assert command[6:] == ["-n", "x", "--working-dir", str(tmp_path / "work"),
                            *dask.prepare_args(["python", "scripts/ppo.py", "--epochs", "2"])]
-    assert not Path(command[3]).exists()  # the temporary configuration is removed
+    assert not Path(command[5]).exists()  # the temporary configuration is removed
     assert not (tmp_path / "work").exists()

@@ -8,8 +8,10 @@ Everything after this helper's own options is what ``orion hunt`` takes. The hel
 Orion configuration that selects Orion's Dask executor (``worker.executor: dask``) with
 ``executor_configuration: {address: <scheduler>}``, and ``worker.n_workers`` = the threads of
 the workers connected to the scheduler (one trial per worker thread; ``--n-workers`` to
-change), then runs ``orion hunt -c <that file> ...``. Orion's process keeps the database,
-the algorithm and the heartbeats; each trial's command runs as a subprocess of a Dask worker.
+change), then runs ``orion hunt -c <that file> ...`` (through ``rltasks.orion.dask_orion``,
+which mends a race between Orion's Dask executor and distributed). Orion's process keeps the
+database, the algorithm and the heartbeats; each trial's command runs as a subprocess of a
+Dask worker.
 
 For that the workers must see what the hunt sees: this helper makes the trial's script, and
 ``--working-dir``, absolute paths and replaces a leading ``python``/``python3`` with this
@@ -21,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -107,12 +108,10 @@ def orion_config(address: str, n_workers: int, base: dict[str, Any] | None = Non
     return config
 
 
-def orion_executable() -> str:
-    here = Path(sys.executable).parent / "orion"
-    found = str(here) if here.exists() else shutil.which("orion")
-    if not found:
-        raise HuntError("the `orion` command is not installed next to this python nor on PATH")
-    return found
+def orion_command() -> list[str]:
+    """The ``orion`` command as this helper runs it: Orion's command line in this interpreter,
+    with its Dask future mended (``rltasks.orion.dask_orion``)."""
+    return [sys.executable, "-m", "rltasks.orion.dask_orion"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -170,7 +169,6 @@ def main(argv: list[str] | None = None) -> int:
         if n_workers < 1:
             raise HuntError(f"--n-workers {n_workers} must be >= 1")
         config = orion_config(opts.scheduler, n_workers, base)
-        orion = orion_executable()
     except HuntError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -178,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.NamedTemporaryFile("w", prefix="orion-dask-", suffix=".yaml",
                                      delete=False) as file:
         file.write(text)
-    command = [orion, "hunt", "-c", file.name, *args]
+    command = [*orion_command(), "hunt", "-c", file.name, *args]
     try:
         if opts.print_config:
             print(text + " ".join(command))
