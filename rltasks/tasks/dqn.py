@@ -63,7 +63,8 @@ class DQN(OffPolicyTask):
     DEFAULTS = {"lr": 2.3e-3}
     # CartPole: rl-zoo3's set (the class defaults) solves CartPole and falls off again on
     # most seeds, in SB3 too; narrower layers, double DQN, 3-step returns and the learning
-    # rate annealed to 0 over the horizon end on the solved policy (docs/algorithms.md).
+    # rate annealed to 0 over the horizon end on the solved policy on most seeds, not all
+    # (docs/algorithms.md has the measurements).
     # LunarLander: rl-zoo3's set (v2 there), epsilon to 0.1 over 12% of its 100k steps.
     ENV_DEFAULTS = {
         "CartPole-v1": {"hidden": 64, "double": True, "n_step": 3, "lr_schedule": "linear"},
