@@ -22,8 +22,8 @@ epoch:
   500, 248 205 500 500, 178 75 87 93, 149 272 500 500, 222 98 118 305, 194 500 500 500, 158
   268 500 500 and 151 143 86 500: 6 of 8 end on 500, and seeds 2 and 4 do not (float rounding
   differs between the CPUs, and DQN's run is chaotic in it). So the defaults are not reliable
-  on every seed (issue 17 stays open on it: batch 128, gamma 0.98, 64 gradient steps, 50k
-  steps measured no better), and the test runs seeds 0, 1 and 3, which end on 500 on both
+  on every seed (issue 17 stays open on it: batch 128, gamma 0.98, 64 or 256 gradient
+  steps, 50k steps measured no better), and the test runs seeds 0, 1 and 3, which end on 500 on both
   machines. rl-zoo3's set alone
   (256 units, plain DQN, constant lr) ended at 365, 313 on the mean of its last three at
   50k and fell from 500 on most seeds. The bar is 475 on the final policy.
