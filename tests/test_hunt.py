@@ -169,6 +169,16 @@ def test_dask_orion_keeps_only_the_trials_own_error(monkeypatch):
         failed.get()
 
 
+def test_dask_orion_is_orions_command_without_its_profet_warning():
+    """``python -m rltasks.orion.dask_orion`` is Orion's command line; Orion's warning that its
+    optional profet extra is missing, printed whenever its parsers load, is hidden."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
+    done = subprocess.run([sys.executable, "-m", "rltasks.orion.dask_orion", "hunt", "--help"],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0 and "--exp-max-trials" in done.stdout, done.stderr
+    assert "profet" not in done.stdout + done.stderr
+
+
 def test_dask_helper_arguments(tmp_path):
     from rltasks.orion.dask import (
         HuntError,

@@ -37,9 +37,10 @@ def patch() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Orion's command line (``orion hunt ...``) with the Dask backend patched."""
-    with warnings.catch_warnings():  # orion warns about optional extras (profet)
-        warnings.simplefilter("ignore")
-        from orion.core.cli import main as orion_main
+    # orion warns that its optional profet extra is missing whenever its parsers load
+    warnings.filterwarnings("ignore", message="The `profet` extras", category=RuntimeWarning)
+    from orion.core.cli import main as orion_main
+
     patch()
     return orion_main(sys.argv[1:] if argv is None else list(argv)) or 0
 
