@@ -2,13 +2,13 @@
 runs (``python -m rltasks.orion.dask_orion hunt -c CONFIG ...``).
 
 Orion polls each running trial with ``_Future.wait(0.01)``, which calls Dask's
-``Future.result(0.01)``. In distributed 2026.8 (and earlier), that short wait can end in a
-``CancelledError`` that ``distributed.utils.sync`` does not catch, and ``sync`` then fails with
-``UnboundLocalError`` (its ``result`` never assigned). Orion's ``wait`` keeps any exception as
-the trial's own, so a trial still running on a worker is marked broken. Here ``wait`` keeps an
-exception only when the Dask future itself failed (or was cancelled); an error of the waiting
-machinery while the future is pending, or after it finished, is no verdict on the trial, and
-the next poll asks again.
+``Future.result(0.01)``. In distributed 2026.8 (the release tested; others not checked), that
+short wait can end in a ``CancelledError`` that ``distributed.utils.sync`` does not catch,
+and ``sync`` then fails with ``UnboundLocalError`` (its ``result`` never assigned). Orion's
+``wait`` keeps any exception as the trial's own, so a trial still running on a worker is
+marked broken. Here ``wait`` keeps an exception only when the Dask future itself failed (or
+was cancelled); an error of the waiting machinery while the future is pending, or after it
+finished, is no verdict on the trial, and the next poll asks again.
 """
 
 from __future__ import annotations

@@ -23,10 +23,10 @@ epoch:
   268 500 500 and 151 143 86 500: 6 of 8 end on 500, and seeds 2 and 4 do not (float rounding
   differs between the CPUs, and DQN's run is chaotic in it). So the defaults are not reliable
   on every seed (issue 17 stays open on it: batch 128, gamma 0.98, 64 or 256 gradient
-  steps, 50k steps measured no better), and the test runs seeds 0, 1 and 3, which end on 500 on both
-  machines. rl-zoo3's set alone
-  (256 units, plain DQN, constant lr) ended at 365, 313 on the mean of its last three at
-  50k and fell from 500 on most seeds. The bar is 475 on the final policy.
+  steps, 50k steps measured no better), and the test runs seeds 0, 1 and 3, which end on
+  500 on both machines. rl-zoo3's set alone (256 units, plain DQN, constant lr) ended at 365,
+  313 on the mean of its last three at 50k and fell from 500 on most seeds. The bar is 475 on
+  the final policy.
 - DQN on Acrobot-v1 (random actions: -500, the time limit, in all of 30 episodes) with that
   CartPole set, epochs of 10k steps, horizon 4: -500 -85 -77 -72 (seed 0) and -181 -88 -88
   -85 (seed 1). The bar is -100 on the final policy.
