@@ -10,10 +10,13 @@ SB3 (p = ...)". With few seeds the test has little power: 5 seeds each can rejec
 when rltasks' finals sit nearly all below SB3's (the smallest p at 5 v 5 is 0.004). The
 learning curves of every seed go to ``--out/<pair>.png`` (the plot extra's matplotlib).
 
-Pairs wired so far (each reuses its bench's two runners): ``dqn-cartpole``,
-``ppo-cartpole``, ``a2c-cartpole``, ``sac-pendulum``, ``td3-pendulum``. The issue's other
-pairs (Acrobot, DDPG and PPO on Pendulum, SAC on MountainCarContinuous, LunarLander) need
-their SB3 builders written first.
+Two kinds of pairs. ``dqn-cartpole``, ``ppo-cartpole``, ``a2c-cartpole``, ``sac-pendulum``
+and ``td3-pendulum`` reuse their bench's two runners (``bench/<pair>.py``, each with its
+settings spelled out). The others (``ZOO_PAIRS``: Acrobot, PPO on Pendulum, LunarLander) train
+the task's own per-env defaults, rl-zoo3's set for that env, and hand the same settings to
+SB3 name by name (``zoo_scores.sb3_model``, with SB3's orthogonal init, which is ours),
+evaluating after each of 10 equal epochs. Still without a builder: DDPG on Pendulum and SAC
+on MountainCarContinuous (no per-env set of ours yet).
 
     .venv/bin/python bench/fidelity.py --pairs dqn-cartpole --seeds 0 1 2 3 4 [--out bench/out]
 """
@@ -24,26 +27,48 @@ import argparse
 import importlib
 import math
 import statistics
+from collections.abc import Callable
 from pathlib import Path
 
+import zoo_scores
 from common import Result
 
 #: pair -> (bench module, default env steps)
 PAIRS = {"dqn-cartpole": ("dqn_cartpole", 50_000), "ppo-cartpole": ("ppo_cartpole", 100_000),
          "a2c-cartpole": ("a2c_cartpole", 500_000), "sac-pendulum": ("sac_pendulum", 20_000),
          "td3-pendulum": ("td3_pendulum", 20_000)}
+#: pair -> (task, env, env steps): the task's per-env defaults against SB3 (zoo_scores)
+ZOO_PAIRS = {"ppo-acrobot": ("ppo", "Acrobot-v1", 204_800),
+             "a2c-acrobot": ("a2c", "Acrobot-v1", 204_800),
+             "ppo-pendulum": ("ppo", "Pendulum-v1", 102_400),
+             "ppo-lunarlander": ("ppo", "LunarLander-v3", 1_003_520),
+             "dqn-lunarlander": ("dqn", "LunarLander-v3", 100_000)}
+ZOO_EVALS = 10
 ALPHA = 0.05
+
+
+def runners(pair: str, steps: int | None) -> dict[str, Callable[[int], Result]]:
+    """``{"rltasks": run(seed), "sb3": run(seed)}`` for ``pair``."""
+    if pair in ZOO_PAIRS:
+        algo, env, default = ZOO_PAIRS[pair]
+        budget = steps or default
+        return {"rltasks": lambda seed: zoo_scores.run_rltasks(algo, env, seed, budget,
+                                                                ZOO_EVALS),
+                "sb3": lambda seed: zoo_scores.run_sb3(algo, env, seed, budget, ZOO_EVALS,
+                                                       ortho_init=True)}
+    module_name, default_steps = PAIRS[pair]
+    bench = importlib.import_module(module_name)
+    epochs = math.ceil((steps or default_steps) / bench.STEPS_PER_EPOCH)
+    return {"rltasks": lambda seed: bench.run_rltasks(seed, epochs),
+            "sb3": lambda seed: bench.run_sb3(seed, epochs)}
 
 
 def run_pair(pair: str, seeds: list[int], steps: int | None) -> dict[str, list[Result]]:
     """Every seed of both implementations of ``pair``, sequentially, printed as they end."""
-    module_name, default_steps = PAIRS[pair]
-    bench = importlib.import_module(module_name)
-    epochs = math.ceil((steps or default_steps) / bench.STEPS_PER_EPOCH)
     results: dict[str, list[Result]] = {"rltasks": [], "sb3": []}
     for seed in seeds:
-        for impl, run in (("rltasks", bench.run_rltasks), ("sb3", bench.run_sb3)):
-            result = run(seed, epochs)
+        for impl, run in runners(pair, steps).items():
+            result = run(seed)
             results[impl].append(result)
             print(f"  {pair} {impl:<7} seed {seed}: final {result.final_return:.1f} after "
                   f"{result.env_steps} steps ({result.train_seconds:.0f} s)", flush=True)
@@ -92,12 +117,15 @@ def plot(pair: str, results: dict[str, list[Result]], out: Path) -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pairs", nargs="+", choices=list(PAIRS), default=list(PAIRS))
+    parser.add_argument("--pairs", nargs="+", choices=[*PAIRS, *ZOO_PAIRS], default=list(PAIRS))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--steps", type=int, default=None,
                         help="env steps per run (default: each pair's bench budget)")
     parser.add_argument("--out", type=Path, default=Path("bench/out"))
     args = parser.parse_args()
+    header = ("| pair | seeds | env steps | rltasks final, median [IQR] | SB3 final, median "
+              "[IQR] | one-sided Mann-Whitney U, 5% | curves |\n"
+              "| --- | ---: | ---: | --- | --- | --- | --- |")
     rows = []
     for pair in args.pairs:
         results = run_pair(pair, args.seeds, args.steps)
@@ -106,11 +134,9 @@ def main() -> None:
         rows.append(f"| {pair} | {len(args.seeds)} | {results['rltasks'][0].env_steps} | "
                     f"{summary(ours)} | {summary(theirs)} | {verdict(ours, theirs)} | "
                     f"{plot(pair, results, args.out)} |")
-    print("| pair | seeds | env steps | rltasks final, median [IQR] | SB3 final, median [IQR] "
-          "| one-sided Mann-Whitney U, 5% | curves |")
-    print("| --- | ---: | ---: | --- | --- | --- | --- |")
+        print(f"{header}\n{rows[-1]}", flush=True)  # each pair's row as soon as it is done
+    print(f"\nall pairs:\n{header}")
     print("\n".join(rows))
-
 
 if __name__ == "__main__":
     main()

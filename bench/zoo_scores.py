@@ -44,23 +44,36 @@ def budget(algo: str, env: str, steps: int | None) -> int:
     return 200_000 if env.startswith("LunarLander") else STEPS[algo]
 
 
-def run_rltasks(algo: str, env: str, seed: int, steps: int) -> Result:
-    """Ours with the task's own per-env defaults (rl-zoo3's set), for as many env steps as SB3
-    takes: ``steps`` rounded up to whole rollouts (on-policy) or env steps, in up to
-    ``EPOCHS`` equal epochs (an evaluation after each)."""
+def plan(algo: str, env: str, steps: int, evals: int = EPOCHS) -> tuple[int, int]:
+    """(epochs, env steps per epoch) of a run of about ``steps`` env steps: ``steps`` rounded
+    up to whole rollouts (on-policy) or steps of every env, in up to ``evals`` equal epochs
+    (an evaluation after each), the same for both implementations."""
     probe = make_task(algo, env=env)
     probe.init()
     unit = probe.num_envs * probe.hp.get("n_steps", 1)  # a rollout, or one step of every env
     probe.close()
     units = -(-steps // unit)
-    epochs = max(d for d in range(1, EPOCHS + 1) if units % d == 0)
-    task = make_task(algo, env=env, seed=seed, steps_per_epoch=units // epochs * unit)
+    epochs = max(d for d in range(1, evals + 1) if units % d == 0)
+    return epochs, units // epochs * unit
+
+
+def run_rltasks(algo: str, env: str, seed: int, steps: int, evals: int = EPOCHS) -> Result:
+    """Ours with the task's own per-env defaults (rl-zoo3's set), for the ``plan``'s budget
+    (``horizon`` is the run's epochs, so a linear schedule ends with training)."""
+    epochs, per_epoch = plan(algo, env, steps, evals)
+    task = make_task(algo, env=env, seed=seed, steps_per_epoch=per_epoch, horizon=epochs)
     task.init()
     return train_rltasks(task, epochs, Result("rltasks", seed, solved=float("inf")))
 
 
-def sb3_model(algo: str, env: str, seed: int) -> tuple[object, object, object]:
-    """SB3's model with the rltasks task's hyperparameters; its env and a matching eval env."""
+def sb3_model(algo: str, env: str, seed: int, total_steps: int, ortho_init: bool = False
+              ) -> tuple[object, object, object]:
+    """SB3's model with the rltasks task's hyperparameters; its env and a matching eval env.
+
+    ``ortho_init``: SB3's orthogonal init of PPO and A2C, rltasks' own init (rl-zoo3's MuJoCo
+    PPO sets turn it off, which rltasks cannot; ``fidelity.py`` turns it on). ``total_steps``
+    turns DQN's epsilon decay (env steps in rltasks) into SB3's fraction of training.
+    """
     import stable_baselines3 as sb3
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.noise import NormalActionNoise
@@ -82,14 +95,27 @@ def sb3_model(algo: str, env: str, seed: int) -> tuple[object, object, object]:
     net = [hp["hidden"]] * hp["layers"]
     common = {"learning_rate": hp["lr"], "gamma": hp["gamma"], "seed": seed, "device": "cpu",
               "verbose": 0}
+    policy_kwargs = {"log_std_init": hp.get("log_std_init", 0.0), "ortho_init": ortho_init,
+                     "activation_fn": act, "net_arch": {"pi": net, "vf": net}}
+    if algo in ("ppo", "a2c"):
+        expressible(hp, {"lr_schedule": "constant", "vf_clip": 0.0,
+                         "clip_schedule": "constant"})
     if algo == "ppo":
         model = sb3.PPO("MlpPolicy", venv, n_steps=hp["n_steps"], batch_size=hp["batch_size"],
                         n_epochs=hp["update_epochs"], gae_lambda=hp["gae_lambda"],
                         clip_range=hp["clip_range"], ent_coef=hp["ent_coef"],
                         vf_coef=hp["vf_coef"], max_grad_norm=hp["max_grad_norm"],
-                        policy_kwargs={"log_std_init": hp["log_std_init"], "ortho_init": False,
-                                       "activation_fn": act,
-                                       "net_arch": {"pi": net, "vf": net}}, **common)
+                        normalize_advantage=hp["norm_adv"], policy_kwargs=policy_kwargs,
+                        **common)
+    elif algo == "a2c":
+        expressible(hp, {"optimizer": "rmsprop", "momentum": 0.0})
+        model = sb3.A2C("MlpPolicy", venv, n_steps=hp["n_steps"], gae_lambda=hp["gae_lambda"],
+                        ent_coef=hp["ent_coef"], vf_coef=hp["vf_coef"],
+                        max_grad_norm=hp["max_grad_norm"], normalize_advantage=hp["norm_adv"],
+                        use_rms_prop=True, rms_prop_eps=1e-5, policy_kwargs=policy_kwargs,
+                        **common)
+    elif algo == "dqn":
+        model = sb3_dqn(hp, venv, total_steps, common)
     else:
         off = {"buffer_size": hp["buffer_size"], "learning_starts": hp["learning_starts"],
                "batch_size": hp["batch_size"], "tau": hp["tau"], "train_freq": hp["train_freq"],
@@ -109,14 +135,46 @@ def sb3_model(algo: str, env: str, seed: int) -> tuple[object, object, object]:
     return model, venv, eval_env
 
 
-def run_sb3(algo: str, env: str, seed: int, steps: int) -> Result:
-    model, venv, eval_env = sb3_model(algo, env, seed)
+def expressible(hp: dict, needs: dict) -> None:
+    """Refuse, in one line, a setting of ours that SB3's class cannot express."""
+    wrong = {k: hp[k] for k, v in needs.items() if k in hp and hp[k] != v}
+    if wrong:
+        raise ValueError(f"SB3 has no equivalent of {wrong} (it needs {needs})")
+
+
+def sb3_dqn(hp: dict, venv: object, total_steps: int, common: dict) -> object:
+    """SB3's DQN with our DQN's settings: plain DQN (1-step, uniform replay, no double or
+    dueling heads), epsilon decayed linearly over ``eps_decay`` of ``total_steps``."""
+    import stable_baselines3 as sb3
+
+    expressible(hp, {"double": False, "dueling": False, "n_step": 1, "replay": "uniform",
+                     "loss": "huber", "exploration": "adaptive_epsilon",
+                     "lr_schedule": "constant", "optimizer": "adam"})
+    act = torch.nn.ReLU if hp["activation"] == "relu" else torch.nn.Tanh
+    return sb3.DQN("MlpPolicy", venv, buffer_size=hp["buffer_size"],
+                   learning_starts=hp["learning_starts"], batch_size=hp["batch_size"],
+                   tau=hp["tau"], train_freq=hp["train_freq"],
+                   gradient_steps=hp["gradient_steps"],
+                   target_update_interval=hp["target_update"],
+                   exploration_fraction=min(1.0, hp["eps_decay"] / total_steps),
+                   exploration_initial_eps=hp["eps_initial"],
+                   exploration_final_eps=hp["eps_min"], max_grad_norm=hp["max_grad_norm"],
+                   policy_kwargs={"net_arch": [hp["hidden"]] * hp["layers"],
+                                  "activation_fn": act}, **common)
+
+
+def run_sb3(algo: str, env: str, seed: int, steps: int, evals: int = EPOCHS,
+            ortho_init: bool = False) -> Result:
+    """SB3 with our task's settings for the ``plan``'s budget, evaluated after each of the
+    same epochs."""
+    epochs, per_epoch = plan(algo, env, steps, evals)
+    model, venv, eval_env = sb3_model(algo, env, seed, epochs * per_epoch, ortho_init)
 
     def sync() -> None:  # the eval env normalises with the training statistics
         if hasattr(venv, "obs_rms"):
             eval_env.obs_rms = venv.obs_rms
 
-    return train_sb3(model, steps, -(-steps // EPOCHS), eval_env,
+    return train_sb3(model, epochs * per_epoch, per_epoch, eval_env,
                      Result("sb3", seed, solved=float("inf")), before_eval=sync)
 
 

@@ -25,6 +25,8 @@ class A2C(OnPolicyTask):
                        help="normalise advantages over the rollout"),
     }
     DEFAULTS = {"optimizer": "rmsprop", "lr": 7e-4, "momentum": 0.0}
-    # rl-zoo3's LunarLander set (v2 there; its lr decays linearly: --lr-schedule linear)
+    # rl-zoo3's LunarLander set (v2 there; its lr decays linearly: --lr-schedule linear) and
+    # its Acrobot set (normalised, 16 envs, A2C's defaults otherwise)
     ENV_DEFAULTS = {"LunarLander-v3": {"gamma": 0.995, "n_steps": 5, "lr": 0.00083,
-                                       "ent_coef": 1e-5}}
+                                       "ent_coef": 1e-5},
+                    "Acrobot-v1": {"norm_obs": True, "norm_reward": True, "num_envs": 16}}

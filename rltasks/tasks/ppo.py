@@ -58,6 +58,10 @@ class PPO(OnPolicyTask):
                                 "lr": 0.000222425, "ent_coef": 1.37976e-07, "clip_range": 0.4,
                                 "update_epochs": 5, "gae_lambda": 0.9, "max_grad_norm": 0.3,
                                 "vf_coef": 0.19816},
+        # rl-zoo3's Acrobot set (SB3's defaults for the rest: batch 64, lr 3e-4, clip 0.2)
+        "Acrobot-v1": {"norm_obs": True, "norm_reward": True, "num_envs": 16, "n_steps": 256,
+                       "gae_lambda": 0.94, "gamma": 0.99, "update_epochs": 4, "ent_coef": 0.0,
+                       "batch_size": 64, "lr": 3e-4},
         # rl-zoo3's LunarLander (v2 there) and BipedalWalker sets
         "LunarLander-v3": LUNAR,
         "LunarLanderContinuous-v3": LUNAR,
