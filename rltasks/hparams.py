@@ -113,6 +113,13 @@ def choices(*values: Any) -> str:
     return f"choices({list(values)!r})"
 
 
+#: rl-zoo3's samplers' discount and GAE choices (``hyperparams_opt.py``), for curated spaces
+ZOO_GAMMA = choices(0.9, 0.95, 0.98, 0.99, 0.995, 0.999, 0.9999)
+ZOO_GAE_LAMBDA = choices(0.8, 0.9, 0.92, 0.95, 0.98, 0.99, 1.0)
+#: rl-zoo3's "tiny" / "small" / "medium" networks: 64 or 256 units, one or two layers
+ZOO_NET = {"hidden": choices(64, 256), "layers": choices(1, 2)}
+
+
 def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """Namespaced names flat: ``{"sgd": {"momentum": 0.9}}`` (a nested config) and
     ``{"/sgd/momentum": 0.9}`` (Orion's trial params) -> ``{"sgd.momentum": 0.9}``; dashes

@@ -97,6 +97,9 @@ class Task:
     OBS_NDIM: ClassVar[int] = 1
     #: networks of the hidden layers' size, targets included (for the memory estimate)
     NETWORKS: ClassVar[int] = 6
+    #: the curated search space (``get_space()``): hyperparameter -> Orion prior (None: its
+    #: own), over rl-zoo3's sampler ranges; ``applies`` drops those this env does not use
+    CURATED: ClassVar[dict[str, str | None]] = {}
 
     def __init__(self, env: str, num_envs: int | None = None, seed: int = 0,
                  device: str | torch.device = "cpu",
@@ -193,11 +196,34 @@ class Task:
                        and not (k.endswith("_schedule") and self.horizon is None)})
         return values
 
-    def get_space(self, **fidelities: str) -> dict[str, str]:
-        """Orion priors of every hyperparameter not fixed at ``make_task``, plus fidelities."""
-        space = {k: hp.prior for k, hp in self.hparam_specs().items() if k not in self.fixed}
+    def get_space(self, scope: str = "curated", **fidelities: str) -> dict[str, str]:
+        """Orion priors of the hyperparameters to hunt, plus ``fidelities``.
+
+        ``scope="curated"`` (the default): the task's ``CURATED`` hyperparameters, over
+        rl-zoo3's sampler ranges, that apply to this env and to the task's other choices
+        (``applies``: no ``log_std_init`` without Box actions, no ``her*`` without a goal env
+        and ``her``, no parameters of a noise or an exploration policy that is not the one in
+        use). ``scope="all"``: every hyperparameter, each with its own prior. Either way
+        those fixed at ``make_task`` are left out.
+        """
+        specs = self.hparam_specs()
+        if scope == "all":
+            space = {k: hp.prior for k, hp in specs.items() if k not in self.fixed}
+        elif scope == "curated":
+            values = {**self.defaults(), **self.fixed}
+            space = {k: prior or specs[k].prior for k, prior in self.CURATED.items()
+                     if k not in self.fixed and self.applies(k, values)}
+        else:
+            raise ValueError(f"get_space(scope={scope!r}): use 'curated' (the default) or 'all'")
         space.update(fidelities)
         return space
+
+    def applies(self, name: str, values: dict[str, Any]) -> bool:
+        """Whether hyperparameter ``name`` changes anything on this env, given the task's
+        other settings ``values`` (defaults and fixed ones); subclasses add their own."""
+        if name == "log_std_init":
+            return isinstance(self.action_space, spaces.Box)
+        return True
 
     def init(self, **hparams: Any) -> Task:
         """Validate hyperparameters (defaults for the missing ones) and build the agent.

@@ -14,7 +14,7 @@ SPACES = Path(__file__).resolve().parents[1] / "spaces"
 
 
 def example_env(name: str) -> str:
-    """An env the task fits (the space does not depend on it)."""
+    """The env a task's shipped space is made for (its curated space depends on the env)."""
     from gymnasium import spaces
 
     from rltasks.tasks import REGISTRY
@@ -25,13 +25,16 @@ def example_env(name: str) -> str:
 
 
 def render(name: str) -> str:
-    task = rltasks.make_task(name, env=example_env(name), num_envs=1)
+    env = example_env(name)
+    task = rltasks.make_task(name, env=env, num_envs=1)
     lines = [
-        f"# Orion search space of the {name} task: every hyperparameter of",
-        f"# rltasks.make_task({name!r}, ...).get_space(); scripts/make_spaces.py writes it and",
-        "# tests/test_spaces.py keeps it in step with the code. Usage:",
+        f"# Orion search space of the {name} task, made for {env}: the curated",
+        f"# rltasks.make_task({name!r}, env={env!r}).get_space() (rl-zoo3's sampler ranges,",
+        "# only what applies to that env; get_space(scope='all') is every hyperparameter).",
+        "# scripts/make_spaces.py writes it and tests/test_spaces.py keeps it in step with the",
+        "# code; tests/test_spaces.py also hunts it on that env. Usage:",
         f"#   orion hunt -n NAME --exp-max-trials 20 python scripts/{name}.py "
-        f"--config spaces/{name}.yaml --env {example_env(name)} --epochs 8",
+        f"--config spaces/{name}.yaml --env {env} --epochs 8",
     ]
     lines += _lines(task.get_space())
     task.close()

@@ -340,6 +340,17 @@ def close_warm_servers() -> None:
         _WARM.popitem()[1].close()
 
 
+def hunted(orion: Orion, name: str, space: str, *args: str,
+           **kwargs: Any) -> tuple[subprocess.CompletedProcess, list[dict[str, Any]]]:
+    """``orion.hunt`` then its trials, every one of them completed (``orion hunt`` exits 0
+    even when every trial broke, so the database is what tells)."""
+    proc = orion.hunt(name, space, *args, **kwargs)
+    found = orion.trials(name)
+    assert found and all(t["status"] == "completed" for t in found), (
+        [t["status"] for t in found], proc.stdout[-4000:])
+    return proc, found
+
+
 class Orion:
     """A test's own Orion database, ``root/db.pkl`` (the ``orion`` fixture): its storage
     configuration for Orion's Python client, the environment of Orion processes, and hunts

@@ -117,16 +117,19 @@ def test_space_is_every_hyperparameter_not_fixed_at_make_task(name):
     loose = rltasks.make_task(name, env=REGISTRY[name].DEFAULT_ENV,
                               **{k: v for k, v in tiny(name).items() if k in LOADER_ARGS})
     try:
-        assert loose.get_space() == {k: spec.prior for k, spec in specs.items()}
+        assert loose.get_space(scope="all") == {k: spec.prior for k, spec in specs.items()}
     finally:
         loose.close()
     task = make(name)
     try:
-        space = task.get_space()
+        space = task.get_space(scope="all")
         assert set(space) == set(specs) - set(fixed)
         assert space == {k: specs[k].prior for k in space}
         assert all(isinstance(prior, str) and prior for prior in space.values())
         assert task.get_space(epochs="fidelity(1, 8, 2)")["epochs"] == "fidelity(1, 8, 2)"
+        curated = task.get_space()
+        assert curated and set(curated) <= set(specs) - set(fixed)
+        assert set(REGISTRY[name].CURATED) <= set(specs)  # no name a task does not have
         hparams = task.init().hparams()
         assert set(hparams) <= set(specs)
         assert {k: hparams[k] for k in fixed} == fixed  # the fixed values are in force

@@ -26,7 +26,7 @@ def test_a_continuous_env_is_refused_naming_the_tasks_that_fit():
 
 
 def test_space_offers_every_exploration_policy_and_its_parameters():
-    space = dqn().get_space()
+    space = dqn().get_space(scope="all")
     assert space["exploration"] == f"choices({list(POLICIES)!r})"
     assert set(POLICY_HPARAMS) <= set(space)
     assert {"double", "dueling", "n_step", "loss", "replay", "target_update", "tau",

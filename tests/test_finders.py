@@ -18,6 +18,7 @@ from helpers import (
     Orion,
     cli,
     finish_process,
+    hunted,
     last_json,
     launch,
     results_in,
@@ -35,16 +36,6 @@ from rltasks.tasks import AGENT_HPARAMS, REGISTRY
 RANDOM = ("-c", str(ROOT / "spaces" / "algos" / "random.yaml"))
 FAST = ("--steps-per-epoch", "512", "--num-envs", "2", "--eval-episodes", "2")
 SMALL = ("--steps-per-epoch", "256", "--num-envs", "2", "--eval-episodes", "2")
-
-
-def hunted(orion: Orion, name: str, space: str, *args: str,
-           **kwargs) -> tuple[subprocess.CompletedProcess, list[dict]]:
-    """``orion.hunt`` then its trials, every one of them completed."""
-    proc = orion.hunt(name, space, *args, **kwargs)
-    found = orion.trials(name)
-    assert found and all(t["status"] == "completed" for t in found), (
-        [t["status"] for t in found], proc.stdout[-4000:])
-    return proc, found
 
 
 def test_lr_finder_hunts_lr_alone_with_every_other_default(orion):

@@ -31,13 +31,15 @@ def test_unknown_env_names_the_env_and_close_matches():
 
 def test_space_lists_every_hyperparameter_and_fixed_ones_leave_it():
     task = small_task()
-    space = task.get_space()
+    space = task.get_space(scope="all")
     assert space["lr"] == "loguniform(1e-5, 1e-2)"
     assert "optimizer" in space and "adam" in space["optimizer"]
     assert all(len(name) >= 2 for name in space)
     assert set(space) == set(type(task).hparam_specs())
     fixed = small_task(lr=1e-3, optimizer="sgd")
-    assert "lr" not in fixed.get_space() and "optimizer" not in fixed.get_space()
+    assert "lr" not in fixed.get_space(scope="all") and "optimizer" not in fixed.get_space(
+        scope="all")
+    assert "lr" in task.get_space() and "lr" not in fixed.get_space()
     assert fixed.get_space(epochs="fidelity(1, 64, 4)")["epochs"] == "fidelity(1, 64, 4)"
     fixed.init()
     assert fixed.hparams()["lr"] == 1e-3 and fixed.hparams()["optimizer"] == "sgd"

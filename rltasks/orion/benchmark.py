@@ -108,7 +108,8 @@ log = logging.getLogger(__name__)
 DEFAULT_SPACE: tuple[str, ...] = ("lr", "gamma")
 """Hyperparameters searched when ``space`` is not given, with the task's own priors: the two
 every task has and that matter most. A benchmark compares search algorithms; a few dimensions
-keep a budget of tens of trials meaningful. ``space="all"`` searches the whole ``get_space()``."""
+keep a budget of tens of trials meaningful. ``space="all"`` searches every hyperparameter
+(``get_space(scope="all")``)."""
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _CLASSES: dict[str, type[RLBenchmarkTask]] = {}  # lower-case name -> class (keeps them alive)
@@ -159,7 +160,8 @@ class RLBenchmarkTask(BenchmarkTask):
       their hyperparameters.
     - ``eval_episodes``: episodes of the final deterministic evaluation.
     - ``space``: what is searched. None: :data:`DEFAULT_SPACE` (``lr`` and ``gamma``) with the
-      task's priors; ``"all"``: the whole ``get_space()``; a sequence of names: those, with the
+      task's priors; ``"all"``: every hyperparameter (``get_space(scope="all")``); a sequence
+      of names (any of those): those, with the
       task's priors; a mapping name -> Orion prior string (``{"lr": "loguniform(1e-4, 1e-2)"}``),
       where a None prior means the task's own.
     - ``fixed``: hyperparameters fixed for every trial (passed to ``make_task``, so they leave
@@ -249,7 +251,7 @@ class RLBenchmarkTask(BenchmarkTask):
         if self._space is None:
             task = self.make()
             try:
-                own = task.get_space()
+                own = task.get_space(scope="all")
             finally:
                 task.close()
             wanted = self._param_names["space"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 
 from rltasks.hparams import HP, choices
-from rltasks.tasks.onpolicy import ONPOLICY_HPARAMS, OnPolicyTask
+from rltasks.tasks.onpolicy import CURATED_ONPOLICY, ONPOLICY_HPARAMS, OnPolicyTask
 
 
 class A2C(OnPolicyTask):
@@ -25,6 +25,8 @@ class A2C(OnPolicyTask):
                        help="normalise advantages over the rollout"),
     }
     DEFAULTS = {"optimizer": "rmsprop", "lr": 7e-4, "momentum": 0.0}
+    # rl-zoo3's A2C sampler, with the paper's short rollouts (5 steps) as the shortest
+    CURATED = {**CURATED_ONPOLICY, "n_steps": choices(5, 8, 16, 32, 64, 128)}
     # rl-zoo3's LunarLander set (v2 there; its lr decays linearly: --lr-schedule linear) and
     # its Acrobot set (normalised, 16 envs, A2C's defaults otherwise)
     ENV_DEFAULTS = {"LunarLander-v3": {"gamma": 0.995, "n_steps": 5, "lr": 0.00083,

@@ -22,7 +22,13 @@ from rltasks.explore import POLICIES, POLICY_HPARAMS, make_policy
 from rltasks.hparams import HP, choices
 from rltasks.nets import QNetwork, polyak_update
 from rltasks.optim import make_optimizer
-from rltasks.tasks.offpolicy import OFFPOLICY_HPARAMS, OffPolicyTask, crossed, with_default
+from rltasks.tasks.offpolicy import (
+    CURATED_OFFPOLICY,
+    OFFPOLICY_HPARAMS,
+    OffPolicyTask,
+    crossed,
+    with_default,
+)
 
 LOSSES = {"huber": nn.functional.smooth_l1_loss, "mse": nn.functional.mse_loss}
 
@@ -73,6 +79,18 @@ class DQN(OffPolicyTask):
                            "gradient_steps": 4, "eps_min": 0.1, "eps_decay": 12_000,
                            "hidden": 256},
     }
+
+    # rl-zoo3's DQN sampler: target update interval, final epsilon, decay, tiny/small/medium
+    CURATED = {**CURATED_OFFPOLICY, "batch_size": choices(32, 64, 128, 256),
+               "learning_starts": choices(0, 1000, 5000),
+               "target_update": choices(1, 10, 100, 1000, 5000), "eps_min": "uniform(0.0, 0.2)",
+               "eps_decay": None, "hidden": choices(64, 256), "layers": choices(1, 2)}
+
+    def applies(self, name: str, values: dict[str, Any]) -> bool:
+        """An exploration policy's parameters apply only to the policy in use."""
+        if name in POLICY_HPARAMS:
+            return name in POLICIES[values["exploration"]].HPARAMS
+        return super().applies(name, values)
 
     def setup(self) -> None:
         hp = self.hp

@@ -13,6 +13,7 @@ Gumbel-softmax.
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import numpy as np
 import torch
@@ -54,6 +55,19 @@ class MADDPG(NoisyActorTask):
     }
     DEFAULTS = {"lr": 1e-2}
     LOSSES = ("critic_loss", "actor_loss")
+    # the paper's neighbourhood: lr and tau around 1e-2, batch 1024, 64-unit networks
+    CURATED = {"lr": "loguniform(1e-3, 3e-2)", "tau": None, "gamma": choices(0.9, 0.95, 0.99),
+               "batch_size": choices(256, 512, 1024), "hidden": choices(64, 128),
+               "noise_sigma": "uniform(0.1, 0.5)", "gumbel_temperature": None}
+
+    def applies(self, name: str, values: dict[str, Any]) -> bool:
+        """Discrete actions explore by Gumbel-softmax sampling, continuous ones by noise."""
+        discrete = isinstance(self.action_space, spaces.MultiDiscrete)
+        if name == "gumbel_temperature":
+            return discrete
+        if name in NOISE_HPARAMS and discrete:
+            return False
+        return super().applies(name, values)
 
     def setup(self) -> None:
         hp = self.hp

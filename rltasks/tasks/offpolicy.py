@@ -25,7 +25,7 @@ from gymnasium import spaces
 from rltasks.buffers import HerReplayBuffer, PrioritizedReplayBuffer, ReplayBuffer, flat_obs
 from rltasks.envs.goal import is_goal_space
 from rltasks.explore import NOISE_HPARAMS, NOISES, make_noise
-from rltasks.hparams import HP, choices
+from rltasks.hparams import HP, ZOO_GAMMA, choices
 from rltasks.nets import Critic, mlp
 from rltasks.optim import make_optimizer, set_lr
 from rltasks.task import Task
@@ -49,6 +49,15 @@ OFFPOLICY_HPARAMS: dict[str, HP] = {
                  help="hidden layers"),
     "activation": HP("relu", choices("tanh", "relu"), kind=str, choices=("tanh", "relu"),
                      help="hidden activation"),
+}
+
+
+#: what every off-policy task's curated space hunts (rl-zoo3's sampler ranges; buffers no
+#: larger than a hunt's trials use). Not the replay ratio: rl-zoo3 ties gradient_steps to
+#: train_freq, which Orion 0.2.7 cannot express, so both keep the task's (per-env) defaults.
+CURATED_OFFPOLICY: dict[str, str | None] = {
+    "gamma": ZOO_GAMMA, "lr": None, "batch_size": choices(64, 128, 256, 512),
+    "buffer_size": choices(10_000, 50_000, 100_000), "learning_starts": choices(0, 1000, 10_000),
 }
 
 
@@ -176,6 +185,12 @@ class NoisyActorTask(OffPolicyTask):
     state (Ornstein-Uhlenbeck's current value) is part of the task state.
     """
 
+    def applies(self, name: str, values: dict[str, Any]) -> bool:
+        """A noise parameter applies only to the noise in use (none for ``noise='none'``)."""
+        if name in NOISE_HPARAMS:
+            return name in NOISES[values["noise"]].HPARAMS
+        return super().applies(name, values)
+
     def build_exploration(self, noise_size: int) -> None:
         """The rescaling of a Box action space and the noise over ``noise_size`` components."""
         if isinstance(self.action_space, spaces.Box):
@@ -240,6 +255,16 @@ class ContinuousActorCritic(NoisyActorTask):
     }
     DEFAULTS = {"lr": 1e-3}
     LOSSES = ("critic_loss", "actor_loss")
+    CURATED = {**CURATED_OFFPOLICY, "tau": choices(0.001, 0.005, 0.01, 0.02, 0.05, 0.08),
+               "hidden": choices(64, 256, 400), "noise_sigma": "uniform(0.1, 0.5)",
+               "her_strategy": None, "her_k": None}
+
+    def applies(self, name: str, values: dict[str, Any]) -> bool:
+        """HER's parameters apply only with ``her`` on a goal env."""
+        if name.startswith("her"):
+            goal = is_goal_space(self.observation_space)
+            return goal and (name == "her" or bool(values["her"]))
+        return super().applies(name, values)
 
     def setup(self) -> None:
         hp = self.hp

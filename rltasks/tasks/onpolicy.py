@@ -16,7 +16,7 @@ from gymnasium import spaces
 from torch import nn
 
 from rltasks.buffers import RolloutBuffer
-from rltasks.hparams import HP, choices
+from rltasks.hparams import HP, ZOO_GAE_LAMBDA, ZOO_GAMMA, ZOO_NET, choices
 from rltasks.nets import CategoricalHead, GaussianHead, mlp
 from rltasks.optim import make_optimizer, set_lr
 from rltasks.task import Task
@@ -38,6 +38,14 @@ ONPOLICY_HPARAMS: dict[str, HP] = {
                      help="hidden activation"),
     "log_std_init": HP(0.0, "uniform(-2.0, 1.0)", low=-20.0, high=5.0,
                        help="initial log std of a Gaussian policy"),
+}
+
+#: what every on-policy task's curated space hunts: rl-zoo3's PPO/A2C sampler ranges
+#: (``hyperparams_opt.py``; its gamma and GAE choices, its tiny/small/medium networks)
+CURATED_ONPOLICY: dict[str, str | None] = {
+    "gamma": ZOO_GAMMA, "gae_lambda": ZOO_GAE_LAMBDA, "lr": "loguniform(1e-5, 2e-3)",
+    "ent_coef": "loguniform(1e-8, 0.1)", "max_grad_norm": "uniform(0.3, 2.0)", **ZOO_NET,
+    "activation": None, "log_std_init": "uniform(-4.0, 1.0)",
 }
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 
 from rltasks.hparams import HP, choices
-from rltasks.tasks.onpolicy import ONPOLICY_HPARAMS, OnPolicyTask
+from rltasks.tasks.onpolicy import CURATED_ONPOLICY, ONPOLICY_HPARAMS, OnPolicyTask
 
 
 class PG(OnPolicyTask):
@@ -25,3 +25,6 @@ class PG(OnPolicyTask):
                        help="normalise the advantages (returns-to-go minus baseline)"),
     }
     DEFAULTS = {"lr": 1e-3}
+    # the on-policy ranges (REINFORCE has no GAE) over whole-episode-scale rollouts
+    CURATED = {**{k: v for k, v in CURATED_ONPOLICY.items() if k != "gae_lambda"},
+               "n_steps": choices(128, 256, 512, 1024)}

@@ -13,7 +13,12 @@ import torch
 
 from rltasks.hparams import HP, choices
 from rltasks.optim import SCHEDULES, set_lr
-from rltasks.tasks.onpolicy import ONPOLICY_HPARAMS, OnPolicyTask, explained_variance
+from rltasks.tasks.onpolicy import (
+    CURATED_ONPOLICY,
+    ONPOLICY_HPARAMS,
+    OnPolicyTask,
+    explained_variance,
+)
 
 #: what rl-zoo3's tuned MuJoCo sets share: normalisation, one env, 512 steps, a 2x256 ReLU
 #: body and a small initial std
@@ -42,6 +47,9 @@ class PPO(OnPolicyTask):
         "norm_adv": HP(True, choices(True, False), kind=bool,
                        help="normalise advantages per minibatch"),
     }
+    CURATED = {**CURATED_ONPOLICY, "n_steps": choices(32, 64, 128, 256, 512, 1024, 2048),
+               "batch_size": choices(32, 64, 128, 256, 512),
+               "clip_range": choices(0.1, 0.2, 0.3, 0.4), "update_epochs": choices(1, 5, 10, 20)}
     ENV_DEFAULTS = {
         # rl-zoo3's Pendulum set (without gSDE), which our Gaussian policy solves too.
         "Pendulum-v1": {"n_steps": 1024, "batch_size": 64, "update_epochs": 10,

@@ -44,6 +44,7 @@ class SAC(ContinuousActorCritic):
                                      "learning_starts": 10_000},
     }
     LOSSES = ("critic_loss", "actor_loss", "ent_coef")
+    CURATED = {**ContinuousActorCritic.CURATED, "ent_coef_init": None}
 
     def setup(self) -> None:
         super().setup()
