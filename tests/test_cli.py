@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from helpers import cli
+import pytest
+from helpers import ROOT, cli, hunted
 
 import rltasks
 from rltasks import checkpoint
@@ -53,3 +54,33 @@ def test_best_reports_the_lowest_objective_and_a_rerun_command(tmp_path, orion):
     assert "objective  -200" in text and "rerun with:" in text
     missing = cli("best", "nope", env=env)
     assert missing.returncode == 2 and "no Orion experiment named 'nope'" in missing.stderr
+
+
+def test_best_reeval_retrains_the_top_trials_on_fresh_seeds_and_ranks_them(tmp_path, orion):
+    random = ("-c", str(ROOT / "spaces" / "algos" / "random.yaml"))
+    _, found = hunted(orion, "reeval", "spaces/lr.yaml", "--epochs", "1", "--steps-per-epoch",
+                      "256", "--num-envs", "2", "--eval-episodes", "2", max_trials=3,
+                      orion_args=random)
+    top2 = sorted(found, key=lambda t: t["objective"])[:2]
+    out = tmp_path / "re"
+    proc = cli("best", "reeval", "--reeval", "2", "--top", "2", "--reeval-dir", out, "--json",
+               env=orion.env, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = json.loads(proc.stdout)
+    assert {row["trial"] for row in rows} == {t["id"] for t in top2}
+    assert [row["return_mean"] for row in rows] == sorted(
+        (row["return_mean"] for row in rows), reverse=True)  # the best mean first
+    for row in rows:
+        trial = next(t for t in top2 if t["id"] == row["trial"])
+        assert row["seeds"] == [1000, 1001] and len(row["returns"]) == 2
+        assert row["return_mean"] == pytest.approx(sum(row["returns"]) / 2)
+        for seed, ret in zip(row["seeds"], row["returns"], strict=True):
+            seed_run = json.loads((out / row["trial"] / f"seed-{seed}" / "results.json")
+                                  .read_text())
+            assert seed_run["seed"] == seed and seed_run["return_mean"] == ret
+            assert seed_run["hparams"]["lr"] == trial["params"]["/lr"]  # its configuration
+    text = cli("best", "reeval", "--reeval", "2", "--top", "2", "--reeval-dir", out,
+               env=orion.env, cwd=ROOT).stdout  # resumes the finished runs: no retraining
+    assert "ranked by the mean final return" in text and rows[0]["trial"] in text
+    bad = cli("best", "reeval", "--reeval", "2", "--top", "0", env=orion.env, cwd=ROOT)
+    assert bad.returncode == 2 and "--top 0 must" in bad.stderr and "Traceback" not in bad.stderr

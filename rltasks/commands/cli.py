@@ -1,7 +1,8 @@
 """The ``rltasks`` command (also ``python -m rltasks``).
 
 - ``rltasks best NAME``: the best completed trial of an Orion experiment, with the command line
-  that reproduces it alone.
+  that reproduces it alone; ``--reeval N`` retrains the ``--top`` trials on N fresh seeds and
+  ranks them by their mean final return (``rltasks.orion.reeval``).
 - ``rltasks report NAME``: every trial of an Orion experiment in a table, the best one, and
   PNG plots (objective against each hyperparameter, learning curves of the best trials).
 - ``rltasks inspect FILE``: what a checkpoint holds, without building a model.
@@ -29,6 +30,8 @@ from rltasks.commands.export import FORMATS, export_run
 from rltasks.commands.plot import plot_runs
 from rltasks.commands.record import record_run
 from rltasks.orion.experiments import best_trial
+from rltasks.orion.reeval import SEED as REEVAL_SEED
+from rltasks.orion.reeval import print_reeval, reeval
 from rltasks.orion.report import print_best, report
 from rltasks.tasks import REGISTRY
 from rltasks.trial import main as train_main
@@ -54,6 +57,14 @@ def _experiment_args(p: argparse.ArgumentParser) -> None:
 def _best_args(p: argparse.ArgumentParser) -> None:
     _experiment_args(p)
     p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--reeval", type=int, default=0, metavar="N",
+                   help="retrain the --top trials on N fresh seeds each and rank them by the "
+                        "mean final return (default: 0, no retraining)")
+    p.add_argument("--top", type=int, default=3, help="trials to re-evaluate (default 3)")
+    p.add_argument("--reeval-seed", type=int, default=REEVAL_SEED,
+                   help=f"first fresh seed (default {REEVAL_SEED})")
+    p.add_argument("--reeval-dir", default="reeval",
+                   help="where the reruns go, DIR/<trial id> (default ./reeval)")
 
 
 def _report_args(p: argparse.ArgumentParser) -> None:
@@ -98,6 +109,10 @@ def _record_args(p: argparse.ArgumentParser) -> None:
 
 
 def _best(args: argparse.Namespace) -> None:
+    if args.reeval:
+        rows = reeval(args.name, args.reeval, args.top, args.reeval_seed, args.reeval_dir)
+        print(json.dumps(rows)) if args.json else print_reeval(args.name, rows)
+        return
     info = best_trial(args.name)
     print(json.dumps(info)) if args.json else print_best(info)
 

@@ -40,7 +40,18 @@ def best_trial(name: str, exp: Any = None) -> dict[str, Any]:
         raise ValueError(f"experiment {name!r} has no completed trial yet; `orion status -n "
                          f"{name}` shows why (broken trials print their error in the hunt log)")
     best = min(completed, key=lambda t: t.objective.value)
-    params = active_params(best.params)  # flat; without the ignored namespaced ones
+    results = try_read_results(Path(best.working_dir)) if best.working_dir else None
+    return {"experiment": name, "trial": best.id, "objective": best.objective.value,
+            "params": active_params(best.params), "working_dir": best.working_dir,
+            "results": results,
+            "trials": {"completed": len(completed), "total": len(exp.fetch_trials())},
+            "command": shlex.join(rerun_command(exp, best))}
+
+
+def rerun_command(exp: Any, trial: Any) -> list[str]:
+    """The command line that reruns ``trial`` of ``exp`` alone: the hunt's command without
+    its priors and templates, then the trial's values (flat, without the namespaced ones it
+    ignored), which win over the ``--config`` file, whose orion~ entries a plain run ignores."""
     command: list[str] = []
     for arg in exp.metadata.get("user_args") or []:
         if "~" in arg:  # a prior (--lr~'loguniform(...)'): its value follows from params
@@ -50,13 +61,8 @@ def best_trial(name: str, exp: Any = None) -> dict[str, Any]:
                 command.pop()
             continue
         command.append(arg)
-    # the values win over the --config file, whose orion~ entries a plain run ignores
-    command += [f"--{k.replace('_', '-')}={v}" for k, v in params.items()]
-    results = try_read_results(Path(best.working_dir)) if best.working_dir else None
-    return {"experiment": name, "trial": best.id, "objective": best.objective.value,
-            "params": params, "working_dir": best.working_dir, "results": results,
-            "trials": {"completed": len(completed), "total": len(exp.fetch_trials())},
-            "command": shlex.join(command)}
+    params = active_params(trial.params)
+    return command + [f"--{k.replace('_', '-')}={v}" for k, v in params.items()]
 
 
 def _kinds(exp: Any) -> dict[str, str]:
