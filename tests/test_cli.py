@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
-from helpers import ROOT, cli, hunted
+from helpers import ORION, ROOT, cli, hunted, warm
 
 import rltasks
 from rltasks import checkpoint
@@ -84,3 +85,20 @@ def test_best_reeval_retrains_the_top_trials_on_fresh_seeds_and_ranks_them(tmp_p
     assert "ranked by the mean final return" in text and rows[0]["trial"] in text
     bad = cli("best", "reeval", "--reeval", "2", "--top", "0", env=orion.env, cwd=ROOT)
     assert bad.returncode == 2 and "--top 0 must" in bad.stderr and "Traceback" not in bad.stderr
+    # Orion's own tools on the same hunt: status, info and a plot (HTML: kaleido's PNG export
+    # needs a Chrome that plotly_get_chrome downloads, which this machine cannot)
+    status = orion_tool(orion, "status", "-n", "reeval")
+    assert status.returncode == 0 and "completed           3" in status.stdout, status.stdout
+    info = orion_tool(orion, "info", "-n", "reeval")
+    assert info.returncode == 0 and "/lr: loguniform(1e-05, 0.01" in info.stdout, info.stdout
+    html = tmp_path / "regret.html"
+    plot = orion_tool(orion, "plot", "regret", "-n", "reeval", "-t", "html", "-o", html)
+    assert plot.returncode == 0 and html.stat().st_size > 10_000, plot.stderr[-2000:]
+    assert "plotly" in html.read_text()[:200_000].lower()
+
+
+def orion_tool(orion, *args) -> subprocess.CompletedProcess:
+    """One ``orion`` subcommand on the test's database, to its end, on the warm server."""
+    command, env = warm([str(ORION), *map(str, args)], orion.env)
+    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=180)
