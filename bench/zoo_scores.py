@@ -115,7 +115,7 @@ def sb3_model(algo: str, env: str, seed: int, total_steps: int, ortho_init: bool
                         use_rms_prop=True, rms_prop_eps=1e-5, policy_kwargs=policy_kwargs,
                         **common)
     elif algo == "dqn":
-        model = sb3_dqn(hp, venv, total_steps, common)
+        model = sb3_dqn(hp, venv, total_steps, {"net_arch": net, "activation_fn": act}, common)
     else:
         off = {"buffer_size": hp["buffer_size"], "learning_starts": hp["learning_starts"],
                "batch_size": hp["batch_size"], "tau": hp["tau"], "train_freq": hp["train_freq"],
@@ -142,7 +142,8 @@ def expressible(hp: dict, needs: dict) -> None:
         raise ValueError(f"SB3 has no equivalent of {wrong} (it needs {needs})")
 
 
-def sb3_dqn(hp: dict, venv: object, total_steps: int, common: dict) -> object:
+def sb3_dqn(hp: dict, venv: object, total_steps: int, policy_kwargs: dict,
+            common: dict) -> object:
     """SB3's DQN with our DQN's settings: plain DQN (1-step, uniform replay, no double or
     dueling heads), epsilon decayed linearly over ``eps_decay`` of ``total_steps``."""
     import stable_baselines3 as sb3
@@ -150,7 +151,6 @@ def sb3_dqn(hp: dict, venv: object, total_steps: int, common: dict) -> object:
     expressible(hp, {"double": False, "dueling": False, "n_step": 1, "replay": "uniform",
                      "loss": "huber", "exploration": "adaptive_epsilon",
                      "lr_schedule": "constant", "optimizer": "adam"})
-    act = torch.nn.ReLU if hp["activation"] == "relu" else torch.nn.Tanh
     return sb3.DQN("MlpPolicy", venv, buffer_size=hp["buffer_size"],
                    learning_starts=hp["learning_starts"], batch_size=hp["batch_size"],
                    tau=hp["tau"], train_freq=hp["train_freq"],
@@ -159,8 +159,7 @@ def sb3_dqn(hp: dict, venv: object, total_steps: int, common: dict) -> object:
                    exploration_fraction=min(1.0, hp["eps_decay"] / total_steps),
                    exploration_initial_eps=hp["eps_initial"],
                    exploration_final_eps=hp["eps_min"], max_grad_norm=hp["max_grad_norm"],
-                   policy_kwargs={"net_arch": [hp["hidden"]] * hp["layers"],
-                                  "activation_fn": act}, **common)
+                   policy_kwargs=policy_kwargs, **common)
 
 
 def run_sb3(algo: str, env: str, seed: int, steps: int, evals: int = EPOCHS,

@@ -35,17 +35,23 @@ def best_trial(name: str, exp: Any = None) -> dict[str, Any]:
     """Summary of the best completed trial of experiment ``name`` (``exp``: the experiment,
     if the caller has loaded it already)."""
     exp = exp if exp is not None else experiment(name)
-    completed = [t for t in exp.fetch_trials_by_status("completed") if t.objective is not None]
+    completed = ranked_trials(exp)
     if not completed:
         raise ValueError(f"experiment {name!r} has no completed trial yet; `orion status -n "
                          f"{name}` shows why (broken trials print their error in the hunt log)")
-    best = min(completed, key=lambda t: t.objective.value)
+    best = completed[0]
     results = try_read_results(Path(best.working_dir)) if best.working_dir else None
     return {"experiment": name, "trial": best.id, "objective": best.objective.value,
             "params": active_params(best.params), "working_dir": best.working_dir,
             "results": results,
             "trials": {"completed": len(completed), "total": len(exp.fetch_trials())},
             "command": shlex.join(rerun_command(exp, best))}
+
+
+def ranked_trials(exp: Any) -> list[Any]:
+    """The completed trials of ``exp`` with an objective, the lowest (best) first."""
+    done = [t for t in exp.fetch_trials_by_status("completed") if t.objective is not None]
+    return sorted(done, key=lambda t: t.objective.value)
 
 
 def rerun_command(exp: Any, trial: Any) -> list[str]:

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from rltasks.orion.experiments import experiment, rerun_command
+from rltasks.orion.experiments import experiment, ranked_trials, rerun_command
 from rltasks.trial.files import try_read_results
 
 #: the first reeval seed: far from the seeds a hunt's trials use (``--seed``, default 0)
@@ -32,8 +32,7 @@ def reeval(name: str, seeds: int, top: int = 3, seed: int = SEED,
     if seeds < 1 or top < 1:
         raise ValueError(f"--reeval {seeds} and --top {top} must both be at least 1")
     exp = exp if exp is not None else experiment(name)
-    done = sorted((t for t in exp.fetch_trials_by_status("completed") if t.objective is not None),
-                  key=lambda t: t.objective.value)
+    done = ranked_trials(exp)
     if not done:
         raise ValueError(f"experiment {name!r} has no completed trial to re-evaluate yet")
     rows = [_rerun(exp, trial, seeds, seed, Path(workdir) / trial.id) for trial in done[:top]]

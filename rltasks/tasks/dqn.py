@@ -19,7 +19,7 @@ from gymnasium import spaces
 from torch import nn
 
 from rltasks.explore import POLICIES, POLICY_HPARAMS, make_policy
-from rltasks.hparams import HP, choices
+from rltasks.hparams import HP, ZOO_NET, choices
 from rltasks.nets import QNetwork, polyak_update
 from rltasks.optim import make_optimizer
 from rltasks.tasks.offpolicy import (
@@ -84,7 +84,7 @@ class DQN(OffPolicyTask):
     CURATED = {**CURATED_OFFPOLICY, "batch_size": choices(32, 64, 128, 256),
                "learning_starts": choices(0, 1000, 5000),
                "target_update": choices(1, 10, 100, 1000, 5000), "eps_min": "uniform(0.0, 0.2)",
-               "eps_decay": None, "hidden": choices(64, 256), "layers": choices(1, 2)}
+               "eps_decay": None, **ZOO_NET}
 
     def applies(self, name: str, values: dict[str, Any]) -> bool:
         """An exploration policy's parameters apply only to the policy in use."""
