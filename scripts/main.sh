@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
-# The main job: install if needed, run a short Orion hunt of PPO on CartPole-v1 with the
-# default embedded Orion database, then print the best trial.
-#   NAME (ppo-cartpole), TRIALS (4) and EPOCHS (6) can be overridden from the environment.
+# The main job: install if needed, run a seeded multi-fidelity (ASHA) Orion hunt over the
+# curated PPO space on CartPole-v1 with the default embedded Orion database, then print the
+# best trial and its rerun command. ASHA trains 24 trials for 1 epoch (4096 env steps) and
+# promotes the best quarter to 4 epochs, then the best of those to 16; every trial's working
+# dir is named by its hyperparameters alone, so a promoted trial resumes from its checkpoint.
+#   NAME (ppo-cartpole), TRIALS (24) and WORKERS (2) can be overridden from the environment.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export PATH="$PWD/.venv/bin:$PATH"   # the `python` of the hunt command is the project's
 export PYTHONWARNINGS='ignore:The `profet` extras:RuntimeWarning'   # orion's optional extra
 NAME=${NAME:-ppo-cartpole}
-orion hunt -n "$NAME" --exp-max-trials "${TRIALS:-4}" --working-dir "runs/hunt-$NAME" \
-  python scripts/ppo.py --config spaces/ppo.yaml --env CartPole-v1 --epochs "${EPOCHS:-6}"
+orion hunt -n "$NAME" -c spaces/algos/asha.yaml --exp-max-trials "${TRIALS:-24}" \
+  --n-workers "${WORKERS:-2}" --working-dir "runs/hunt-$NAME" \
+  python scripts/ppo.py --config spaces/ppo.yaml --env CartPole-v1 \
+  --epochs~'fidelity(1, 16, 4)' --workdir '{exp.working_dir}/{trial.hash_params}'
 rltasks best "$NAME"

@@ -242,8 +242,19 @@ def test_promoted_trials_resume_their_lower_fidelity_checkpoint(tmp_path, orion,
     assert promoted >= 1
     from_scratch = sum(t["results"]["env_steps"] for t in found)
     assert sum(t["results"]["env_steps_run"] for t in found) < from_scratch
-    command = best(orion, algorithm)["command"]  # no prior, no template left in it
+    info = best(orion, algorithm)
+    command = info["command"]  # no prior, no template left in it
     assert "~" not in command and "{" not in command and "--epochs=" in command
+    # the best of the top rung (not a luckier first-rung score), its files read from the
+    # {trial.hash_params} dir the template gave it, not Orion's trial.working_dir
+    top = max(round(t["params"]["/epochs"]) for t in found)
+    at_top = [t for t in found if round(t["params"]["/epochs"]) == top and t["objective"]]
+    assert info["fidelity"] == {"epochs": top} and info["trial"] in {t["id"] for t in at_top}
+    assert info["objective"] == min(t["objective"] for t in at_top)
+    winner = next(t for t in found if t["id"] == info["trial"])
+    assert Path(info["working_dir"]).name == winner["hash_params"]
+    assert info["results"]["env_steps"] == top * 256
+    assert info["results"]["objective"] == info["objective"]
     report = cli("report", algorithm, "--out", tmp_path / "report", env=orion.env)
     assert report.returncode == 0, report.stderr[-2000:]
     rows = [line.split() for line in report.stdout.splitlines()

@@ -63,3 +63,22 @@ def test_active_params_leave_out_what_the_trial_ignored():
               "/sgd/momentum": 0.9, "/rmsprop/momentum": 0.7}
     assert active_params(params) == {"agent": "ppo", "ppo.lr": 1e-3, "optimizer": "rmsprop",
                                      "momentum": 0.5, "lr": 1e-3, "rmsprop.momentum": 0.7}
+
+
+def test_a_trials_files_are_found_where_the_hunts_workdir_template_put_them():
+    from types import SimpleNamespace
+
+    from rltasks.orion.experiments import trial_workdir
+
+    def exp(*args: str) -> SimpleNamespace:
+        return SimpleNamespace(working_dir="runs/hb", name="hb",
+                               metadata={"user_args": ["python", "x.py", *args]})
+
+    trial = SimpleNamespace(id="t1", hash_params="h1", working_dir="runs/hb/t1")
+    template = "{exp.working_dir}/{trial.hash_params}"
+    assert trial_workdir(exp("--workdir", template), trial) == Path("runs/hb/h1")
+    assert trial_workdir(exp(f"--workdir={template}-{{exp.name}}"), trial) == Path(
+        "runs/hb/h1-hb")
+    # a field it does not expand (nothing of a template is evaluated): Orion's own dir
+    assert trial_workdir(exp("--workdir", "{trial.__class__}/x"), trial) == Path("runs/hb/t1")
+    assert trial_workdir(exp(), trial) == Path("runs/hb/t1")

@@ -7,6 +7,8 @@
   PNG plots (objective against each hyperparameter, learning curves of the best trials).
 - ``rltasks inspect FILE``: what a checkpoint holds, without building a model.
 - ``rltasks train TASK ...``: one run, with the options of ``scripts/<task>.py``.
+- ``rltasks lr-range TASK ...``: one run with a growing learning rate; plots the return
+  against it and suggests log-uniform bounds for a hunt (``rltasks.commands.lr_range``).
 - ``rltasks eval RUN_DIR``: the trained agent's deterministic evaluation, as JSON.
 - ``rltasks plot RUN_DIR...``: learning curves on one PNG, runs differing by seed grouped.
 - ``rltasks export RUN_DIR``: the deterministic policy as TorchScript or ONNX, parity-checked.
@@ -27,6 +29,7 @@ from typing import Any
 from rltasks.checkpoint import CheckpointError, peek
 from rltasks.commands.evaluate import evaluate_run
 from rltasks.commands.export import FORMATS, export_run
+from rltasks.commands.lr_range import lr_range, plot, print_result, write_space
 from rltasks.commands.plot import plot_runs
 from rltasks.commands.record import record_run
 from rltasks.orion.experiments import best_trial
@@ -48,6 +51,8 @@ class Command:
     arguments: Callable[[argparse.ArgumentParser], None]
     handler: Callable[[argparse.Namespace], int | None]
     add_help: bool = True
+    #: the options it does not know go to ``args.args`` (those of ``scripts/TASK.py``)
+    passes_on: bool = False
 
 
 def _experiment_args(p: argparse.ArgumentParser) -> None:
@@ -75,6 +80,22 @@ def _report_args(p: argparse.ArgumentParser) -> None:
 def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("task", help="task name: " + ", ".join(sorted(REGISTRY)))
     p.add_argument("args", nargs=argparse.REMAINDER, help="options of scripts/TASK.py")
+
+
+def _lr_range_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("task", help="task name: " + ", ".join(sorted(REGISTRY)))
+    p.add_argument("--start-lr", type=float, default=1e-5, help="first lr (default 1e-5)")
+    p.add_argument("--end-lr", type=float, default=1e-1, help="last lr (default 0.1)")
+    p.add_argument("--updates", type=int, default=60,
+                   help="updates (chunks of env steps), each at one lr (default 60)")
+    p.add_argument("--smooth", type=float, default=0.9,
+                   help="moving-average factor of the return (default 0.9)")
+    p.add_argument("--out", default="lr_range.png", help="PNG file (default lr_range.png)")
+    p.add_argument("--write-space", default=None, metavar="FILE",
+                   help="write the suggested bounds as FILE's lr: line (a space YAML)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.epilog = ("Every other option is one of scripts/TASK.py's (--env, --seed, --num-envs, "
+                "--steps-per-epoch, hyperparameters).")
 
 
 def _run_args(p: argparse.ArgumentParser, episodes: int | None) -> None:
@@ -128,6 +149,19 @@ def _train(args: argparse.Namespace) -> int:
     return train_main(args.task, args.args)
 
 
+def _lr_range(args: argparse.Namespace) -> None:
+    result = lr_range(args.task, args.args, args.start_lr, args.end_lr, args.updates,
+                      args.smooth)
+    png = plot(result, args.out)
+    print(json.dumps(result)) if args.json else print_result(result, png)
+    if result["low"] is None:
+        raise ValueError(f"the smoothed training return never rose above its start "
+                         f"({result['start_return']}): no bounds to suggest; widen --start-lr "
+                         f"and --end-lr or give more --updates (the plot is in {png})")
+    if args.write_space:
+        print(f"wrote the lr bounds into {write_space(args.write_space, result)}")
+
+
 def _print_json(result: Any) -> None:
     print(json.dumps(result))
 
@@ -140,6 +174,9 @@ COMMANDS: dict[str, Command] = {
                        lambda a: print(json.dumps(peek(a.file), indent=2, default=str))),
     "train": Command("train one run (the options of scripts/TASK.py; `rltasks train TASK "
                      "--help` lists them)", _train_args, _train, add_help=False),
+    "lr-range": Command("learning-rate range test: one run with a growing lr, a PNG of the "
+                        "return against it, suggested bounds for a hunt", _lr_range_args,
+                        _lr_range, passes_on=True),
     "eval": Command("evaluate a trained run, print JSON", lambda p: _run_args(p, episodes=10),
                     lambda a: _print_json(evaluate_run(a.run, a.episodes, a.best,
                                                         a.env_module))),
@@ -167,7 +204,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``rltasks`` console script: one line on stderr and exit 2 for bad
     input (an unknown experiment, a damaged checkpoint, a bad option)."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    if rest and not COMMANDS[args.command].passes_on:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    if COMMANDS[args.command].passes_on:
+        args.args = rest
     try:
         return COMMANDS[args.command].handler(args) or 0
     except (ValueError, CheckpointError) as err:

@@ -7,9 +7,11 @@ registered the first time an id is not found, so importing rltasks stays cheap.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import importlib
 import importlib.util
+import io
 import warnings
 from typing import Any
 
@@ -91,7 +93,9 @@ def _register_optional_envs() -> bool:
         name = _OPTIONAL_ENV_PACKAGES.pop()
         if importlib.util.find_spec(name) is None:
             continue
-        with warnings.catch_warnings():  # gymnasium-robotics warns about old Adroit versions
+        # gymnasium-robotics warns about old Adroit versions, and prints a notice about
+        # them to stderr on import (farama_notifications): neither is the user's business
+        with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
             warnings.simplefilter("ignore")
             gym.register_envs(importlib.import_module(name))
         registered = True

@@ -7,6 +7,7 @@ imported only when an experiment is read: its import is slow and warns about opt
 
 from __future__ import annotations
 
+import re
 import shlex
 import warnings
 from pathlib import Path
@@ -40,18 +41,61 @@ def best_trial(name: str, exp: Any = None) -> dict[str, Any]:
         raise ValueError(f"experiment {name!r} has no completed trial yet; `orion status -n "
                          f"{name}` shows why (broken trials print their error in the hunt log)")
     best = completed[0]
-    results = try_read_results(Path(best.working_dir)) if best.working_dir else None
+    workdir = trial_workdir(exp, best)
+    results = try_read_results(workdir) if workdir else None
+    fidelity = fidelity_name(exp)
+    level = {fidelity.strip("/"): best.params[fidelity]} if fidelity else None
+    if results and level and results.get("epoch", 0) > level.get("epochs", float("inf")):
+        results = None  # a working dir shared by the rungs holds a later rung's results
     return {"experiment": name, "trial": best.id, "objective": best.objective.value,
-            "params": active_params(best.params), "working_dir": best.working_dir,
+            "params": active_params(best.params),
+            "working_dir": str(workdir) if workdir else None,
             "results": results,
             "trials": {"completed": len(completed), "total": len(exp.fetch_trials())},
+            "fidelity": level,
             "command": shlex.join(rerun_command(exp, best))}
 
 
 def ranked_trials(exp: Any) -> list[Any]:
-    """The completed trials of ``exp`` with an objective, the lowest (best) first."""
+    """The completed trials of ``exp`` with an objective, the lowest (best) first; in a
+    multi-fidelity hunt (ASHA, Hyperband) those of a higher fidelity before those of a lower
+    one, as rl-zoo3 ranks only the trials its pruner let finish: a trial stopped at the first
+    rung was scored early, on a fraction of the budget, and its score is mostly luck."""
     done = [t for t in exp.fetch_trials_by_status("completed") if t.objective is not None]
-    return sorted(done, key=lambda t: t.objective.value)
+    fidelity = fidelity_name(exp)
+    return sorted(done, key=lambda t: (-float(t.params.get(fidelity, 0)) if fidelity else 0,
+                                       t.objective.value))
+
+
+def fidelity_name(exp: Any) -> str | None:
+    """The key of the fidelity dimension in ``exp``'s trial params (``/epochs``), if any."""
+    return next((key for key, dim in exp.space.items() if dim.type == "fidelity"), None)
+
+
+#: the fields of Orion 0.2.7's templates (``item.format(trial=..., exp=...)``) that
+#: ``trial_workdir`` expands; any other makes it fall back to Orion's ``trial.working_dir``
+_TEMPLATE = re.compile(r"\{(exp|trial)\.(working_dir|name|id|hash_params|hash_name)\}")
+
+
+def trial_workdir(exp: Any, trial: Any) -> Path | None:
+    """Where ``trial`` wrote its files: the hunt's ``--workdir`` template (``'{exp.working_dir}
+    /{trial.hash_params}'``, which multi-fidelity hunts use so that a promoted trial resumes)
+    expanded for this trial, else Orion's own ``trial.working_dir``. Only the fields of
+    ``_TEMPLATE`` are expanded, by substitution: nothing of a stored template is evaluated."""
+    args = list(exp.metadata.get("user_args") or [])
+    templates = [value for flag, value in zip(args, args[1:], strict=False)
+                 if flag == "--workdir"]
+    templates += [a.partition("=")[2] for a in args if a.startswith("--workdir=")]
+    objects = {"exp": exp, "trial": trial}
+
+    def field(match: re.Match[str]) -> str:
+        return str(getattr(objects[match[1]], match[2], None))
+
+    for template in templates:
+        expanded = _TEMPLATE.sub(field, template)
+        if "{" not in expanded and "None" not in Path(expanded).parts:
+            return Path(expanded)
+    return Path(trial.working_dir) if trial.working_dir else None
 
 
 def rerun_command(exp: Any, trial: Any) -> list[str]:
@@ -103,7 +147,7 @@ def collect(name: str) -> dict[str, Any]:
     kinds = _kinds(exp)
     trials = []
     for t in exp.fetch_trials():
-        workdir = Path(t.working_dir) if t.working_dir else None
+        workdir = trial_workdir(exp, t)
         results = try_read_results(workdir) if workdir else None
         try:
             curve = read_curve(workdir) if workdir else None

@@ -21,8 +21,11 @@ BEST_CURVES = 5
 
 
 def print_best(info: dict[str, Any]) -> None:
+    level = info.get("fidelity")
+    among = (" (higher fidelities ranked first; this trial: "
+             + ", ".join(f"{k} {v:g}" for k, v in level.items()) + ")") if level else ""
     print(f"best of {info['trials']['completed']} completed trials "
-          f"({info['trials']['total']} in all) of {info['experiment']!r}:")
+          f"({info['trials']['total']} in all) of {info['experiment']!r}{among}:")
     print(f"  trial      {info['trial']}")
     print(f"  objective  {info['objective']:.4g}  (-return_mean)")
     if info["results"]:
