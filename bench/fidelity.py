@@ -10,13 +10,16 @@ SB3 (p = ...)". With few seeds the test has little power: 5 seeds each can rejec
 when rltasks' finals sit nearly all below SB3's (the smallest p at 5 v 5 is 0.004). The
 learning curves of every seed go to ``--out/<pair>.png`` (the plot extra's matplotlib).
 
-Two kinds of pairs. ``dqn-cartpole``, ``ppo-cartpole``, ``a2c-cartpole``, ``sac-pendulum``
-and ``td3-pendulum`` reuse their bench's two runners (``bench/<pair>.py``, each with its
-settings spelled out). The others (``ZOO_PAIRS``: Acrobot, PPO on Pendulum, LunarLander) train
-the task's own per-env defaults, rl-zoo3's set for that env, and hand the same settings to
-SB3 name by name (``zoo_scores.sb3_model``, with SB3's orthogonal init, which is ours),
-evaluating after each of 10 equal epochs. Still without a builder: DDPG on Pendulum and SAC
-on MountainCarContinuous (no per-env set of ours yet).
+Two kinds of pairs. ``dqn-cartpole``, ``ppo-cartpole``, ``a2c-cartpole``, ``sac-pendulum``,
+``td3-pendulum`` and ``ddpg-pendulum`` reuse their bench's two runners (``bench/<pair>.py``,
+each with its settings spelled out). The others (``ZOO_PAIRS``: Acrobot, PPO on Pendulum,
+LunarLander) train the task's own per-env defaults, rl-zoo3's set for that env (for DQN on
+Acrobot, rl-zoo3's set given explicitly), and hand the same settings to SB3 name by name
+(``zoo_scores.sb3_model``, with SB3's orthogonal init, which is ours), evaluating after each
+of 10 equal epochs. No builder for SAC on MountainCarContinuous: rl-zoo3's set for it
+explores with gSDE (``use_sde``, ``log_std_init=-3.67``) at a fixed entropy coefficient of
+0.1, and rltasks' SAC has neither gSDE nor a fixed coefficient, so no setting is the same in
+both libraries.
 
     .venv/bin/python bench/fidelity.py --pairs dqn-cartpole --seeds 0 1 2 3 4 [--out bench/out]
 """
@@ -33,12 +36,19 @@ from pathlib import Path
 import zoo_scores
 from common import Result
 
+from rltasks.tasks import REGISTRY
+
 #: pair -> (bench module, default env steps)
 PAIRS = {"dqn-cartpole": ("dqn_cartpole", 50_000), "ppo-cartpole": ("ppo_cartpole", 100_000),
          "a2c-cartpole": ("a2c_cartpole", 500_000), "sac-pendulum": ("sac_pendulum", 20_000),
-         "td3-pendulum": ("td3_pendulum", 20_000)}
-#: pair -> (task, env, env steps): the task's per-env defaults against SB3 (zoo_scores)
-ZOO_PAIRS = {"ppo-acrobot": ("ppo", "Acrobot-v1", 204_800),
+         "td3-pendulum": ("td3_pendulum", 20_000), "ddpg-pendulum": ("ddpg_pendulum", 20_000)}
+#: rl-zoo3's Acrobot-v1 DQN set (its LunarLander set too, which is DQN's LunarLander-v3
+#: default); not DQN's Acrobot default, which stays the class's (tests/learning use it)
+ZOO_DQN_ACROBOT = dict(REGISTRY["dqn"].ENV_DEFAULTS["LunarLander-v3"])
+#: pair -> (task, env, env steps[, hyperparameters over the task's per-env defaults]): the
+#: task's per-env defaults against SB3 (zoo_scores)
+ZOO_PAIRS = {"dqn-acrobot": ("dqn", "Acrobot-v1", 100_000, ZOO_DQN_ACROBOT),
+             "ppo-acrobot": ("ppo", "Acrobot-v1", 204_800),
              "a2c-acrobot": ("a2c", "Acrobot-v1", 204_800),
              "ppo-pendulum": ("ppo", "Pendulum-v1", 102_400),
              "ppo-lunarlander": ("ppo", "LunarLander-v3", 1_003_520),
@@ -50,12 +60,12 @@ ALPHA = 0.05
 def runners(pair: str, steps: int | None) -> dict[str, Callable[[int], Result]]:
     """``{"rltasks": run(seed), "sb3": run(seed)}`` for ``pair``."""
     if pair in ZOO_PAIRS:
-        algo, env, default = ZOO_PAIRS[pair]
-        budget = steps or default
+        algo, env, default, *given = ZOO_PAIRS[pair]
+        budget, hparams = steps or default, (given or [None])[0]
         return {"rltasks": lambda seed: zoo_scores.run_rltasks(algo, env, seed, budget,
-                                                                ZOO_EVALS),
+                                                                ZOO_EVALS, hparams),
                 "sb3": lambda seed: zoo_scores.run_sb3(algo, env, seed, budget, ZOO_EVALS,
-                                                       ortho_init=True)}
+                                                       ortho_init=True, hparams=hparams)}
     module_name, default_steps = PAIRS[pair]
     bench = importlib.import_module(module_name)
     epochs = math.ceil((steps or default_steps) / bench.STEPS_PER_EPOCH)

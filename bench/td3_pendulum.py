@@ -57,31 +57,35 @@ HP = {"lr": 1e-3, "buffer_size": 200_000, "learning_starts": 10_000, "batch_size
       "target_noise_clip": 0.5}
 
 
-def run_rltasks(seed: int, epochs: int) -> Result:
+#: TD3's own settings, which DDPG (``ddpg_pendulum.py``, the rest of this set) does without
+TD3_ONLY = ("policy_delay", "target_noise", "target_noise_clip")
+
+
+def run_rltasks(seed: int, epochs: int, algo: str = "td3") -> Result:
     """Ours: ``fit`` epoch by epoch, evaluating between epochs off the clock."""
-    task = make_task("td3", env=ENV, num_envs=NUM_ENVS, seed=seed,
+    task = make_task(algo, env=ENV, num_envs=NUM_ENVS, seed=seed,
                      steps_per_epoch=STEPS_PER_EPOCH)
-    task.init(**HP)
+    task.init(**{k: v for k, v in HP.items() if algo == "td3" or k not in TD3_ONLY})
     return train_rltasks(task, epochs, Result("rltasks", seed, solved=SOLVED))
 
 
-def run_sb3(seed: int, epochs: int) -> Result:
+def run_sb3(seed: int, epochs: int, algo: str = "td3") -> Result:
     """SB3: one ``learn`` call; a callback evaluates every 2048 steps and stops its clock."""
-    from stable_baselines3 import TD3
+    import stable_baselines3 as sb3
     from stable_baselines3.common.noise import NormalActionNoise
 
     env, eval_env = sb3_envs(NUM_ENVS, seed, ENV)
     n_act = int(np.prod(env.action_space.shape))
     noise = NormalActionNoise(mean=np.full(n_act, HP["noise_mu"]),
                               sigma=np.full(n_act, HP["noise_sigma"]))
-    model = TD3("MlpPolicy", env, learning_rate=HP["lr"], buffer_size=HP["buffer_size"],
-                learning_starts=HP["learning_starts"], batch_size=HP["batch_size"],
-                tau=HP["tau"], gamma=HP["gamma"], train_freq=HP["train_freq"],
-                gradient_steps=HP["gradient_steps"], action_noise=noise,
-                policy_delay=HP["policy_delay"], target_policy_noise=HP["target_noise"],
-                target_noise_clip=HP["target_noise_clip"],
-                policy_kwargs={"net_arch": [HP["hidden"]] * HP["layers"]},
-                device="cpu", seed=seed, verbose=0)
+    own = {"policy_delay": HP["policy_delay"], "target_policy_noise": HP["target_noise"],
+           "target_noise_clip": HP["target_noise_clip"]} if algo == "td3" else {}
+    model = getattr(sb3, algo.upper())(
+        "MlpPolicy", env, learning_rate=HP["lr"], buffer_size=HP["buffer_size"],
+        learning_starts=HP["learning_starts"], batch_size=HP["batch_size"], tau=HP["tau"],
+        gamma=HP["gamma"], train_freq=HP["train_freq"], gradient_steps=HP["gradient_steps"],
+        action_noise=noise, policy_kwargs={"net_arch": [HP["hidden"]] * HP["layers"]},
+        device="cpu", seed=seed, verbose=0, **own)
     return train_sb3(model, epochs * STEPS_PER_EPOCH, STEPS_PER_EPOCH, eval_env,
                      Result("sb3", seed, solved=SOLVED))
 

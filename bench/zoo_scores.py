@@ -44,12 +44,13 @@ def budget(algo: str, env: str, steps: int | None) -> int:
     return 200_000 if env.startswith("LunarLander") else STEPS[algo]
 
 
-def plan(algo: str, env: str, steps: int, evals: int = EPOCHS) -> tuple[int, int]:
+def plan(algo: str, env: str, steps: int, evals: int = EPOCHS,
+         hparams: dict | None = None) -> tuple[int, int]:
     """(epochs, env steps per epoch) of a run of about ``steps`` env steps: ``steps`` rounded
     up to whole rollouts (on-policy) or steps of every env, in up to ``evals`` equal epochs
     (an evaluation after each), the same for both implementations."""
     probe = make_task(algo, env=env)
-    probe.init()
+    probe.init(**(hparams or {}))
     unit = probe.num_envs * probe.hp.get("n_steps", 1)  # a rollout, or one step of every env
     probe.close()
     units = -(-steps // unit)
@@ -57,17 +58,19 @@ def plan(algo: str, env: str, steps: int, evals: int = EPOCHS) -> tuple[int, int
     return epochs, units // epochs * unit
 
 
-def run_rltasks(algo: str, env: str, seed: int, steps: int, evals: int = EPOCHS) -> Result:
-    """Ours with the task's own per-env defaults (rl-zoo3's set), for the ``plan``'s budget
-    (``horizon`` is the run's epochs, so a linear schedule ends with training)."""
-    epochs, per_epoch = plan(algo, env, steps, evals)
+def run_rltasks(algo: str, env: str, seed: int, steps: int, evals: int = EPOCHS,
+                hparams: dict | None = None) -> Result:
+    """Ours with the task's own per-env defaults (rl-zoo3's set) updated by ``hparams``, for
+    the ``plan``'s budget (``horizon`` is the run's epochs, so a linear schedule ends with
+    training)."""
+    epochs, per_epoch = plan(algo, env, steps, evals, hparams)
     task = make_task(algo, env=env, seed=seed, steps_per_epoch=per_epoch, horizon=epochs)
-    task.init()
+    task.init(**(hparams or {}))
     return train_rltasks(task, epochs, Result("rltasks", seed, solved=float("inf")))
 
 
-def sb3_model(algo: str, env: str, seed: int, total_steps: int, ortho_init: bool = False
-              ) -> tuple[object, object, object]:
+def sb3_model(algo: str, env: str, seed: int, total_steps: int, ortho_init: bool = False,
+              hparams: dict | None = None) -> tuple[object, object, object]:
     """SB3's model with the rltasks task's hyperparameters; its env and a matching eval env.
 
     ``ortho_init``: SB3's orthogonal init of PPO and A2C, rltasks' own init (rl-zoo3's MuJoCo
@@ -80,7 +83,7 @@ def sb3_model(algo: str, env: str, seed: int, total_steps: int, ortho_init: bool
     from stable_baselines3.common.vec_env import VecNormalize
 
     task = make_task(algo, env=env)
-    task.init()
+    task.init(**(hparams or {}))
     hp, fixed = task.hp, task.fixed
     task.close()
     torch.set_num_threads(1)
@@ -163,11 +166,11 @@ def sb3_dqn(hp: dict, venv: object, total_steps: int, policy_kwargs: dict,
 
 
 def run_sb3(algo: str, env: str, seed: int, steps: int, evals: int = EPOCHS,
-            ortho_init: bool = False) -> Result:
+            ortho_init: bool = False, hparams: dict | None = None) -> Result:
     """SB3 with our task's settings for the ``plan``'s budget, evaluated after each of the
     same epochs."""
-    epochs, per_epoch = plan(algo, env, steps, evals)
-    model, venv, eval_env = sb3_model(algo, env, seed, epochs * per_epoch, ortho_init)
+    epochs, per_epoch = plan(algo, env, steps, evals, hparams)
+    model, venv, eval_env = sb3_model(algo, env, seed, epochs * per_epoch, ortho_init, hparams)
 
     def sync() -> None:  # the eval env normalises with the training statistics
         if hasattr(venv, "obs_rms"):
