@@ -8,20 +8,25 @@ For each row (task, env) it runs, on this machine:
    its header names), every trial at the row's fixed budget (``--epochs`` x
    ``--steps-per-epoch``; the epoch is a multiple of the largest rollout the space can draw,
    so no trial trains more steps than another), ``--workers`` at a time (2);
-2. ``rltasks best NAME --reeval 5 --top 1``: the winner (the trial with the best final
-   evaluation) retrained on 5 fresh seeds, 1000-1004;
-3. rl-zoo3's published hyperparameters for that env (``ZOO``, spelled out below from
-   rl-zoo3's ``hyperparams/<algo>.yml``) trained on the same 5 seeds at the same budget.
+2. the winner, picked as ``rltasks best NAME --reeval 3 --top 3`` picks it: the 3 best
+   trials retrained on seeds 1000-1002, the best mean final return wins (many CartPole
+   trials tie at the maximum of 500 on their one hunt seed, so the hunt alone cannot tell
+   them apart);
+3. the test: the winner and rl-zoo3's published hyperparameters for that env (``ROWS``,
+   spelled out below from rl-zoo3's ``hyperparams/<algo>.yml``), each trained on seeds
+   2000-2004, which neither the hunt nor the pick saw, at the same budget.
 
 It prints, per row, the mean +- std of the final deterministic evaluation (10 episodes, the
-true return) of the winner and of the zoo setting over those seeds, every seed's, the hunt's
-wall time and the target verdict: the winner at least matches the zoo ("meets" when its
-mean is at least the zoo's; otherwise a one-sided Mann-Whitney U test of "the winner's
-finals are stochastically smaller than the zoo's" at the 5% level says whether the gap is
-more than the seed spread: "within the spread (p = ...)" or "below the zoo").
+true return) of the winner and of the zoo setting over the test seeds, every seed's, the
+wall time of the hunt and of the pick, and the target verdict: the winner at least matches
+the zoo ("meets" when its mean is at least the zoo's; otherwise a one-sided Mann-Whitney U
+test of "the winner's finals are stochastically smaller than the zoo's" at the 5% level
+says whether the gap is more than the seed spread: "within the spread (p = ...)" or "below
+the zoo").
 
-    .venv/bin/python bench/hunt_quality.py [--rows ppo:CartPole-v1 dqn:Acrobot-v1 ...]
-        [--trials 24] [--seeds 5] [--workers 2] [--out bench/out/hunt_quality]
+    .venv/bin/python bench/hunt_quality.py [--rows ppo-cartpolev1 dqn-acrobotv1 ...]
+        [--trials 24] [--top 3] [--pick-seeds 3] [--seeds 5] [--workers 2]
+        [--out bench/out/hunt_quality]
 
 Everything (Orion's PickledDB, the trials, the reruns) goes under ``--out/<task>-<env>``;
 rerunning resumes what is there. Budgets are what this 2-core machine allows (PPO on
@@ -48,7 +53,8 @@ import rltasks
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = str(ROOT / ".venv" / "bin" / "python")
-FIRST_SEED = 1000  # the reeval's fresh seeds, away from the hunt's (0)
+PICK_SEED = 1000  # the pick's fresh seeds, away from the hunt's (0)
+TEST_SEED = 2000  # the test's, away from both
 
 
 @dataclass(frozen=True)
@@ -123,46 +129,72 @@ def run(command: list[str], env: dict[str, str], log: Path) -> float:
     return time.perf_counter() - start
 
 
+def results_of(workdir: Path) -> list[float]:
+    """Every seed's final return of a ``--seeds N`` run."""
+    results = json.loads((workdir / "results.json").read_text())
+    return [float(s["return_mean"]) for s in results["per_seed"]]
+
+
 def budget_args(row: Row) -> list[str]:
     return ["--env", row.env, "--epochs", str(row.epochs),
             "--steps-per-epoch", str(row.steps_per_epoch)]
 
 
 def hunt(row: Row, out: Path, trials: int, workers: int) -> dict[str, Any]:
-    """The TPE hunt, then its winner's rerun on the fresh seeds (``rltasks best --reeval``)."""
+    """The TPE hunt (its wall time kept in ``hunt.json``: a rerun of the bench reuses a
+    finished hunt) and its best trial."""
     env = environ(out)
-    wall = run(["orion", "hunt", "-n", row.name, "-c", str(tpe_config(out / "tpe.yaml")),
-                "--exp-max-trials", str(trials), "--n-workers", str(workers),
-                "--working-dir", str(out / "trials"), "python", f"scripts/{row.task}.py",
-                "--config", str(space_file(row, out / "space.yaml")), *budget_args(row)],
-               env, out / "hunt.log")
+    done = out / "hunt.json"
+    if done.is_file():
+        wall = json.loads(done.read_text())["wall"]
+    else:
+        wall = run(["orion", "hunt", "-n", row.name, "-c", str(tpe_config(out / "tpe.yaml")),
+                    "--exp-max-trials", str(trials), "--n-workers", str(workers),
+                    "--working-dir", str(out / "trials"), "python", f"scripts/{row.task}.py",
+                    "--config", str(space_file(row, out / "space.yaml")), *budget_args(row)],
+                   env, out / "hunt.log")
+    done.write_text(json.dumps({"wall": wall}))
     best = json.loads(subprocess.run(
         ["rltasks", "best", row.name, "--json"], cwd=ROOT, env=env, check=True,
         capture_output=True, text=True).stdout)
     return {"wall": wall, "best": best}
 
 
-def reeval(row: Row, out: Path, seeds: int) -> dict[str, Any]:
-    """The winner on ``seeds`` fresh seeds (``rltasks best NAME --reeval``), its row."""
-    env = environ(out)
-    proc = subprocess.run(["rltasks", "best", row.name, "--reeval", str(seeds), "--top", "1",
-                           "--reeval-seed", str(FIRST_SEED), "--reeval-dir",
-                           str(out / "reeval"), "--json"], cwd=ROOT, env=env,
+def pick(row: Row, out: Path, top: int, seeds: int) -> dict[str, Any]:
+    """``rltasks best NAME --reeval SEEDS --top TOP``: the winner's row and the wall time
+    (kept in ``pick.json``, like the hunt's)."""
+    done = out / "pick.json"
+    if done.is_file():
+        return json.loads(done.read_text())
+    start = time.perf_counter()
+    proc = subprocess.run(["rltasks", "best", row.name, "--reeval", str(seeds), "--top",
+                           str(top), "--reeval-seed", str(PICK_SEED), "--reeval-dir",
+                           str(out / "pick"), "--json"], cwd=ROOT, env=environ(out),
                           capture_output=True, text=True)
-    (out / "reeval.log").write_text(proc.stderr)
+    (out / "pick.log").write_text(proc.stderr)
     if proc.returncode != 0:
-        raise SystemExit(f"the reeval of {row.name} failed: {proc.stderr.strip()[-500:]}")
-    return json.loads(proc.stdout.splitlines()[-1])[0]
+        raise SystemExit(f"the pick of {row.name} failed: {proc.stderr.strip()[-500:]}")
+    winner = {**json.loads(proc.stdout.splitlines()[-1])[0], "wall": time.perf_counter() - start}
+    done.write_text(json.dumps(winner))
+    return winner
 
 
-def zoo(row: Row, out: Path, seeds: int) -> list[float]:
-    """rl-zoo3's setting on the same seeds and budget: every seed's final return."""
-    settings = [f"--{k.replace('_', '-')}={v}" for k, v in row.zoo.items()]
-    workdir = out / "zoo"
-    run([PYTHON, f"scripts/{row.task}.py", *budget_args(row), *settings, "--seeds", str(seeds),
-         "--seed", str(FIRST_SEED), "--workdir", str(workdir)], environ(out), out / "zoo.log")
-    results = json.loads((workdir / "results.json").read_text())
-    return [float(s["return_mean"]) for s in results["per_seed"]]
+def test(row: Row, out: Path, winner: dict[str, Any], seeds: int) -> dict[str, list[Any]]:
+    """The winner's and rl-zoo3's settings on the test seeds: every seed's final return (and
+    the winner's command line, without the pick's seeds and working dir)."""
+    command = list(winner["command"])
+    at = command.index("--seeds")  # the pick's --seeds N --seed S --workdir DIR, replaced
+    winner_command = [PYTHON if command[0] == "python" else command[0], *command[1:at]]
+    zoo_command = [PYTHON, f"scripts/{row.task}.py", *budget_args(row),
+                   *[f"--{k.replace('_', '-')}={v}" for k, v in row.zoo.items()]]
+    finals = {}
+    for name, command in (("winner", winner_command), ("zoo", zoo_command)):
+        workdir = out / "test" / name
+        run([*command, "--seeds", str(seeds), "--seed", str(TEST_SEED), "--workdir",
+             str(workdir)], environ(out), out / "test.log")
+        finals[name] = results_of(workdir)
+    finals["command"] = ["python", *winner_command[1:]]
+    return finals
 
 
 def verdict(winner: list[float], tuned: list[float]) -> str:
@@ -183,39 +215,44 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
     parser.add_argument("--trials", type=int, default=24)
-    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--top", type=int, default=3, help="trials the pick retrains")
+    parser.add_argument("--pick-seeds", type=int, default=3, help="seeds of the pick")
+    parser.add_argument("--seeds", type=int, default=5, help="seeds of the test")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "hunt_quality")
     args = parser.parse_args()
-    print(f"hunt quality: {args.trials}-trial seeded TPE hunts, {args.workers} workers, winner "
-          f"and rl-zoo3 on seeds {FIRST_SEED}-{FIRST_SEED + args.seeds - 1}, "
+    print(f"hunt quality: {args.trials}-trial seeded TPE hunts, {args.workers} workers, the "
+          f"top {args.top} retrained on seeds {PICK_SEED}-{PICK_SEED + args.pick_seeds - 1}, "
+          f"winner and rl-zoo3 tested on seeds {TEST_SEED}-{TEST_SEED + args.seeds - 1}, "
           f"load average {os.getloadavg()[0]:.2f}", flush=True)
     table = []
     for name in args.rows:
         row, out = ROWS[name], args.out / name
         out.mkdir(parents=True, exist_ok=True)
         found = hunt(row, out, args.trials, args.workers)
-        winner = reeval(row, out, args.seeds)
-        tuned = zoo(row, out, args.seeds)
+        winner = pick(row, out, args.top, args.pick_seeds)
+        finals = test(row, out, winner, args.seeds)
         line = {"row": name, "budget": row.budget, "hunt_wall": found["wall"],
-                "hunt_best": -found["best"]["objective"], "winner": winner["returns"],
-                "zoo": tuned, "params": found["best"]["params"],
-                "verdict": verdict(winner["returns"], tuned)}
+                "pick_wall": winner["wall"], "hunt_best": -found["best"]["objective"],
+                "winner_trial": winner["trial"], "pick": winner["returns"],
+                "winner": finals["winner"], "zoo": finals["zoo"],
+                "command": finals["command"],
+                "verdict": verdict(finals["winner"], finals["zoo"])}
         (out / "row.json").write_text(json.dumps(line, indent=1))
-        print(f"  {name}: winner {spread(winner['returns'])}, zoo {spread(tuned)}, hunt "
+        print(f"  {name}: winner {spread(line['winner'])}, zoo {spread(line['zoo'])}, hunt "
               f"{found['wall'] / 60:.1f} min, {line['verdict']}", flush=True)
         table.append(line)
-    print("\n| task | env | steps per trial | hunt wall (min) | hunt's best (seed 0) | winner, "
-          "5 fresh seeds | rl-zoo3, same seeds | target |")
-    print("| --- | --- | ---: | ---: | ---: | --- | --- | --- |")
+    print("\n| task | env | steps per trial | hunt + pick wall (min) | hunt's best (seed 0) | "
+          "winner on the pick seeds | winner, test seeds | rl-zoo3, test seeds | target |")
+    print("| --- | --- | ---: | ---: | ---: | --- | --- | --- | --- |")
     for line in table:
         row = ROWS[line["row"]]
-        print(f"| {row.task} | {row.env} | {row.budget:,} | {line['hunt_wall'] / 60:.1f} | "
-              f"{line['hunt_best']:.1f} | {spread(line['winner'])} | {spread(line['zoo'])} | "
-              f"{line['verdict']} |")
+        print(f"| {row.task} | {row.env} | {row.budget:,} | {line['hunt_wall'] / 60:.1f} + "
+              f"{line['pick_wall'] / 60:.1f} | {line['hunt_best']:.1f} | {spread(line['pick'])} "
+              f"| {spread(line['winner'])} | {spread(line['zoo'])} | {line['verdict']} |")
     for line in table:
-        print(f"{line['row']}: winner {line['params']}; per seed {line['winner']}, zoo "
-              f"{line['zoo']}")
+        print(f"{line['row']}: winner {line['winner_trial']}: {shlex.join(line['command'])}; "
+              f"per test seed {line['winner']}, zoo {line['zoo']}")
 
 
 if __name__ == "__main__":

@@ -486,6 +486,12 @@ class Task:
                 raise SpaceMismatch(f"{self.name} needs {names} {kind}s but {self.env_id} has "
                                     f"{space}", self.action_space, self.observation_space,
                                     type(self.loader))
+        space = self.action_space
+        if not _bounded(space):
+            raise SpaceMismatch(
+                f"{self.name} needs finite action bounds (it rescales its actions to them) but "
+                f"{self.env_id} has {space}: give the env's action space finite low and high",
+                self.action_space, self.observation_space, type(self.loader))
         if not self._obs_rank_fits(self.observation_space):
             raise SpaceMismatch(
                 f"{self.name} takes observations of at most {self.OBS_NDIM} dimension(s) but "
@@ -500,7 +506,7 @@ class Task:
     @classmethod
     def fits(cls, action_space: spaces.Space, observation_space: spaces.Space) -> bool:
         """Whether the algorithm handles these spaces."""
-        return (isinstance(action_space, cls.ACTION_SPACES)
+        return (isinstance(action_space, cls.ACTION_SPACES) and _bounded(action_space)
                 and isinstance(observation_space, cls.OBSERVATION_SPACES)
                 and cls._obs_rank_fits(observation_space))
 
@@ -589,6 +595,12 @@ class PolicyModule(nn.Module):
         if self.normalize:
             obs = ((obs - self.obs_mean) / self.obs_std).clamp(-10.0, 10.0)
         return self.policy_actions(obs)
+
+
+def _bounded(space: spaces.Space) -> bool:
+    """Not a Box, or a Box whose bounds are all finite (tasks rescale actions to them)."""
+    return not isinstance(space, spaces.Box) or bool(
+        np.isfinite(space.low).all() and np.isfinite(space.high).all())
 
 
 def _require(state: Any, keys: Iterable[str], where: str) -> None:

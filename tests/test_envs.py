@@ -103,3 +103,29 @@ def test_evaluate_policy_runs_one_episode_per_env():
                              0, normalize=lambda obs: obs)
     assert result["episodes"] == 5 and 8 <= result["length_mean"] <= 12
     assert result["return_mean"] == result["length_mean"]
+
+
+def test_an_env_with_unbounded_actions_is_refused_in_one_line():
+    import gymnasium as gym
+
+    import rltasks
+
+    class Unbounded(gym.Env):
+        observation_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+        action_space = gym.spaces.Box(-np.inf, np.inf, (1,), np.float32)
+
+        def reset(self, *, seed=None, options=None):
+            super().reset(seed=seed)
+            return np.zeros(2, np.float32), {}
+
+        def step(self, action):
+            return np.zeros(2, np.float32), 0.0, False, False, {}
+
+    gym.register("rltasks-test/Unbounded-v0", entry_point=Unbounded, max_episode_steps=10)
+    try:
+        for name in ("ppo", "sac"):
+            with pytest.raises(ValueError, match=f"{name} needs finite action bounds.*tasks "
+                               "that fit it: none yet"):
+                rltasks.make_task(name, env="rltasks-test/Unbounded-v0")
+    finally:
+        gym.registry.pop("rltasks-test/Unbounded-v0")

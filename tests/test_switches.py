@@ -621,3 +621,23 @@ def test_one_maddpg_update_against_a_reference_of_the_paper():
             for key, value in getattr(task, f"{name}_target")[i].state_dict().items():
                 torch.testing.assert_close(value, targets[name][i][key],
                                            msg=f"{name}_target[{i}] {key}")
+
+
+# ------------------------------------------------------------------- Gaussian policies
+
+@pytest.mark.parametrize("name", ["ppo", "a2c", "pg"])
+def test_log_std_init_is_the_std_in_the_envs_action_units(name):
+    """As SB3's and rl-zoo3's: Pendulum's torque is in [-2, 2], so log_std_init=0 draws
+    torques of std 1, which is 0.5 in the [-1, 1] units the Gaussian works in."""
+    task = rltasks.make_task(name, env="Pendulum-v1", num_envs=2, seed=0).init(log_std_init=0.3)
+    try:
+        np.testing.assert_allclose(task.log_std.detach().numpy(), [0.3 - math.log(2.0)],
+                                   rtol=1e-6)
+        obs = torch.zeros((20_000, 3))
+        with torch.no_grad():
+            mean = task.actor(obs)
+            actions, _ = task.sample(obs)
+        torque = (actions - mean).numpy() * task.act_scale  # before the clip to the bounds
+        assert torque.std() == pytest.approx(math.exp(0.3), rel=0.02)
+    finally:
+        task.close()

@@ -37,7 +37,7 @@ ONPOLICY_HPARAMS: dict[str, HP] = {
     "activation": HP("tanh", choices("tanh", "relu"), kind=str, choices=("tanh", "relu"),
                      help="hidden activation"),
     "log_std_init": HP(0.0, "uniform(-2.0, 1.0)", low=-20.0, high=5.0,
-                       help="initial log std of a Gaussian policy"),
+                       help="initial log std of a Gaussian policy, in the env's action units"),
 }
 
 #: what every on-policy task's curated space hunts: rl-zoo3's PPO/A2C sampler ranges
@@ -68,6 +68,11 @@ class OnPolicyTask(Task):
             self.params.append(self.log_std)
             low, high = self.action_space.low, self.action_space.high
             self.act_center, self.act_scale = (high + low) / 2, (high - low) / 2
+            # log_std_init is in the env's action units, as SB3's and rl-zoo3's tuned values
+            # are; the Gaussian works in [-1, 1], so its own log std is less log(scale)
+            with torch.no_grad():
+                self.log_std -= torch.from_numpy(np.log(self.act_scale).astype(np.float32)
+                                                 ).reshape(-1)
         self.optimizers = {"opt": make_optimizer(self.params, hp)}
 
     # -- policy -------------------------------------------------------------------------------
