@@ -72,9 +72,13 @@ def test_an_off_policy_task_takes_the_lr_in_chunks_of_env_steps():
     (["--start-lr", "-1"], "hyperparameter lr=-1.0"),
     (["--updates", "2"], "--updates 2 must be at least 3"),
     (["--env", "NoSuchEnv-v0"], "NoSuchEnv-v0"),
+    (["--env", "Acrobot-v1", "--n-steps", "8", "--updates", "3"], "no episode ended in the 3 "
+     "updates of 128 env steps"),
 ])
 def test_bad_settings_are_one_line_errors(args, message, tmp_path):
     proc = cli("lr-range", "ppo", *args, "--out", tmp_path / "x.png")
-    assert proc.returncode == 2 and message in proc.stderr, proc.stderr
-    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    lines = proc.stderr.strip().splitlines()  # the updates' progress lines, then the error
+    assert proc.returncode == 2 and message in lines[-1], proc.stderr
+    assert lines[-1].startswith("error: ") and "Traceback" not in proc.stderr
+    assert all(line.startswith("update ") for line in lines[:-1])
     assert not (tmp_path / "x.png").exists()

@@ -62,6 +62,10 @@ def lr_range(task_name: str, argv: list[str], start_lr: float, end_lr: float,
                          f"lower --start-lr")
     lr = np.array([r["lr"] for r in rows])
     raw = np.array([np.nan if r["return"] is None else r["return"] for r in rows])
+    if np.isnan(raw).all():
+        raise ValueError(f"no episode ended in the {len(rows)} updates of "
+                         f"{options['steps_per_epoch']} env steps (summed over the envs), so "
+                         f"there is no return to plot: give more --updates or --steps-per-epoch")
     smoothed = smoothed_returns(raw, smooth)
     slope = _slope(lr, smoothed)
     result = {"task": task_name, "env": options["env"], "updates": len(rows),
