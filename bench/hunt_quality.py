@@ -91,7 +91,9 @@ ROWS = {row.name: row for row in [
         "lr": 6.3e-4, "batch_size": 128, "buffer_size": 50_000, "learning_starts": 0,
         "gamma": 0.99, "target_update": 250, "train_freq": 4, "gradient_steps": 4,
         "eps_decay": 12_000, "eps_initial": 1.0, "eps_min": 0.1, "hidden": 256, "layers": 2}),
-    Row("sac", "Pendulum-v1", 4, 5_000, {"lr": 1e-3}),
+    # 12k steps, not the zoo's 20k: SAC's 2-3 gradient steps per env step are what this
+    # machine is slowest at, and rl-zoo3's set solves Pendulum well before 12k
+    Row("sac", "Pendulum-v1", 4, 3_000, {"lr": 1e-3}),
 ]}
 
 
