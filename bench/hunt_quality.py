@@ -30,7 +30,8 @@ the zoo").
 
 Everything (Orion's PickledDB, the trials, the reruns) goes under ``--out/<task>-<env>``;
 rerunning resumes what is there. Budgets are what this 2-core machine allows (PPO on
-Acrobot trains 196,608 steps, not the zoo's 1M); the zoo setting gets the same budget.
+Acrobot trains 196,608 steps, not the zoo's 1M, SAC on Pendulum 12,000, not 20,000); the
+zoo setting gets the same budget.
 """
 
 from __future__ import annotations
