@@ -3,7 +3,8 @@
 # curated PPO space on CartPole-v1 with the default embedded Orion database, then print the
 # best trial and its rerun command. ASHA trains 24 trials for 1 epoch (4096 env steps) and
 # promotes the best quarter to 4 epochs, then the best of those to 16; every trial's working
-# dir is named by its hyperparameters alone, so a promoted trial resumes from its checkpoint.
+# dir is named by its hyperparameters alone, so a promoted trial resumes from its checkpoint,
+# and a linear lr or clip schedule runs over the top rung's 16 epochs (--horizon) in every rung.
 #   NAME (ppo-cartpole), TRIALS (24) and WORKERS (2) can be overridden from the environment.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,5 +15,5 @@ NAME=${NAME:-ppo-cartpole}
 orion hunt -n "$NAME" -c spaces/algos/asha.yaml --exp-max-trials "${TRIALS:-24}" \
   --n-workers "${WORKERS:-2}" --working-dir "runs/hunt-$NAME" \
   python scripts/ppo.py --config spaces/ppo.yaml --env CartPole-v1 \
-  --epochs~'fidelity(1, 16, 4)' --workdir '{exp.working_dir}/{trial.hash_params}'
+  --epochs~'fidelity(1, 16, 4)' --horizon 16 --workdir '{exp.working_dir}/{trial.hash_params}'
 rltasks best "$NAME"

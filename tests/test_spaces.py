@@ -113,7 +113,11 @@ def test_curated_ranges_are_rl_zoo3s_and_all_is_every_prior():
         space, every = task.get_space(), task.get_space(scope="all")
         assert space["lr"] == "loguniform(1e-5, 2e-3)" and every["lr"] == "loguniform(1e-5, 1e-2)"
         assert space["update_epochs"] == "choices([1, 5, 10, 20])"
-        assert {"optimizer", "vf_clip", "clip_schedule"} <= set(every) - set(space)
+        assert {"optimizer", "vf_clip"} <= set(every) - set(space)
+        # a constant or linear schedule (rl-zoo3's lin_...), not every schedule there is
+        assert space["clip_schedule"] == space["lr_schedule"] == (
+            "choices(['constant', 'linear'])")
+        assert every["lr_schedule"] == "choices(['constant', 'linear', 'cosine', 'exponential'])"
         with pytest.raises(ValueError, match=r"scope='some'.*'curated'.*'all'") as info:
             task.get_space(scope="some")
         assert "\n" not in str(info.value)

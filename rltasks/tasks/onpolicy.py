@@ -41,9 +41,12 @@ ONPOLICY_HPARAMS: dict[str, HP] = {
 }
 
 #: what every on-policy task's curated space hunts: rl-zoo3's PPO/A2C sampler ranges
-#: (``hyperparams_opt.py``; its gamma and GAE choices, its tiny/small/medium networks)
+#: (``hyperparams_opt.py``; its gamma and GAE choices, its tiny/small/medium networks), and
+#: a constant or linearly annealed lr, as PPO's paper anneals it on Atari and rl-zoo3's tuned
+#: sets (``lin_...``) do on CartPole, Atari and PyBullet
 CURATED_ONPOLICY: dict[str, str | None] = {
     "gamma": ZOO_GAMMA, "gae_lambda": ZOO_GAE_LAMBDA, "lr": "loguniform(1e-5, 2e-3)",
+    "lr_schedule": choices("constant", "linear"),
     "ent_coef": "loguniform(1e-8, 0.1)", "max_grad_norm": "uniform(0.3, 2.0)", **ZOO_NET,
     "activation": None, "log_std_init": "uniform(-4.0, 1.0)",
 }

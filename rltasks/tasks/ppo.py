@@ -49,7 +49,9 @@ class PPO(OnPolicyTask):
     }
     CURATED = {**CURATED_ONPOLICY, "n_steps": choices(32, 64, 128, 256, 512, 1024, 2048),
                "batch_size": choices(32, 64, 128, 256, 512),
-               "clip_range": choices(0.1, 0.2, 0.3, 0.4), "update_epochs": choices(1, 5, 10, 20)}
+               "clip_range": choices(0.1, 0.2, 0.3, 0.4),
+               "clip_schedule": choices("constant", "linear"),
+               "update_epochs": choices(1, 5, 10, 20)}
     ENV_DEFAULTS = {
         # rl-zoo3's Pendulum set (without gSDE), which our Gaussian policy solves too.
         "Pendulum-v1": {"n_steps": 1024, "batch_size": 64, "update_epochs": 10,
