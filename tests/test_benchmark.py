@@ -82,6 +82,18 @@ def test_task_is_a_named_subclass_whose_configuration_rebuilds_it():
     assert set(everything.get_search_space()) > {"exploration", "lr", "epochs"}
 
 
+def test_a_trial_that_draws_a_schedule_runs_it_over_the_problems_epochs():
+    task = RLBenchmarkTask(task="ppo", epochs=2, max_trials=1, label="ppo_schedules",
+                           space={"lr_schedule": None, "lr": None}, **TINY)
+    results = task.call(lr=1e-3, lr_schedule="linear", epochs=1)  # a first rung: half the way
+    assert {r["name"]: r["value"] for r in results}["env_steps"] == 256
+    made = task.make()
+    try:
+        assert made.horizon == 2
+    finally:
+        made.close()
+
+
 def test_bad_names_and_spaces_are_refused():
     with pytest.raises(ValueError, match="letters, digits"):
         RLBenchmarkTask(task="ppo", epochs=1, max_trials=1, label="ppo-CartPole", **TINY)

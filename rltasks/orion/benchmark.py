@@ -236,11 +236,13 @@ class RLBenchmarkTask(BenchmarkTask):
         return type(self).__name__
 
     def make(self) -> Any:
-        """A new ``rltasks`` task with this problem's fixed arguments (not yet ``init``-ed)."""
+        """A new ``rltasks`` task with this problem's fixed arguments (not yet ``init``-ed);
+        its horizon is the problem's ``epochs``, so a trial that draws a non-constant lr or
+        clip schedule runs it over the whole budget at every fidelity."""
         params = self._param_names
         kwargs = {k: params[k] for k in ("steps_per_epoch", "num_envs") if params[k] is not None}
         return rltasks.make_task(self.task, env=self.env, seed=params["seed"], **kwargs,
-                                 **(params["fixed"] or {}))
+                                 horizon=self.epochs, **(params["fixed"] or {}))
 
     def get_search_space(self) -> dict[str, str]:
         """Orion priors of the searched hyperparameters, plus the ``epochs`` fidelity.
