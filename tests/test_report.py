@@ -82,3 +82,14 @@ def test_a_trials_files_are_found_where_the_hunts_workdir_template_put_them():
     # a field it does not expand (nothing of a template is evaluated): Orion's own dir
     assert trial_workdir(exp("--workdir", "{trial.__class__}/x"), trial) == Path("runs/hb/t1")
     assert trial_workdir(exp(), trial) == Path("runs/hb/t1")
+
+
+def test_a_template_field_the_trial_lacks_falls_back_to_orions_dir():
+    from types import SimpleNamespace
+
+    from rltasks.orion.experiments import trial_workdir
+
+    exp = SimpleNamespace(working_dir=None, name="hb", metadata={
+        "user_args": ["python", "x.py", "--workdir", "{exp.working_dir}/{trial.hash_params}"]})
+    trial = SimpleNamespace(id="t1", hash_params="h1", working_dir="runs/hb/t1")
+    assert trial_workdir(exp, trial) == Path("runs/hb/t1")

@@ -86,14 +86,17 @@ def trial_workdir(exp: Any, trial: Any) -> Path | None:
     templates = [value for flag, value in zip(args, args[1:], strict=False)
                  if flag == "--workdir"]
     templates += [a.partition("=")[2] for a in args if a.startswith("--workdir=")]
-    objects = {"exp": exp, "trial": trial}
+    objects, missing = {"exp": exp, "trial": trial}, []
 
     def field(match: re.Match[str]) -> str:
-        return str(getattr(objects[match[1]], match[2], None))
+        value = getattr(objects[match[1]], match[2], None)
+        if value is None:
+            missing.append(match[0])
+        return str(value)
 
     for template in templates:
         expanded = _TEMPLATE.sub(field, template)
-        if "{" not in expanded and "None" not in Path(expanded).parts:
+        if "{" not in expanded and not missing:
             return Path(expanded)
     return Path(trial.working_dir) if trial.working_dir else None
 
