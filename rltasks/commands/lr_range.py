@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from rltasks.commands.plot import save_png
 from rltasks.safeio import MIB, load_yaml, read_regular
 from rltasks.task import NonFiniteError, Task
 from rltasks.tasks import REGISTRY
@@ -199,12 +200,7 @@ def plot(result: dict[str, Any], out: str | Path) -> Path:
     top.set_title(f"lr range test: {result['task']} on {result['env']}, {result['updates']} "
                   f"updates of {result['steps_per_update']} env steps")
     top.legend(loc="best", fontsize="small")
-    fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
-    plt.close(fig)
-    return out
+    return save_png(fig, out)
 
 
 def prior(result: dict[str, Any]) -> str:

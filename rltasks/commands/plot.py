@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -56,6 +57,13 @@ def plot_runs(run_dirs: list[str | Path], out: str | Path, title: str | None = N
     ax.set_title(title or "learning curves (mean over seeds, min-max shaded)")
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize="small")
+    return save_png(fig, out)
+
+
+def save_png(fig: Any, out: str | Path) -> Path:
+    """Lay ``fig`` out, write it to ``out`` (its directory made if missing) and close it."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
