@@ -122,7 +122,7 @@ def sb3_model(algo: str, env: str, seed: int, total_steps: int, ortho_init: bool
     else:
         off = {"buffer_size": hp["buffer_size"], "learning_starts": hp["learning_starts"],
                "batch_size": hp["batch_size"], "tau": hp["tau"], "train_freq": hp["train_freq"],
-               "gradient_steps": hp["gradient_steps"],
+               "gradient_steps": sb3_gradient_steps(hp),
                "policy_kwargs": {"net_arch": net, "activation_fn": act}}
         if algo == "sac":
             model = sb3.SAC("MlpPolicy", venv, ent_coef=f"auto_{hp['ent_coef_init']}",
@@ -145,6 +145,14 @@ def expressible(hp: dict, needs: dict) -> None:
         raise ValueError(f"SB3 has no equivalent of {wrong} (it needs {needs})")
 
 
+def sb3_gradient_steps(hp: dict) -> int:
+    """SB3's ``gradient_steps`` for ours: ``-1`` with ``subsample_steps`` is a fixed count
+    per ``train_freq`` steps of one env (the bench's off-policy runs have one)."""
+    if hp["gradient_steps"] > 0:
+        return hp["gradient_steps"]
+    return max(hp["train_freq"] // hp.get("subsample_steps", 1), 1)
+
+
 def sb3_dqn(hp: dict, venv: object, total_steps: int, policy_kwargs: dict,
             common: dict) -> object:
     """SB3's DQN with our DQN's settings: plain DQN (1-step, uniform replay, no double or
@@ -157,7 +165,7 @@ def sb3_dqn(hp: dict, venv: object, total_steps: int, policy_kwargs: dict,
     return sb3.DQN("MlpPolicy", venv, buffer_size=hp["buffer_size"],
                    learning_starts=hp["learning_starts"], batch_size=hp["batch_size"],
                    tau=hp["tau"], train_freq=hp["train_freq"],
-                   gradient_steps=hp["gradient_steps"],
+                   gradient_steps=sb3_gradient_steps(hp),
                    target_update_interval=hp["target_update"],
                    exploration_fraction=min(1.0, hp["eps_decay"] / total_steps),
                    exploration_initial_eps=hp["eps_initial"],

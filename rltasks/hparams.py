@@ -40,6 +40,8 @@ class HP:
     choices: tuple[Any, ...] | None = None
     help: str = ""
     shape: bool = False
+    #: values inside [low, high] that are still invalid (``gradient_steps=0``)
+    excluded: tuple[Any, ...] = ()
 
     def coerce(self, name: str, value: Any) -> Any:
         """Return ``value`` converted to this kind, or raise ``ValueError`` naming the problem."""
@@ -62,7 +64,7 @@ class HP:
             above = self.high is not None and (
                 value > self.high or (self.high_open and value == self.high)
             )
-            if below or above:
+            if below or above or value in self.excluded:
                 raise ValueError(f"hyperparameter {name}={value!r} is out of range: {self.valid()}")
         return value
 
@@ -74,7 +76,8 @@ class HP:
         hi = ")" if self.high_open else "]"
         low = "-inf" if self.low is None else repr(self.low)
         high = "inf" if self.high is None else repr(self.high)
-        return f"{self.kind.__name__} in {lo}{low}, {high}{hi}"
+        but = f" except {', '.join(map(repr, self.excluded))}" if self.excluded else ""
+        return f"{self.kind.__name__} in {lo}{low}, {high}{hi}{but}"
 
 
 def _convert(kind: type, value: Any) -> Any:

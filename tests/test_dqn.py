@@ -73,6 +73,32 @@ def test_no_gradient_step_before_learning_starts():
     assert task.history[-1]["buffer"] == 512
 
 
+@pytest.mark.parametrize(("num_envs", "train_freq", "subsample", "learning_starts", "updates"), [
+    (1, 4, 2, 64, (256 - 60) // 2),  # one per 2 env steps from the period ending at 64
+    (1, 256, 2, 0, 128),  # DQN's defaults: 128 per 256, rl-zoo3's CartPole set
+    (4, 2, 1, 0, 256),  # two periods per vector step: all 4 transitions count
+    (1, 8, 16, 0, 256 // 8),  # fewer steps than subsample_steps: still one per phase
+])
+def test_gradient_steps_minus_one_takes_one_update_per_subsample_steps(
+        num_envs, train_freq, subsample, learning_starts, updates):
+    task = rltasks.make_task("dqn", env="CartPole-v1", seed=5, steps_per_epoch=256,
+                             num_envs=num_envs).init(
+        **{**FAST, "learning_starts": learning_starts, "train_freq": train_freq,
+           "gradient_steps": -1, "subsample_steps": subsample, "n_step": 1})
+    task.fit(1)
+    assert task.history[-1]["gradient_steps"] == updates
+
+
+def test_subsample_steps_is_hunted_only_with_gradient_steps_minus_one():
+    assert dqn().get_space()["subsample_steps"] == "choices([1, 2, 4, 8])"
+    assert "train_freq" in dqn().get_space()
+    fixed = rltasks.make_task("dqn", env="CartPole-v1", gradient_steps=4)
+    assert "subsample_steps" not in fixed.get_space()
+    with pytest.raises(ValueError, match=r"gradient_steps=0 is out of range: int in \[-1, "
+                                         r"10000\] except 0$"):
+        dqn().init(gradient_steps=0)
+
+
 def test_an_update_clips_the_global_gradient_norm_to_max_grad_norm():
     """Through ``Task.optimizer_step``: with plain SGD (lr 1) the step is the clipped gradient,
     whose norm is ``max_grad_norm`` exactly when the raw gradient is larger."""

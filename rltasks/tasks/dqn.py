@@ -41,7 +41,9 @@ class DQN(OffPolicyTask):
         **OFFPOLICY_HPARAMS,
         "batch_size": with_default("batch_size", 64),
         "train_freq": with_default("train_freq", 256),
-        "gradient_steps": with_default("gradient_steps", 128),
+        # 128 gradient steps per 256 env steps, as a ratio so that a hunt can vary it
+        "gradient_steps": with_default("gradient_steps", -1),
+        "subsample_steps": with_default("subsample_steps", 2),
         "target_update": HP(10, choices(1, 10, 100, 1000, 10000), kind=int, low=1,
                             high=10**9, help="env steps between target-network updates"),
         "tau": HP(1.0, "uniform(0.005, 1.0)", low=0.0, high=1.0, low_open=True,
@@ -80,8 +82,11 @@ class DQN(OffPolicyTask):
                            "hidden": 256},
     }
 
-    # rl-zoo3's DQN sampler: target update interval, final epsilon, decay, tiny/small/medium
+    # rl-zoo3's DQN sampler: replay ratio (gradient_steps = train_freq // subsample_steps),
+    # target update interval, final epsilon, decay, tiny/small/medium
     CURATED = {**CURATED_OFFPOLICY, "batch_size": choices(32, 64, 128, 256),
+               "train_freq": choices(1, 4, 8, 16, 128, 256, 1000),
+               "subsample_steps": choices(1, 2, 4, 8),
                "learning_starts": choices(0, 1000, 5000),
                "target_update": choices(1, 10, 100, 1000, 5000), "eps_min": "uniform(0.0, 0.2)",
                "eps_decay": None, **ZOO_NET}

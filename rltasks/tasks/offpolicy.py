@@ -2,14 +2,16 @@
 
 ``OffPolicyTask`` runs the loop: act (uniformly at random until ``learning_starts``, then with
 the task's exploration), store the transition in the replay buffer, and every ``train_freq``
-env steps take ``gradient_steps`` updates; the epoch ends every pending n-step window as a
-truncation. The loop hands every buffer the env's observations as they are: ``make_buffer``
-chooses uniform, prioritized, n-step or hindsight replay, and a buffer flattens or relabels a
-goal env's observations itself. ``NoisyActorTask`` adds what the actors of the DDPG family and
-MADDPG share: actions in [-1, 1] rescaled to the Box bounds, uniform random actions before
-learning starts, action noise restarted at every episode's end and kept in the state.
-``ContinuousActorCritic`` adds, for Box actions, the actor and critics with their target
-networks. An algorithm file holds only its networks' specifics and its ``train_step``.
+env steps take ``gradient_steps`` updates (``-1``: one per ``subsample_steps`` env steps
+collected since the last phase, the replay ratio rl-zoo3's samplers hunt); the epoch ends every
+pending n-step window as a truncation. The loop hands every buffer the env's observations as
+they are: ``make_buffer`` chooses uniform, prioritized, n-step or hindsight replay, and a
+buffer flattens or relabels a goal env's observations itself. ``NoisyActorTask`` adds what the
+actors of the DDPG family and MADDPG share: actions in [-1, 1] rescaled to the Box bounds,
+uniform random actions before learning starts, action noise restarted at every episode's end
+and kept in the state. ``ContinuousActorCritic`` adds, for Box actions, the actor and critics
+with their target networks. An algorithm file holds only its networks' specifics and its
+``train_step``.
 """
 
 from __future__ import annotations
@@ -40,8 +42,11 @@ OFFPOLICY_HPARAMS: dict[str, HP] = {
                           high=10**9, help="env steps of random actions before training"),
     "train_freq": HP(1, choices(1, 4, 16, 64, 256), kind=int, low=1, high=10**6,
                      help="env steps between training phases"),
-    "gradient_steps": HP(1, choices(1, 4, 16, 64, 128), kind=int, low=1, high=10_000,
-                         help="updates per training phase"),
+    "gradient_steps": HP(1, choices(1, 4, 16, 64, 128), kind=int, low=-1, high=10_000,
+                         excluded=(0,), help="updates per training phase; -1: one per "
+                         "subsample_steps env steps collected since the last (SB3's -1)"),
+    "subsample_steps": HP(1, choices(1, 2, 4, 8), kind=int, low=1, high=10**6,
+                          help="with gradient_steps=-1, env steps per update"),
     "gamma": HP(0.99, "uniform(0.9, 0.9999)", low=0.0, high=1.0, help="discount"),
     "hidden": HP(256, choices(64, 128, 256, 400), kind=int, low=1, high=4096, shape=True,
                   help="layer width"),
@@ -53,8 +58,9 @@ OFFPOLICY_HPARAMS: dict[str, HP] = {
 
 
 #: what every off-policy task's curated space hunts (rl-zoo3's sampler ranges; buffers no
-#: larger than a hunt's trials use). Not the replay ratio: rl-zoo3 ties gradient_steps to
-#: train_freq, which Orion 0.2.7 cannot express, so both keep the task's (per-env) defaults.
+#: larger than a hunt's trials use). The replay ratio only where the task's default
+#: ``gradient_steps`` is -1 (DQN's): rl-zoo3 derives gradient_steps from train_freq, which
+#: Orion 0.2.7 can sample only as train_freq and subsample_steps.
 CURATED_OFFPOLICY: dict[str, str | None] = {
     "gamma": ZOO_GAMMA, "lr": None, "batch_size": choices(64, 128, 256, 512),
     "buffer_size": choices(10_000, 50_000, 100_000), "learning_starts": choices(0, 1000, 10_000),
@@ -108,6 +114,26 @@ class OffPolicyTask(Task):
                    self.num_envs, n_step=hp.get("n_step", 1), gamma=hp["gamma"],
                    reward_shape=reward_shape, device=self.device, **extra)
 
+    def applies(self, name: str, values: dict[str, Any]) -> bool:
+        """``subsample_steps`` applies only with ``gradient_steps=-1``."""
+        if name == "subsample_steps":
+            return values["gradient_steps"] == -1
+        return super().applies(name, values)
+
+    def updates_due(self, before: int) -> int:
+        """Gradient steps due after the env steps went from ``before`` to ``self.env_steps``:
+        ``gradient_steps`` each time a multiple of ``train_freq`` is passed, or with -1, the
+        env steps of the ``train_freq`` periods passed, over ``subsample_steps`` (at least 1)."""
+        hp = self.hp
+        if self.env_steps < hp["learning_starts"] or not len(self.buffer):
+            return 0
+        periods = self.env_steps // hp["train_freq"] - before // hp["train_freq"]
+        if not periods:
+            return 0
+        if hp["gradient_steps"] > 0:
+            return hp["gradient_steps"]
+        return max(periods * hp["train_freq"] // hp["subsample_steps"], 1)
+
     def train_epoch(self) -> dict[str, float]:
         hp, m = self.hp, self.num_envs
         obs, done_steps, rows = self.obs, 0, []
@@ -126,12 +152,12 @@ class OffPolicyTask(Task):
             before, self.env_steps = self.env_steps, self.env_steps + m
             done_steps += m
             # hindsight replay stores an episode when it ends: nothing to sample before that
-            if (self.env_steps >= hp["learning_starts"] and len(self.buffer)
-                    and crossed(before, m, hp["train_freq"])):
+            updates = self.updates_due(before)
+            if updates:
                 lr = self.scheduled("lr", "lr_schedule")
                 for opt in self.optimizers.values():
                     set_lr(opt, lr)
-                rows += [self.train_step() for _ in range(hp["gradient_steps"])]
+                rows += [self.train_step() for _ in range(updates)]
             self.after_env_step(before)
         # the epoch ends every n-step window as a truncation, bootstrapped from ``obs``; in
         # snapshot mode the episode runs on and its next transitions start new windows
