@@ -27,18 +27,20 @@ import torch
 
 
 class RolloutBuffer:
-    """``n_steps x num_envs`` on-policy transitions and their GAE advantages, on ``device``."""
+    """``n_steps x num_envs`` on-policy transitions and their GAE advantages, on ``device``;
+    observations of ``obs_dtype`` (uint8 frames for images)."""
 
     def __init__(self, n_steps: int, num_envs: int, obs_shape: tuple[int, ...],
                  act_shape: tuple[int, ...], discrete: bool,
-                 device: torch.device | str = "cpu") -> None:
+                 device: torch.device | str = "cpu", obs_dtype: torch.dtype = torch.float32
+                 ) -> None:
         n, m = n_steps, num_envs
         self.n_steps, self.num_envs, self.device = n, m, torch.device(device)
 
         def zeros(*shape: int, dtype: torch.dtype | None = None) -> torch.Tensor:
             return torch.zeros(shape, dtype=dtype, device=self.device)
 
-        self.obs = zeros(n, m, *obs_shape)
+        self.obs = zeros(n, m, *obs_shape, dtype=obs_dtype)  # uint8 for images
         self.actions = zeros(n, m, *act_shape, dtype=torch.long if discrete else None)
         self.logp, self.rewards = zeros(n, m), zeros(n, m)
         self.values, self.dones = zeros(n, m), zeros(n, m)

@@ -166,3 +166,8 @@ def namespaced(values: Mapping[str, Any], chosen: str | None,
         else:
             dropped.append(key)
     return {**plain, **chosen_values}, sorted(dropped)
+
+#: the CNN torso of a task that learns from images (``rltasks.nets.BODIES``); the curated
+#: spaces hunt it on image envs only
+BODY = HP("nature", choices("nature", "impala"), kind=str, choices=("nature", "impala"),
+          shape=True, help="CNN torso for image observations (Nature DQN's or IMPALA's)")

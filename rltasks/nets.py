@@ -92,10 +92,12 @@ class QNetwork(nn.Module):
         if not dueling:
             self.net = mlp(n_in, hidden, n_actions, activation)
             return
-        self.net = mlp(n_in, hidden[:-1], hidden[-1], activation)
-        self.act = ACTIVATIONS[activation]()
-        self.value = layer_init(nn.Linear(hidden[-1], 1), gain=1.0)
-        self.advantage = layer_init(nn.Linear(hidden[-1], n_actions), gain=1.0)
+        # no hidden layer (on a CNN torso): both heads read the input
+        self.net = mlp(n_in, hidden[:-1], hidden[-1], activation) if hidden else nn.Identity()
+        self.act = ACTIVATIONS[activation]() if hidden else nn.Identity()
+        width = hidden[-1] if hidden else n_in
+        self.value = layer_init(nn.Linear(width, 1), gain=1.0)
+        self.advantage = layer_init(nn.Linear(width, n_actions), gain=1.0)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         if not self.dueling:
@@ -124,3 +126,74 @@ class Critic(nn.Module):
         """Q-values of shape ``(n, batch)``."""
         x = torch.cat([obs, actions], -1)
         return torch.stack([q(x).squeeze(-1) for q in self.qs])
+
+
+# -- image bodies --------------------------------------------------------------------------------
+class ImageInput(nn.Module):
+    """uint8 frames (or their float copies, 0-255) to float (N, C, H, W) in [0, 1];
+    ``last``: the frames come as (N, H, W, C)."""
+
+    def __init__(self, last: bool) -> None:
+        super().__init__()
+        self.last = last
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        x = obs.float() / 255.0
+        return x.permute(0, 3, 1, 2) if self.last else x
+
+
+def nature_cnn(c: int, h: int, w: int, last: bool = False, orthogonal: bool = True
+               ) -> tuple[nn.Sequential, int]:
+    """Mnih et al. (2015)'s torso for ``c`` x ``h`` x ``w`` frames (``last``: given as
+    H x W x C): 32x8x8/4, 64x4x4/2, 64x3x3/1 convolutions, a 512-unit layer, ReLUs.
+    ``orthogonal`` init as CleanRL's ``ppo_atari.py``; PyTorch's default init otherwise, as
+    its ``dqn_atari.py`` and SB3's DQN. Returns it and its width."""
+    init = layer_init if orthogonal else (lambda layer: layer)
+    convs = nn.Sequential(
+        init(nn.Conv2d(c, 32, 8, stride=4)), nn.ReLU(),
+        init(nn.Conv2d(32, 64, 4, stride=2)), nn.ReLU(),
+        init(nn.Conv2d(64, 64, 3, stride=1)), nn.ReLU(), nn.Flatten())
+    n_flat = _flat_size(convs, c, h, w, "nature", 36)
+    body = nn.Sequential(ImageInput(last), convs, init(nn.Linear(n_flat, 512)), nn.ReLU())
+    return body, 512
+
+
+class _ResidualBlock(nn.Module):
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv0 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv1(torch.relu(self.conv0(torch.relu(x))))
+
+
+def impala_cnn(c: int, h: int, w: int, last: bool = False, orthogonal: bool = True
+               ) -> tuple[nn.Sequential, int]:
+    """Espeholt et al. (2018)'s torso: three stacks of conv, 3x3/2 max-pool and two residual
+    blocks (16, 32, 32 channels), then a 256-unit layer (CleanRL's ``ppo_procgen.py``:
+    PyTorch's default init for the convolutions; ``orthogonal`` for the last layer)."""
+    stacks: list[nn.Module] = []
+    channels = c
+    for out in (16, 32, 32):
+        stacks += [nn.Conv2d(channels, out, 3, padding=1), nn.MaxPool2d(3, stride=2, padding=1),
+                   _ResidualBlock(out), _ResidualBlock(out)]
+        channels = out
+    convs = nn.Sequential(*stacks, nn.ReLU(), nn.Flatten())
+    n_flat = _flat_size(convs, c, h, w, "impala", 8)
+    fc = nn.Linear(n_flat, 256)
+    body = nn.Sequential(ImageInput(last), convs, layer_init(fc) if orthogonal else fc, nn.ReLU())
+    return body, 256
+
+
+#: the image bodies a task's ``body`` hyperparameter chooses from
+BODIES = {"nature": nature_cnn, "impala": impala_cnn}
+
+
+def _flat_size(convs: nn.Module, c: int, h: int, w: int, name: str, least: int) -> int:
+    """The width of the convolutions' flat output, or a one-line error for too small images."""
+    if min(h, w) < least:
+        raise ValueError(f"body={name!r} needs images of at least {least}x{least} pixels, not "
+                         f"{h}x{w}; use a larger image or another body")
+    with torch.no_grad():
+        return int(convs(torch.zeros(1, c, h, w)).shape[1])

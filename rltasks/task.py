@@ -21,6 +21,7 @@ from torch import nn
 
 from rltasks.device import cpu_numerics, resolve_device, to_cpu
 from rltasks.envs import VecLoader, derive_seed, evaluate_policy
+from rltasks.envs.images import is_image_space
 from rltasks.envs.protocol import Loader
 from rltasks.failpoints import failpoint
 from rltasks.hparams import HP, namespaced
@@ -95,6 +96,8 @@ class Task:
     OBSERVATION_SPACES: ClassVar[tuple[type[spaces.Space], ...]] = (spaces.Box,)
     #: the most dimensions a Box observation may have (flat vectors; MADDPG: agents x features)
     OBS_NDIM: ClassVar[int] = 1
+    #: whether the algorithm learns from images (uint8 Box of rank 3) with a CNN ``body``
+    IMAGES: ClassVar[bool] = False
     #: networks of the hidden layers' size, targets included (for the memory estimate)
     NETWORKS: ClassVar[int] = 6
     #: the curated search space (``get_space()``): hyperparameter -> Orion prior (None: its
@@ -223,6 +226,11 @@ class Task:
         other settings ``values`` (defaults and fixed ones); subclasses add their own."""
         if name == "log_std_init":
             return isinstance(self.action_space, spaces.Box)
+        images = is_image_space(self.observation_space)
+        if name == "body":  # the CNN's kind; its widths are fixed, not hidden x layers
+            return images
+        if name in ("hidden", "layers", "activation") and self.IMAGES:
+            return not images
         return True
 
     def init(self, **hparams: Any) -> Task:
@@ -493,14 +501,17 @@ class Task:
                 f"{self.env_id} has {space}: give the env's action space finite low and high",
                 self.action_space, self.observation_space, type(self.loader))
         if not self._obs_rank_fits(self.observation_space):
-            raise SpaceMismatch(
-                f"{self.name} takes observations of at most {self.OBS_NDIM} dimension(s) but "
-                f"{self.env_id} has {self.observation_space} (images: pixel observations are "
-                f"not supported yet)", self.action_space, self.observation_space,
-                type(self.loader))
+            what = ("learns from vectors, not images" if is_image_space(self.observation_space)
+                    else f"takes observations of at most {self.OBS_NDIM} dimension(s) or "
+                    f"uint8 images")
+            raise SpaceMismatch(f"{self.name} {what}, but {self.env_id} has "
+                                f"{self.observation_space}", self.action_space,
+                                self.observation_space, type(self.loader))
 
     @classmethod
     def _obs_rank_fits(cls, space: spaces.Space) -> bool:
+        if is_image_space(space):
+            return cls.IMAGES
         return not isinstance(space, spaces.Box) or len(space.shape) <= cls.OBS_NDIM
 
     @classmethod

@@ -636,7 +636,7 @@ def test_log_std_init_is_the_std_in_the_envs_action_units(name):
         obs = torch.zeros((20_000, 3))
         with torch.no_grad():
             mean = task.actor(obs)
-            actions, _ = task.sample(obs)
+            actions, _, _ = task.sample(obs)
         torque = (actions - mean).numpy() * task.act_scale  # before the clip to the bounds
         assert torque.std() == pytest.approx(math.exp(0.3), rel=0.02)
     finally:

@@ -26,10 +26,11 @@ from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv, Vecto
 
 from rltasks.envs import snapshot
 from rltasks.envs.goal import is_goal_space
+from rltasks.envs.images import is_image_space
 from rltasks.envs.registry import check_env_id, make_env
 from rltasks.failpoints import failpoint
 
-VECTORIZATIONS = ("auto", "sync", "async", "native")
+VECTORIZATIONS = ("auto", "sync", "async", "native", "ale")
 
 
 def derive_seed(seed: int, *keys: int) -> int:
@@ -147,6 +148,68 @@ class _GymSameStep:
             self.env.closed = True
 
 
+class _AleSameStep:
+    """Same-step autoreset over ale-py's C++ ``AtariVectorEnv``, which applies the standard
+    Atari preprocessing (Machado et al. 2018; SB3's ``AtariWrapper``): up to 30 no-op starts,
+    frame-skip 4 with max-pooling of the last two frames, FIRE on reset where the game needs
+    it, 84x84 grayscale, 4 stacked frames, sticky actions as the env id says (0.25 for
+    ``ALE/...-v5``, none for ``...NoFrameskip-v4``). Its episodes are whole games with true
+    rewards; ``life_lost`` marks the envs that lost a life in the last step, for the
+    training-only parts (``VecLoader.step``: terminal on life loss, clipped rewards)."""
+
+    def __init__(self, env: VectorEnv) -> None:
+        self.env = env
+        self.num_envs = env.num_envs
+        self.lives = np.zeros(self.num_envs, np.int64)
+        self.life_lost = np.zeros(self.num_envs, bool)
+
+    def reset(self, seed: int) -> np.ndarray:
+        # ALE takes int32 seeds
+        seeds = np.array([derive_seed(seed, i) % 2**31 for i in range(self.num_envs)], np.int64)
+        obs, info = self.env.reset(seed=seeds)
+        self.lives = np.asarray(info["lives"], np.int64).copy()
+        self.life_lost[:] = False
+        return obs
+
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, ...]:
+        obs, rew, term, trunc, info = self.env.step(np.asarray(actions, np.int64))
+        done = term | trunc
+        lives = np.asarray(info["lives"], np.int64)
+        self.life_lost = (lives < self.lives) & ~done
+        self.lives = lives.copy()
+        final = None
+        if done.any():
+            final = obs.copy()
+            final[done] = np.asarray(info["final_obs"])[done]
+        return obs, rew, term, trunc, final, None
+
+    def close(self) -> None:
+        self.env.close()
+
+
+def _is_ale(spec: gym.envs.registration.EnvSpec) -> bool:
+    return isinstance(spec.entry_point, str) and spec.entry_point.startswith("ale_py")
+
+
+def _ale_vector_env(spec: gym.envs.registration.EnvSpec, num_envs: int,
+                    env_kwargs: dict[str, Any]) -> VectorEnv:
+    """ale-py's ``AtariVectorEnv`` for an ALE id, with the preprocessing of ``_AleSameStep``;
+    ``env_kwargs`` go to its constructor (``stack_num``, ``noop_max``...)."""
+    from ale_py.vector_env import AtariVectorEnv
+
+    kwargs = {"repeat_action_probability": spec.kwargs.get("repeat_action_probability", 0.0),
+              "full_action_space": spec.kwargs.get("full_action_space", False),
+              "max_num_frames_per_episode": spec.kwargs.get("max_num_frames_per_episode",
+                                                            108_000),
+              "frameskip": 4, "reward_clipping": False, "episodic_life": False,
+              "autoreset_mode": AutoresetMode.SAME_STEP, "num_threads": 1, **env_kwargs}
+    try:
+        return AtariVectorEnv(spec.kwargs["game"], num_envs, **kwargs)
+    except TypeError as err:
+        raise ValueError(f"{spec.id} does not take these env kwargs {env_kwargs}: "
+                         f"{err}") from None
+
+
 def _has_native(spec: gym.envs.registration.EnvSpec) -> bool:
     return spec.vector_entry_point == (
         "gymnasium.envs.classic_control.cartpole:CartPoleVectorEnv")
@@ -177,8 +240,11 @@ class VecLoader:
         if vectorization == "native" and not native:
             raise ValueError(f"vectorization='native': gymnasium has no numpy-vectorized "
                              f"{env_id}; use 'sync' or 'async'")
+        if vectorization == "ale" and not _is_ale(spec):
+            raise ValueError(f"vectorization='ale' is ale-py's Atari vector env; {env_id} is "
+                             f"not an ALE id (ALE/Pong-v5...): use 'sync' or 'async'")
         if vectorization == "auto":
-            vectorization = "native" if native else "sync"
+            vectorization = "ale" if _is_ale(spec) else "native" if native else "sync"
         self.env_id, self.num_envs, self.vectorization = env_id, num_envs, vectorization
         self.env_kwargs = dict(env_kwargs or {})
         venv = self._vector_env(spec)
@@ -197,6 +263,10 @@ class VecLoader:
         if norm_obs and not isinstance(self.single_observation_space, gym.spaces.Box):
             raise ValueError(f"norm_obs needs Box observations; {env_id} has "
                              f"{type(self.single_observation_space).__name__} observations")
+        self.images = is_image_space(self.single_observation_space)
+        if norm_obs and self.images:
+            raise ValueError(f"norm_obs is for vector observations; {env_id}'s are uint8 "
+                             f"images, which the CNN bodies scale to [0, 1]: set norm_obs=False")
         self.obs_rms = RunningMeanStd(self.single_observation_space.shape) if norm_obs else None
         self.ret_rms = RunningMeanStd(()) if norm_reward else None
         self.gamma = gamma
@@ -211,7 +281,11 @@ class VecLoader:
         if self.vectorization == "native":
             venv = gym.make_vec(spec.id, num_envs=self.num_envs,
                                 vectorization_mode="vector_entry_point")
-            self._venv: _NativeSameStep | _GymSameStep = _NativeSameStep(venv)
+            self._venv: _NativeSameStep | _GymSameStep | _AleSameStep = _NativeSameStep(venv)
+            return venv
+        if self.vectorization == "ale":
+            venv = _ale_vector_env(spec, self.num_envs, self.env_kwargs)
+            self._venv = _AleSameStep(venv)
             return venv
         kwargs = self.env_kwargs
         fns: list[Callable[[], gym.Env]] = [
@@ -241,7 +315,9 @@ class VecLoader:
         Returns ``(obs, reward, terminated, truncated, final_obs)``. For a finished env,
         ``obs`` is the first observation of its next episode and ``final_obs`` (``None`` when
         no env finished) holds the last observation of the finished one. Rewards and
-        observations are normalised when asked; statistics update only when ``train``.
+        observations are normalised when asked; statistics update only when ``train``. On
+        Atari (``vectorization='ale'``), when ``train``, a lost life is terminal and rewards
+        are clipped to their sign; the episode statistics are always the true game's.
         """
         failpoint("collect")
         obs, rew, term, trunc, final, success = self._venv.step(actions)
@@ -255,6 +331,8 @@ class VecLoader:
                                       None if success is None else bool(success[i])))
             self._ep_return[done] = 0.0
             self._ep_length[done] = 0
+        if train and self.vectorization == "ale":  # the Atari preprocessing's training parts
+            term, rew = term | self._venv.life_lost, np.sign(rew)
         if self.ret_rms is not None:
             self._returns = self._returns * self.gamma + rew
             if train:
@@ -269,7 +347,10 @@ class VecLoader:
     def normalize_obs(self, obs: np.ndarray, update: bool = False) -> np.ndarray:
         """Observations as the networks see them: float32, normalised with the running
         statistics when ``norm_obs``. Every observation the loader hands out passes here, so
-        this is the one place where MuJoCo's float64 or an integer Box becomes float32."""
+        this is the one place where MuJoCo's float64 or an integer Box becomes float32.
+        Images stay uint8 (a quarter of the bytes in rollouts and replay)."""
+        if self.images:
+            return np.asarray(obs)
         if self.obs_rms is None:
             return as_float32(obs)
         if update:

@@ -1,6 +1,7 @@
 """Env-id resolution: which gymnasium env an id names, with a one-line error when none.
 
-rltasks' own envs (the goal envs of ``rltasks.envs.goal``) are registered on import; the
+rltasks' own envs (the goal envs of ``rltasks.envs.goal``, the pixel env of
+``rltasks.envs.catch``) are registered on import; the
 envs of installed optional packages (the ``robotics`` extra's gymnasium-robotics) are
 registered the first time an id is not found, so importing rltasks stays cheap.
 """
@@ -17,9 +18,10 @@ from typing import Any
 
 import gymnasium as gym
 
-from rltasks.envs.goal import register
+from rltasks.envs import catch, goal
 
-register()
+goal.register()
+catch.register()
 
 
 def split_env_id(env_id: str) -> tuple[str | None, str]:
@@ -52,6 +54,10 @@ def check_env_id(env_id: str) -> gym.envs.registration.EnvSpec:
         pass
     if _register_optional_envs():
         return check_env_id(env_id)
+    if (name.startswith("ALE/") or "NoFrameskip" in name) and not importlib.util.find_spec(
+            "ale_py"):
+        raise ValueError(f"{name} is an Atari game: ale-py (with its ROMs) is not installed; "
+                         f"pip install 'rltasks[atari]'")
     close = difflib.get_close_matches(name, list(gym.registry), n=3, cutoff=0.5)
     hint = f"did you mean {', '.join(close)}?" if close else (
         "list them with: python -c 'import gymnasium; gymnasium.pprint_registry()'")
@@ -61,7 +67,7 @@ def check_env_id(env_id: str) -> gym.envs.registration.EnvSpec:
 
 #: the extra that installs what the envs of an entry-point package need
 EXTRAS = {"gymnasium.envs.box2d": "box2d", "gymnasium.envs.mujoco": "mujoco",
-          "gymnasium_robotics": "robotics"}
+          "gymnasium_robotics": "robotics", "ale_py": "atari"}
 
 
 def missing_extra(spec: gym.envs.registration.EnvSpec, err: Exception) -> ValueError:
@@ -83,7 +89,8 @@ def make_env(spec: gym.envs.registration.EnvSpec, **kwargs: Any) -> gym.Env:
         raise missing_extra(spec, err) from None
 
 
-_OPTIONAL_ENV_PACKAGES = ["gymnasium_robotics"]  # the `robotics` extra: Fetch, Adroit...
+# the `robotics` extra (Fetch, Adroit...) and the `atari` extra (ALE/Pong-v5...)
+_OPTIONAL_ENV_PACKAGES = ["ale_py", "gymnasium_robotics"]
 
 
 def _register_optional_envs() -> bool:

@@ -98,6 +98,8 @@ def why_not(venv: VectorEnv) -> str | None:
         return "its envs live in worker processes (vectorization='async')"
     if _name(venv) == NATIVE[0]:
         return None
+    if type(venv).__name__ == "AtariVectorEnv":
+        return "ale-py's AtariVectorEnv does not hand out its emulators' states"
     if not isinstance(venv, SyncVectorEnv):
         return f"rltasks cannot capture a {type(venv).__name__}"
     for env in venv.envs:

@@ -18,9 +18,10 @@ import torch
 from gymnasium import spaces
 from torch import nn
 
+from rltasks.envs.images import image_layout, is_image_space
 from rltasks.explore import POLICIES, POLICY_HPARAMS, make_policy
-from rltasks.hparams import HP, ZOO_NET, choices
-from rltasks.nets import QNetwork, polyak_update
+from rltasks.hparams import BODY, HP, ZOO_NET, choices
+from rltasks.nets import BODIES, QNetwork, polyak_update
 from rltasks.optim import make_optimizer
 from rltasks.tasks.offpolicy import (
     CURATED_OFFPOLICY,
@@ -67,15 +68,22 @@ class DQN(OffPolicyTask):
         "exploration": HP("adaptive_epsilon", choices(*POLICIES), kind=str,
                           choices=tuple(POLICIES), shape=True, help="exploration policy"),
         **POLICY_HPARAMS,
+        "body": BODY,
     }
+    IMAGES = True
     DEFAULTS = {"lr": 2.3e-3}
     # CartPole: rl-zoo3's set (the class defaults) solves CartPole and falls off again on
     # most seeds, in SB3 too; narrower layers, double DQN, 3-step returns and the learning
     # rate annealed to 0 over the horizon end on the solved policy on most seeds, not all
     # (docs/algorithms.md has the measurements).
     # LunarLander: rl-zoo3's set (v2 there), epsilon to 0.1 over 12% of its 100k steps.
+    # rltasks/Catch-v0: Nature DQN's replay ratio (an update every 4 steps), a small buffer
+    # and a short epsilon decay for 9-step episodes.
     ENV_DEFAULTS = {
         "CartPole-v1": {"hidden": 64, "double": True, "n_step": 3, "lr_schedule": "linear"},
+        "rltasks/Catch-v0": {"lr": 3e-4, "batch_size": 32, "buffer_size": 20_000,
+                             "train_freq": 4, "gradient_steps": 1, "target_update": 250,
+                             "eps_decay": 5000, "eps_min": 0.05},
         "LunarLander-v3": {"lr": 6.3e-4, "batch_size": 128, "buffer_size": 50_000,
                            "learning_starts": 0, "target_update": 250, "train_freq": 4,
                            "gradient_steps": 4, "eps_min": 0.1, "eps_decay": 12_000,
@@ -89,7 +97,7 @@ class DQN(OffPolicyTask):
                "subsample_steps": choices(1, 2, 4, 8),
                "learning_starts": choices(0, 1000, 5000),
                "target_update": choices(1, 10, 100, 1000, 5000), "eps_min": "uniform(0.0, 0.2)",
-               "eps_decay": None, **ZOO_NET}
+               "eps_decay": None, **ZOO_NET, "body": None}
 
     def applies(self, name: str, values: dict[str, Any]) -> bool:
         """An exploration policy's parameters apply only to the policy in use."""
@@ -98,15 +106,21 @@ class DQN(OffPolicyTask):
         return super().applies(name, values)
 
     def setup(self) -> None:
-        hp = self.hp
-        n_obs = int(np.prod(self.observation_space.shape))
+        hp, space = self.hp, self.observation_space
         n_act = int(self.action_space.n)
-        hidden = [hp["hidden"]] * hp["layers"]
-        self.q = QNetwork(n_obs, hidden, n_act, hp["activation"], hp["dueling"])
+        if is_image_space(space):  # Nature DQN: a CNN torso, then the (dueling) heads
+            c, h, w, last = image_layout(space.shape)
+            torso, width = BODIES[hp["body"]](c, h, w, last, orthogonal=False)
+            self.q = nn.Sequential(torso, QNetwork(width, [], n_act, dueling=hp["dueling"]))
+            self.buffer = self.make_buffer((), np.int64, space.shape, obs_dtype=np.uint8)
+        else:
+            hidden = [hp["hidden"]] * hp["layers"]
+            self.q = QNetwork(int(np.prod(space.shape)), hidden, n_act, hp["activation"],
+                              hp["dueling"])
+            self.buffer = self.make_buffer((), np.int64)
         self.target = copy.deepcopy(self.q).requires_grad_(False)
         self.modules = {"q": self.q, "target": self.target}
         self.optimizers = {"opt": make_optimizer(list(self.q.parameters()), hp)}
-        self.buffer = self.make_buffer((), np.int64)
         self.policy = make_policy(hp, n_act)
 
     def random_actions(self) -> tuple[np.ndarray, np.ndarray]:

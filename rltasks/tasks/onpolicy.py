@@ -16,8 +16,9 @@ from gymnasium import spaces
 from torch import nn
 
 from rltasks.buffers import RolloutBuffer
-from rltasks.hparams import HP, ZOO_GAE_LAMBDA, ZOO_GAMMA, ZOO_NET, choices
-from rltasks.nets import CategoricalHead, GaussianHead, mlp
+from rltasks.envs.images import image_layout, is_image_space
+from rltasks.hparams import BODY, HP, ZOO_GAE_LAMBDA, ZOO_GAMMA, ZOO_NET, choices
+from rltasks.nets import BODIES, CategoricalHead, GaussianHead, layer_init, mlp
 from rltasks.optim import make_optimizer, set_lr
 from rltasks.task import Task
 
@@ -38,6 +39,7 @@ ONPOLICY_HPARAMS: dict[str, HP] = {
                      help="hidden activation"),
     "log_std_init": HP(0.0, "uniform(-2.0, 1.0)", low=-20.0, high=5.0,
                        help="initial log std of a Gaussian policy, in the env's action units"),
+    "body": BODY,
 }
 
 #: what every on-policy task's curated space hunts: rl-zoo3's PPO/A2C sampler ranges
@@ -48,24 +50,26 @@ CURATED_ONPOLICY: dict[str, str | None] = {
     "gamma": ZOO_GAMMA, "gae_lambda": ZOO_GAE_LAMBDA, "lr": "loguniform(1e-5, 2e-3)",
     "lr_schedule": choices("constant", "linear"),
     "ent_coef": "loguniform(1e-8, 0.1)", "max_grad_norm": "uniform(0.3, 2.0)", **ZOO_NET,
-    "activation": None, "log_std_init": "uniform(-4.0, 1.0)",
+    "activation": None, "log_std_init": "uniform(-4.0, 1.0)", "body": None,
 }
 
 
 class OnPolicyTask(Task):
     """Actor-critic on-policy base: networks, sampling, rollouts; subclasses ``update``."""
 
+    IMAGES = True
+
     def setup(self) -> None:
         hp = self.hp
-        n_obs = int(np.prod(self.observation_space.shape))
         self.discrete = isinstance(self.action_space, spaces.Discrete)
         n_act = int(self.action_space.n) if self.discrete else int(np.prod(self.action_space.shape))
-        hidden = [hp["hidden"]] * hp["layers"]
-        self.actor = mlp(n_obs, hidden, n_act, hp["activation"], out_gain=0.01)
-        self.critic = mlp(n_obs, hidden, 1, hp["activation"], out_gain=1.0)
+        self.torso, self.actor, self.critic = self.networks(n_act)
         self.log_std = nn.Parameter(torch.full((n_act,), hp["log_std_init"]))
         self.modules = {"actor": self.actor, "critic": self.critic}
-        self.params = [*self.actor.parameters(), *self.critic.parameters()]
+        if is_image_space(self.observation_space):
+            self.modules["torso"] = self.torso
+        self.params = [*self.torso.parameters(), *self.actor.parameters(),
+                       *self.critic.parameters()]
         if not self.discrete:
             self.modules["log_std"] = nn.ParameterDict({"log_std": self.log_std})
             self.params.append(self.log_std)
@@ -78,27 +82,44 @@ class OnPolicyTask(Task):
                                                  ).reshape(-1)
         self.optimizers = {"opt": make_optimizer(self.params, hp)}
 
+    def networks(self, n_act: int) -> tuple[nn.Module, nn.Module, nn.Module]:
+        """``(torso, actor, critic)``: on vectors no torso and two MLPs; on images one CNN
+        torso (``body``) under a linear policy head and a linear value head, so that actor
+        and critic share it (CleanRL's ``ppo_atari.py``)."""
+        hp, space = self.hp, self.observation_space
+        if is_image_space(space):
+            c, h, w, last = image_layout(space.shape)
+            torso, width = BODIES[hp["body"]](c, h, w, last)
+            return (torso, layer_init(nn.Linear(width, n_act), gain=0.01),
+                    layer_init(nn.Linear(width, 1), gain=1.0))
+        n_obs, hidden = int(np.prod(space.shape)), [hp["hidden"]] * hp["layers"]
+        return (nn.Identity(), mlp(n_obs, hidden, n_act, hp["activation"], out_gain=0.01),
+                mlp(n_obs, hidden, 1, hp["activation"], out_gain=1.0))
+
     # -- policy -------------------------------------------------------------------------------
-    def sample(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Actions drawn with the task's generator, and their log-probabilities."""
-        out = self.actor(obs)
+    def sample(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Actions drawn with the task's generator, their log-probabilities, the values."""
+        h = self.torso(obs)
+        out, value = self.actor(h), self.critic(h).squeeze(-1)
         if self.discrete:
             action = CategoricalHead.sample(out, self.gen)
-            return action, CategoricalHead.log_prob(out, action)
+            return action, CategoricalHead.log_prob(out, action), value
         action = GaussianHead.sample(out, self.log_std, self.gen)
-        return action, GaussianHead.log_prob(out, self.log_std, action)
+        return action, GaussianHead.log_prob(out, self.log_std, action), value
 
-    def log_prob_entropy(self, obs: torch.Tensor, actions: torch.Tensor
-                         ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Log-probabilities of ``actions`` and the policy entropy, with gradients."""
-        out = self.actor(obs)
+    def evaluate_actions(self, obs: torch.Tensor, actions: torch.Tensor
+                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Log-probabilities of ``actions``, the policy entropy and the values, with
+        gradients (the torso runs once)."""
+        h = self.torso(obs)
+        out, value = self.actor(h), self.critic(h).squeeze(-1)
         if self.discrete:
-            return CategoricalHead.log_prob(out, actions), CategoricalHead.entropy(out)
+            return CategoricalHead.log_prob(out, actions), CategoricalHead.entropy(out), value
         return (GaussianHead.log_prob(out, self.log_std, actions),
-                GaussianHead.entropy(self.log_std, len(obs)))
+                GaussianHead.entropy(self.log_std, len(obs)), value)
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.critic(obs).squeeze(-1)
+        return self.critic(self.torso(obs)).squeeze(-1)
 
     def to_env(self, actions: torch.Tensor) -> np.ndarray:
         """Env actions: discrete as they are; Gaussian samples clipped to [-1, 1] and rescaled
@@ -110,11 +131,11 @@ class OnPolicyTask(Task):
 
     @torch.inference_mode()
     def act(self, obs: np.ndarray) -> np.ndarray:
-        out = self.actor(self.tensor(obs, dtype=torch.float32))
+        out = self.actor(self.torso(self.tensor(obs, dtype=torch.float32)))
         return self.to_env(CategoricalHead.mode(out) if self.discrete else out)
 
     def policy_actions(self, obs: torch.Tensor) -> torch.Tensor:
-        out = self.actor(obs)
+        out = self.actor(self.torso(obs))
         if self.discrete:
             return out.argmax(-1)
         center = torch.as_tensor(self.act_center, dtype=torch.float32, device=out.device)
@@ -138,11 +159,12 @@ class OnPolicyTask(Task):
         hp = self.hp
         act_shape = () if self.discrete else self.action_space.shape
         buf = RolloutBuffer(n, self.num_envs, self.observation_space.shape, act_shape,
-                            self.discrete, device=self.device)
+                            self.discrete, device=self.device,
+                            obs_dtype=torch.uint8 if is_image_space(self.observation_space)
+                            else torch.float32)
         obs = self.tensor(self.obs)
         for t in range(n):
-            action, logp = self.sample(obs)
-            value = self.value(obs)
+            action, logp, value = self.sample(obs)
             next_obs, reward, term, trunc, final = self.loader.step(self.to_env(action))
             reward = self.tensor(reward)
             cut = np.flatnonzero(trunc & ~term)
@@ -165,8 +187,7 @@ class OnPolicyTask(Task):
         hp = self.hp
         lr = self.scheduled("lr", "lr_schedule")
         set_lr(self.optimizers["opt"], lr)
-        logp, entropy = self.log_prob_entropy(b["obs"], b["actions"])
-        value = self.value(b["obs"])
+        logp, entropy, value = self.evaluate_actions(b["obs"], b["actions"])
         adv = b["adv"]
         if hp["norm_adv"] and len(adv) > 1:
             adv = (adv - adv.mean()) / (adv.std() + 1e-8)

@@ -53,6 +53,9 @@ class PPO(OnPolicyTask):
                "clip_schedule": choices("constant", "linear"),
                "update_epochs": choices(1, 5, 10, 20)}
     ENV_DEFAULTS = {
+        # rltasks' pixel Catch: short rollouts and episodes (9 steps), a CNN torso
+        "rltasks/Catch-v0": {"n_steps": 32, "batch_size": 256, "update_epochs": 4,
+                             "gamma": 0.9, "lr": 1e-3, "ent_coef": 0.01},
         # rl-zoo3's Pendulum set (without gSDE), which our Gaussian policy solves too.
         "Pendulum-v1": {"n_steps": 1024, "batch_size": 64, "update_epochs": 10,
                         "gamma": 0.9, "gae_lambda": 0.95, "lr": 1e-3},
@@ -94,8 +97,7 @@ class PPO(OnPolicyTask):
             perm = torch.randperm(size, generator=self.gen).to(self.device)  # drawn on the CPU
             for start in range(0, size, mb):
                 idx = perm[start:start + mb]
-                logp, entropy = self.log_prob_entropy(b["obs"][idx], b["actions"][idx])
-                value = self.value(b["obs"][idx])
+                logp, entropy, value = self.evaluate_actions(b["obs"][idx], b["actions"][idx])
                 log_ratio = logp - b["logp"][idx]
                 ratio = log_ratio.exp()
                 adv = b["adv"][idx]

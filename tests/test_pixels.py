@@ -1,0 +1,120 @@
+"""Pixels: rltasks' own image env (Catch), the CNN bodies, uint8 rollouts and replay, and
+the tasks that refuse images, through the public API. Learning on Catch and Atari's loader
+are tests/learning/test_pixel_learning.py and tests/test_atari.py."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+import rltasks
+
+
+def random_return(episodes: int = 2000) -> float:
+    env = gym.make("rltasks/Catch-v0")
+    rng, total = np.random.default_rng(0), 0.0
+    for episode in range(episodes):
+        env.reset(seed=episode)
+        done = False
+        while not done:
+            _, reward, term, trunc, _ = env.step(int(rng.integers(3)))
+            total, done = total + reward, term or trunc
+    return total / episodes
+
+
+def test_catch_is_a_uint8_image_env_that_a_random_policy_mostly_loses():
+    env = gym.make("rltasks/Catch-v0")
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (1, 80, 80) and obs.dtype == np.uint8
+    assert set(np.unique(obs)) == {0, 255}  # a ball and a paddle, nothing else
+    assert random_return() == pytest.approx(-0.6, abs=0.05)  # measured: -0.595 over 4000
+
+
+def test_catch_rewards_the_paddle_under_the_ball():
+    env = gym.make("rltasks/Catch-v0").unwrapped
+    env.reset(seed=3)
+    rewards = []
+    while True:  # follow the ball: always caught
+        action = 1 + int(np.sign(env.ball[1] - env.paddle))
+        _, reward, term, _, _ = env.step(action)
+        rewards.append(reward)
+        if term:
+            break
+    assert rewards == [0.0] * 8 + [1.0]
+    with pytest.raises(ValueError, match="rows >= 2 and cols >= 2 that divide size"):
+        gym.make("rltasks/Catch-v0", size=81)
+
+
+@pytest.mark.parametrize("name", ["ppo", "a2c", "pg", "dqn"])
+def test_image_tasks_keep_frames_uint8_and_hunt_the_body_not_the_mlp(name):
+    task = rltasks.make_task(name, env="rltasks/Catch-v0", seed=0, num_envs=2,
+                             steps_per_epoch=64)
+    space = task.get_space()
+    assert space["body"] == "choices(['nature', 'impala'])"
+    assert not {"hidden", "layers", "activation"} & set(space)
+    assert "body" not in rltasks.make_task(name, env="CartPole-v1").get_space()
+    task.init(**({"learning_starts": 16, "buffer_size": 128, "train_freq": 16}
+                 if name == "dqn" else {"n_steps": 16}))
+    task.fit(1)
+    assert np.asarray(task.obs).dtype == np.uint8
+    if name == "dqn":
+        assert task.buffer.obs.dtype == np.uint8 and task.buffer.obs.shape[1:] == (1, 80, 80)
+        assert task.history[-1]["gradient_steps"] > 0
+    assert np.isfinite(task.history[-1]["loss"])
+    assert task.evaluate(episodes=2)["length_mean"] == 9.0
+
+
+@pytest.mark.parametrize("name", ["ppo", "dqn"])
+def test_the_body_switch_builds_a_nature_or_an_impala_torso(name):
+    def convs(body):
+        task = rltasks.make_task(name, env="rltasks/Catch-v0", seed=0).init(body=body)
+        net = task.modules["torso" if name == "ppo" else "q"]
+        return [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+
+    nature, impala = convs("nature"), convs("impala")
+    assert [(c.out_channels, c.kernel_size, c.stride) for c in nature] == [
+        (32, (8, 8), (4, 4)), (64, (4, 4), (2, 2)), (64, (3, 3), (1, 1))]
+    assert len(impala) == 15 and {c.kernel_size for c in impala} == {(3, 3)}
+
+
+def test_ppo_on_images_shares_one_torso_between_actor_and_critic():
+    task = rltasks.make_task("ppo", env="rltasks/Catch-v0", seed=0).init()
+    torso = {id(p) for p in task.modules["torso"].parameters()}
+    opt_params = [id(p) for group in task.optimizers["opt"].param_groups for p in group["params"]]
+    assert torso <= set(opt_params) and len(opt_params) == len(set(opt_params))
+    assert not torso & {id(p) for p in task.modules["actor"].parameters()}
+
+
+def test_channels_last_images_are_permuted_for_the_cnn(tmp_path):
+    from rltasks.envs.images import image_layout
+
+    assert image_layout((96, 96, 3)) == (3, 96, 96, True)
+    assert image_layout((4, 84, 84)) == (4, 84, 84, False)
+    task = rltasks.make_task("ppo", env="CarRacing-v3", seed=0, num_envs=1,
+                             steps_per_epoch=8).init(n_steps=8, batch_size=8)
+    assert task.observation_space.shape == (96, 96, 3)
+    task.fit(1)
+    assert np.isfinite(task.history[-1]["loss"])
+
+
+@pytest.mark.parametrize("name", ["sac", "td3", "ddpg"])
+def test_tasks_without_an_image_body_refuse_images_naming_those_with_one(name):
+    with pytest.raises(ValueError) as info:
+        rltasks.make_task(name, env="CarRacing-v3")
+    message = str(info.value)
+    assert f"{name} learns from vectors, not images, but CarRacing-v3 has Box(0, 255, " in message
+    assert "tasks that fit it: a2c, pg, ppo" in message and "\n" not in message
+
+
+def test_norm_obs_on_images_is_refused_in_one_line():
+    with pytest.raises(ValueError, match="norm_obs is for vector observations; "
+                                         "rltasks/Catch-v0's are uint8 images"):
+        rltasks.make_task("ppo", env="rltasks/Catch-v0", norm_obs=True)
+
+
+def test_too_small_images_are_refused_naming_the_body():
+    with pytest.raises(ValueError, match=r"body='nature' needs images of at least 36x36 "
+                                         r"pixels, not 20x20"):
+        rltasks.make_task("ppo", env="rltasks/Catch-v0", env_kwargs={"size": 20}).init()
