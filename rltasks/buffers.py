@@ -20,6 +20,10 @@ CPU (its state is the same on every device) and hands out its sampled batches on
 
 from __future__ import annotations
 
+import hashlib
+import heapq
+import mmap
+import sys
 from typing import Any
 
 import numpy as np
@@ -101,13 +105,16 @@ class ReplayBuffer:
     def __init__(self, capacity: int, obs_shape: tuple[int, ...], act_shape: tuple[int, ...],
                  act_dtype: Any, num_envs: int, n_step: int = 1, gamma: float = 0.99,
                  obs_dtype: Any = np.float32, reward_shape: tuple[int, ...] = (),
-                 device: torch.device | str = "cpu") -> None:
+                 device: torch.device | str = "cpu", frames: int | None = None) -> None:
         if n_step > 1 and reward_shape:
             raise ValueError("n-step returns need scalar rewards")
         self.capacity, self.n_step, self.gamma, self.num_envs = capacity, n_step, gamma, num_envs
         self.device = torch.device(device)
-        self.obs = np.zeros((capacity, *obs_shape), obs_dtype)
-        self.next_obs = np.zeros((capacity, *obs_shape), obs_dtype)
+        #: the observations and next observations: two arrays, or with ``frames`` (images of
+        #: that many stacked frames) each distinct frame once
+        self.store: ObsArrays | SharedFrames = (
+            ObsArrays(capacity, obs_shape, obs_dtype) if frames is None
+            else SharedFrames(capacity, obs_shape, obs_dtype, frames))
         self.actions = np.zeros((capacity, *act_shape), act_dtype)
         self.returns = np.zeros((capacity, *reward_shape), np.float32)  # one per agent: (n,)
         self.discounts = np.zeros(capacity, np.float32)
@@ -117,6 +124,15 @@ class ReplayBuffer:
 
     def __len__(self) -> int:
         return self.size
+
+    @property
+    def obs(self) -> np.ndarray:
+        """The stored observations (two-array storage only, as the vector tasks use)."""
+        return self.store.obs
+
+    @property
+    def next_obs(self) -> np.ndarray:
+        return self.store.next_obs
 
     def add(self, obs: np.ndarray | dict[str, np.ndarray], actions: np.ndarray,
             rewards: np.ndarray, next_obs: np.ndarray | dict[str, np.ndarray],
@@ -162,7 +178,8 @@ class ReplayBuffer:
                discounts: np.ndarray, next_obs: np.ndarray) -> None:
         n = len(obs)
         idx = (self.pos + np.arange(n)) % self.capacity
-        self.obs[idx], self.actions[idx], self.next_obs[idx] = obs, actions, next_obs
+        self.store.put(idx, obs, next_obs)
+        self.actions[idx] = actions
         self.returns[idx], self.discounts[idx] = returns, discounts
         self._on_store(idx)
         self.pos = int((self.pos + n) % self.capacity)
@@ -179,9 +196,10 @@ class ReplayBuffer:
 
     def _batch(self, idx: np.ndarray, weights: np.ndarray) -> dict[str, torch.Tensor]:
         """The transitions ``idx`` gathered on the CPU, then moved to ``device`` together."""
-        arrays = {"obs": self.obs[idx], "actions": self.actions[idx],
+        obs, next_obs = self.store.get(idx)
+        arrays = {"obs": obs, "actions": self.actions[idx],
                   "returns": self.returns[idx], "discounts": self.discounts[idx],
-                  "next_obs": self.next_obs[idx], "weights": weights, "indices": idx}
+                  "next_obs": next_obs, "weights": weights, "indices": idx}
         return {key: torch.from_numpy(value).to(self.device) for key, value in arrays.items()}
 
     def update_priorities(self, indices: torch.Tensor, td_errors: torch.Tensor) -> None:
@@ -191,7 +209,7 @@ class ReplayBuffer:
         if any(self._pending):
             raise RuntimeError("flush() the pending n-step windows before saving the buffer")
         n = self.size
-        return {"obs": self.obs[:n].copy(), "next_obs": self.next_obs[:n].copy(),
+        return {**self.store.state_dict(n),
                 "actions": self.actions[:n].copy(), "returns": self.returns[:n].copy(),
                 "discounts": self.discounts[:n].copy(), "pos": self.pos, "size": self.size}
 
@@ -200,14 +218,157 @@ class ReplayBuffer:
         if not 0 <= n <= self.capacity or not 0 <= pos < max(self.capacity, 1):
             raise ValueError(f"checkpoint buffer holds {n} transitions at {pos}; capacity "
                              f"{self.capacity}")
-        for key in ("obs", "next_obs", "actions", "returns", "discounts"):
-            want = (n, *getattr(self, key).shape[1:])
-            if np.shape(state[key]) != want:  # assigning would broadcast it
-                raise ValueError(f"checkpoint buffer {key} has shape "
-                                 f"{list(np.shape(state[key]))}, not {list(want)}")
+        for key in ("actions", "returns", "discounts"):
+            check_shape(state, key, (n, *getattr(self, key).shape[1:]))
+        self.store.load_state_dict(state, n)
+        for key in ("actions", "returns", "discounts"):
             getattr(self, key)[:n] = state[key]
         self.pos, self.size = pos, n
         self._pending = [[] for _ in range(self.num_envs)]
+
+
+def check_shape(state: dict[str, Any], key: str, want: tuple[int, ...]) -> None:
+    """A one-line error unless the checkpoint's ``state[key]`` has shape ``want`` (assigning
+    it would broadcast it)."""
+    if np.shape(state[key]) != want:
+        raise ValueError(f"checkpoint buffer {key} has shape {list(np.shape(state[key]))}, "
+                         f"not {list(want)}")
+
+
+class ObsArrays:
+    """A replay buffer's observations and next observations as two arrays."""
+
+    def __init__(self, capacity: int, obs_shape: tuple[int, ...], dtype: Any) -> None:
+        self.obs = np.zeros((capacity, *obs_shape), dtype)
+        self.next_obs = np.zeros((capacity, *obs_shape), dtype)
+
+    def put(self, idx: np.ndarray, obs: np.ndarray, next_obs: np.ndarray) -> None:
+        self.obs[idx], self.next_obs[idx] = obs, next_obs
+
+    def get(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.obs[idx], self.next_obs[idx]
+
+    def nbytes(self) -> int:
+        return self.obs.nbytes + self.next_obs.nbytes
+
+    def state_dict(self, n: int) -> dict[str, Any]:
+        return {"obs": self.obs[:n].copy(), "next_obs": self.next_obs[:n].copy()}
+
+    def load_state_dict(self, state: dict[str, Any], n: int) -> None:
+        for key in ("obs", "next_obs"):
+            check_shape(state, key, (n, *getattr(self, key).shape[1:]))
+        self.obs[:n], self.next_obs[:n] = state["obs"], state["next_obs"]
+
+
+def lazy_zeros(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    """A zero array whose memory the OS provides as it is written: on Linux an anonymous
+    mapping without swap reservation, so reserving a worst case larger than the machine's
+    memory is not refused (numpy's zeros are lazy too, but counted against it)."""
+    count = int(np.prod(shape))
+    if sys.platform != "linux" or count == 0:
+        return np.zeros(shape, dtype)
+    flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | 0x4000  # MAP_NORESERVE
+    buf = mmap.mmap(-1, count * np.dtype(dtype).itemsize, flags=flags)
+    return np.frombuffer(buf, dtype, count=count).reshape(shape)
+
+
+class SharedFrames:
+    """Observations of ``frames`` stacked images, each distinct frame stored once.
+
+    Consecutive observations of a frame stack share all but one frame, and a transition's
+    next observation is the next transition's observation: storing both stacks whole costs
+    ``2 * frames`` frames a transition (8 on Atari, 56 KB), where one is new. Here a
+    transition holds ``2 * frames`` indices into a pool of frames, each frame interned by its
+    content (a SHA-1 digest, confirmed byte for byte) and counted by the transitions that
+    use it; a frame no transition uses frees its slot. So memory is the distinct frames of
+    the transitions held (about one a transition on Atari) plus 64 bytes of indices, with no
+    assumption about how the env stacks frames at resets. The pool reserves address space for
+    the worst case (every frame distinct), which the OS maps only as it is written.
+    """
+
+    def __init__(self, capacity: int, obs_shape: tuple[int, ...], dtype: Any,
+                 frames: int) -> None:
+        self.k = frames
+        self.frame_shape = (obs_shape[0] // frames, *obs_shape[1:])
+        self.obs_shape = obs_shape
+        self.refs = np.full((capacity, 2, frames), -1, np.int64)  # obs, next_obs
+        self.pool = lazy_zeros((2 * capacity * frames, *self.frame_shape), dtype)
+        self.counts = np.zeros(len(self.pool), np.int32)
+        self.digests: list[bytes | None] = [None] * len(self.pool)
+        self.index: dict[bytes, int] = {}
+        self.free: list[int] = []  # a heap: the lowest free slot first, so that a resumed
+        self.high = 0  # buffer fills the same slots; ``high``: slots ever used
+
+    def put(self, idx: np.ndarray, obs: np.ndarray, next_obs: np.ndarray) -> None:
+        for which, batch in ((0, obs), (1, next_obs)):
+            stacks = np.asarray(batch).reshape(len(idx), self.k, *self.frame_shape)
+            for row, i in zip(stacks, idx, strict=True):
+                new = [self._intern(frame) for frame in row]  # before releasing: shared
+                self._release(self.refs[i, which])
+                self.refs[i, which] = new
+
+    def get(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        n = len(idx)
+        return (self.pool[self.refs[idx, 0]].reshape(n, *self.obs_shape),
+                self.pool[self.refs[idx, 1]].reshape(n, *self.obs_shape))
+
+    def nbytes(self) -> int:
+        """Bytes in use: the written frames and the indices."""
+        return self.high * self.pool[0].nbytes + self.refs.nbytes
+
+    def _intern(self, frame: np.ndarray) -> int:
+        digest = hashlib.sha1(np.ascontiguousarray(frame)).digest()
+        slot = self.index.get(digest)
+        if slot is None or not np.array_equal(self.pool[slot], frame):
+            slot = heapq.heappop(self.free) if self.free else self._grow()
+            self.pool[slot] = frame
+            self.digests[slot] = digest
+            self.index.setdefault(digest, slot)
+        self.counts[slot] += 1
+        return slot
+
+    def _grow(self) -> int:
+        self.high += 1
+        return self.high - 1
+
+    def _release(self, slots: np.ndarray) -> None:
+        for slot in slots.tolist():
+            if slot < 0:
+                continue
+            self.counts[slot] -= 1
+            if self.counts[slot] == 0:
+                digest = self.digests[slot]
+                if self.index.get(digest) == slot:
+                    del self.index[digest]
+                heapq.heappush(self.free, int(slot))
+
+    def state_dict(self, n: int) -> dict[str, Any]:
+        """The written frames and the first ``n`` transitions' indices (free slots' frames
+        are stale, never referenced)."""
+        return {"frames": self.pool[:self.high].copy(), "frame_refs": self.refs[:n].copy()}
+
+    def load_state_dict(self, state: dict[str, Any], n: int) -> None:
+        frames = np.asarray(state["frames"])
+        if frames.shape[1:] != self.frame_shape or not len(frames) <= len(self.pool):
+            raise ValueError(f"checkpoint buffer frames have shape {list(frames.shape)}, not "
+                             f"[<= {len(self.pool)}, {', '.join(map(str, self.frame_shape))}]")
+        check_shape(state, "frame_refs", (n, 2, self.k))
+        refs = np.asarray(state["frame_refs"], np.int64)
+        if n and not (0 <= refs.min() and refs.max() < len(frames)):
+            raise ValueError(f"checkpoint buffer frame_refs point outside its "
+                             f"{len(frames)} frames")
+        self.pool[:len(frames)] = frames
+        self.refs[:] = -1
+        self.refs[:n] = refs
+        self.high = len(frames)
+        self.counts[:] = np.bincount(refs.ravel(), minlength=len(self.pool)) if n else 0
+        self.index, self.digests = {}, [None] * len(self.pool)
+        for slot in range(self.high):
+            if self.counts[slot]:
+                digest = hashlib.sha1(self.pool[slot]).digest()
+                self.digests[slot] = digest
+                self.index.setdefault(digest, slot)
+        self.free = [slot for slot in range(self.high) if not self.counts[slot]]  # a heap
 
 
 class SumTree:

@@ -21,7 +21,7 @@ from torch import nn
 
 from rltasks.device import cpu_numerics, resolve_device, to_cpu
 from rltasks.envs import VecLoader, derive_seed, evaluate_policy
-from rltasks.envs.images import is_image_space
+from rltasks.envs.images import image_layout, is_image_space
 from rltasks.envs.protocol import Loader
 from rltasks.failpoints import failpoint
 from rltasks.hparams import HP, namespaced
@@ -672,6 +672,10 @@ def footprint(task: Task, hp: dict[str, Any]) -> int:
     transition = 2 * obs + act + 4
     buffer = int(hp.get("buffer_size", 0)) * transition * 4
     rollout = int(hp.get("n_steps", 0)) * task.num_envs * (transition + 4) * 4
+    if is_image_space(task.observation_space):  # uint8, each distinct frame once in replay
+        c, h, w, last = image_layout(task.observation_space.shape)
+        buffer = int(hp.get("buffer_size", 0)) * (obs // (1 if last else c) + 128)
+        rollout = int(hp.get("n_steps", 0)) * task.num_envs * (obs + 32)
     return networks + buffer + rollout
 
 

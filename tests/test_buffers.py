@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from helpers import assert_same_state
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
@@ -492,3 +493,94 @@ def test_gae_lambda_one_no_dones_is_returns_to_go():
             g = sum(gamma ** (u - t) * r[u, j] for u in range(t, 10))
             g += gamma ** (10 - t) * float(next_value[j])
             assert buf.returns[t, j].item() == pytest.approx(g, rel=1e-5, abs=1e-5)
+
+
+# ---------------------------------------------------------------- image frames, stored once
+def frame_stream(steps: int, num_envs: int, k: int, shape: tuple[int, int], episode: int,
+                 seed: int = 0):
+    """Atari-like stacked observations: each env's stack shifts by one new frame a step and
+    a new episode starts from a stack of ``k`` new frames; yields ``(obs, next_obs, done,
+    obs_ids, next_ids)`` with every frame's id (frame ``i`` is ``frame(i)``)."""
+    counter = iter(range(10**9))
+    stacks = [[next(counter) for _ in range(k)] for _ in range(num_envs)]
+    rng = np.random.default_rng(seed)
+    for _ in range(steps):
+        obs_ids = [list(s) for s in stacks]
+        next_ids, done = [], np.zeros(num_envs, bool)
+        for i in range(num_envs):
+            stacks[i] = stacks[i][1:] + [next(counter)]
+            next_ids.append(list(stacks[i]))
+            if rng.random() < 1 / episode:  # the episode ended: the next starts afresh
+                done[i] = True
+                stacks[i] = [next(counter) for _ in range(k)]
+        yield obs_ids, next_ids, done
+
+
+def frame(i: int, shape: tuple[int, int]) -> np.ndarray:
+    return np.random.default_rng(i).integers(0, 256, shape, np.uint8)
+
+
+def frames_of(ids: list[list[int]], shape: tuple[int, int]) -> np.ndarray:
+    return np.stack([np.stack([frame(i, shape) for i in stack]) for stack in ids])
+
+
+@pytest.mark.parametrize("n_step", [1, 3])
+def test_shared_frames_replay_returns_what_a_naive_buffer_does(n_step, tmp_path):
+    """Three envs of 4 stacked 12x12 frames, episodes ending at random, 600 steps into 500
+    transitions (the ring wraps): uniform and prioritized buffers that store each frame once
+    sample exactly the observations of buffers that store every stack, and resume exactly."""
+    from rltasks import checkpoint
+
+    shape, k, m = (12, 12), 4, 3
+    for cls in (ReplayBuffer, PrioritizedReplayBuffer):
+        naive = cls(500, (k, *shape), (), np.int64, m, n_step=n_step, obs_dtype=np.uint8)
+        shared = cls(500, (k, *shape), (), np.int64, m, n_step=n_step, obs_dtype=np.uint8,
+                     frames=k)
+        for t, (ids, next_ids, done) in enumerate(frame_stream(600, m, k, shape, 20)):
+            obs, nxt = frames_of(ids, shape), frames_of(next_ids, shape)
+            args = (obs, np.full(m, t), np.ones(m, np.float32), nxt, done, done)
+            naive.add(*args)
+            shared.add(*args)
+            if t == 300:
+                naive.flush(nxt)
+                shared.flush(nxt)
+                path = tmp_path / f"{cls.__name__}{n_step}.ckpt"
+                checkpoint.save(path, shared.state_dict())
+                resumed = cls(500, (k, *shape), (), np.int64, m, n_step=n_step,
+                              obs_dtype=np.uint8, frames=k)
+                resumed.load_state_dict(checkpoint.load(path))
+            elif t > 300:
+                resumed.add(*args)
+        for buf in (naive, shared, resumed):
+            buf.flush(nxt)
+        assert len(naive) == len(shared) == 500
+        for buf in (shared, resumed):
+            a, b = (x.sample(256, np.random.default_rng(1)) for x in (naive, buf))
+            for key in ("obs", "next_obs", "actions", "returns", "discounts", "indices"):
+                assert torch.equal(a[key], b[key]), key
+        assert_same_state(shared.state_dict(), resumed.state_dict())
+
+
+def test_shared_frames_keep_an_atari_buffer_near_its_distinct_frames():
+    """100k transitions of 4 stacked 84x84 frames (110k written: the ring wrapped), episodes
+    of about 1,000 steps: the bytes held are at most 1.1x those of the distinct frames the
+    held transitions use (a naive buffer holds 8 frames a transition)."""
+    shape, k, capacity = (84, 84), 4, 100_000
+    buf = ReplayBuffer(capacity, (k, *shape), (), np.int64, 1, obs_dtype=np.uint8, frames=k)
+    held: list[set[int]] = []
+    cache: dict[int, np.ndarray] = {}
+    for ids, next_ids, done in frame_stream(110_000, 1, k, shape, 1000):
+        for i in ids[0] + next_ids[0]:
+            if i not in cache:
+                cache[i] = frame(i, shape)
+        obs = np.stack([cache[i] for i in ids[0]])[None]
+        nxt = np.stack([cache[i] for i in next_ids[0]])[None]
+        buf.add(obs, np.zeros(1, np.int64), np.zeros(1, np.float32), nxt, done, done)
+        held.append(set(ids[0]) | set(next_ids[0]))
+        if len(cache) > 64:  # only the last few frames come again
+            for i in sorted(cache)[:-16]:
+                del cache[i]
+    distinct = len(set().union(*held[-capacity:])) * 84 * 84
+    assert len(buf) == capacity
+    assert buf.store.nbytes() <= 1.1 * distinct, (buf.store.nbytes(), distinct)
+    assert 2 * k * 84 * 84 * capacity > 7 * buf.store.nbytes()

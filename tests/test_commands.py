@@ -69,6 +69,8 @@ def test_export_writes_a_policy_whose_actions_match(ppo_run, tmp_path, fmt):
     ("dqn", "CartPole-v1", {"learning_starts": 0}),
     ("sac", "Pendulum-v1", {"learning_starts": 0}),
     ("td3", "Pendulum-v1", {"learning_starts": 0}),
+    ("ppo", "rltasks/Catch-v0", {}),  # a CNN torso on 80x80 frames
+    ("dqn", "rltasks/Catch-v0", {"learning_starts": 0, "buffer_size": 128}),
 ])
 def test_exported_policies_match_every_family(name, env, extra, tmp_path):
     import numpy as np
@@ -96,6 +98,10 @@ def test_exported_policies_match_every_family(name, env, extra, tmp_path):
         None, {"obs": obs})[0]
     for got in (scripted, onnx_out):
         np.testing.assert_allclose(got.reshape(expected.shape), expected, rtol=1e-5, atol=1e-5)
+    if env == "rltasks/Catch-v0":  # the exported module takes the env's uint8 frames
+        frames = torch.from_numpy(obs.astype(np.uint8))
+        np.testing.assert_array_equal(torch.jit.load(str(tmp_path / "policy.pt"))(frames)
+                                      .numpy().reshape(expected.shape), expected)
 
 
 def test_record_writes_a_gif_that_decodes(ppo_run, tmp_path):

@@ -120,6 +120,11 @@ CONFIGS: dict[str, Config] = {
     "ppo-seeds": Config("ppo", seeds=True),
     "ppo-pbt": Config("ppo", ("--lr", "0.002", "--allow-hparam-change", "true"),
                       parent=("--lr", "0.0005")),
+    # Atari pixels through ale-py's vector env (reset mode): uint8 frames in the rollout and
+    # in a prioritized n-step replay buffer
+    "ppo-atari": Config("ppo", env="ALE/Pong-v5"),
+    "dqn-per-atari": Config("dqn", ("--replay", "prioritized", "--n-step", "3"),
+                            env="ALE/Pong-v5"),
 }
 
 
@@ -176,6 +181,8 @@ CASES += [
     Case("ppo-pbt", "update:3", 1),  # before the adopting run's first checkpoint
     Case("ppo-pbt", "collect:40", 2),  # after it: the rerun continues the adopted lr
     Case("ppo", "write:results.json:1", EPOCHS),  # trained, evaluated, results not written
+    Case("ppo-atari", "collect:40", 1),
+    Case("dqn-per-atari", "update:20", 1),
 ]
 
 

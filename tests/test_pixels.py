@@ -60,7 +60,8 @@ def test_image_tasks_keep_frames_uint8_and_hunt_the_body_not_the_mlp(name):
     task.fit(1)
     assert np.asarray(task.obs).dtype == np.uint8
     if name == "dqn":
-        assert task.buffer.obs.dtype == np.uint8 and task.buffer.obs.shape[1:] == (1, 80, 80)
+        obs, next_obs = task.buffer.store.get(np.arange(len(task.buffer)))
+        assert obs.dtype == next_obs.dtype == np.uint8 and obs.shape[1:] == (1, 80, 80)
         assert task.history[-1]["gradient_steps"] > 0
     assert np.isfinite(task.history[-1]["loss"])
     assert task.evaluate(episodes=2)["length_mean"] == 9.0

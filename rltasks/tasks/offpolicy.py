@@ -89,12 +89,13 @@ class OffPolicyTask(Task):
 
     def make_buffer(self, act_shape: tuple[int, ...], act_dtype: Any,
                     obs_shape: tuple[int, ...] | None = None,
-                    reward_shape: tuple[int, ...] = (), obs_dtype: Any = np.float32
-                    ) -> ReplayBuffer:
+                    reward_shape: tuple[int, ...] = (), obs_dtype: Any = np.float32,
+                    frames: int | None = None) -> ReplayBuffer:
         """Hindsight replay with ``her``; else uniform or (``replay='prioritized'``)
         prioritized replay, n-step if asked. Observations are flat (``obs_dim``) float32
-        unless ``obs_shape`` and ``obs_dtype`` say otherwise (DQN's uint8 frames);
-        ``reward_shape`` is MADDPG's one reward per agent."""
+        unless ``obs_shape`` and ``obs_dtype`` say otherwise (DQN's uint8 frames, stored once
+        each with ``frames``, the stack's depth); ``reward_shape`` is MADDPG's one reward per
+        agent."""
         hp = self.hp
         if hp.get("her", False):
             if not is_goal_space(self.observation_space):
@@ -115,7 +116,7 @@ class OffPolicyTask(Task):
         return cls(hp["buffer_size"], obs_shape or (self.obs_dim(),), act_shape, act_dtype,
                    self.num_envs, n_step=hp.get("n_step", 1), gamma=hp["gamma"],
                    reward_shape=reward_shape, obs_dtype=obs_dtype, device=self.device,
-                   **extra)
+                   frames=frames, **extra)
 
     def applies(self, name: str, values: dict[str, Any]) -> bool:
         """``subsample_steps`` applies only with ``gradient_steps=-1``."""

@@ -1,0 +1,107 @@
+"""Atari through ale-py's C++ vector env (``vectorization='ale'``, the default for ALE ids):
+the standard preprocessing, its training-only parts, one short epoch of PPO and of DQN,
+and exact resume. SIGKILL resume is in tests/test_kill_matrix.py (ppo-atari, dqn-per-atari)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from helpers import assert_resumes_exactly
+
+import rltasks
+from rltasks.envs import VecLoader, registry
+
+
+def random_steps(loader: VecLoader, steps: int, train: bool, seed: int = 3):
+    rng = np.random.default_rng(0)
+    obs = loader.reset(seed)
+    out = []
+    for _ in range(steps):
+        actions = rng.integers(loader.single_action_space.n, size=loader.num_envs)
+        next_obs, rew, term, trunc, final = loader.step(actions, train=train)
+        out.append((obs, next_obs, rew, term, trunc))
+        obs = next_obs
+    return out, loader.pop_episodes()
+
+
+def test_ale_ids_get_the_standard_preprocessing_with_stacked_uint8_frames():
+    loader = VecLoader("ALE/Pong-v5", num_envs=2)
+    try:
+        assert loader.vectorization == "ale" and loader.env_state == "reset"
+        assert "AtariVectorEnv does not hand out its emulators' states" in (
+            loader.env_state_reason)
+        steps, _ = random_steps(loader, 40, train=True)
+    finally:
+        loader.close()
+    assert loader.single_observation_space.shape == (4, 84, 84)
+    for obs, next_obs, _, term, trunc in steps:
+        assert obs.dtype == np.uint8 and obs.shape == (2, 4, 84, 84)
+        running = ~(term | trunc)  # a frame stack moves on by one frame per step
+        assert np.array_equal(next_obs[running, :3], obs[running, 1:])
+    assert any(not np.array_equal(o[:, 3], n[:, 3]) for o, n, *_ in steps)
+
+
+def test_sticky_actions_follow_the_env_id():
+    for env_id, sticky in (("ALE/Breakout-v5", 0.25), ("BreakoutNoFrameskip-v4", 0.0)):
+        spec = registry.check_env_id(env_id)
+        assert spec.kwargs["repeat_action_probability"] == sticky
+
+
+def test_life_loss_and_reward_clipping_apply_to_training_only():
+    """The same seeded Breakout games, stepped for training and for evaluation: identical
+    frames and true-game episode statistics; training sees clipped rewards and a terminal
+    at every lost life, evaluation the game's rewards and one terminal per game."""
+    train_loader, eval_loader = VecLoader("ALE/Breakout-v5", 2), VecLoader("ALE/Breakout-v5", 2)
+    try:
+        train, train_episodes = random_steps(train_loader, 600, train=True)
+        evaluation, eval_episodes = random_steps(eval_loader, 600, train=False)
+    finally:
+        train_loader.close()
+        eval_loader.close()
+    assert train_episodes == eval_episodes and eval_episodes  # whole games, true scores
+    rewards = np.array([s[2] for s in evaluation])
+    assert np.array_equal(np.array([s[2] for s in train]), np.sign(rewards))
+    train_terms = np.array([s[3] for s in train])
+    eval_terms = np.array([s[3] for s in evaluation])
+    assert (train_terms >= eval_terms).all()
+    # Breakout has 5 lives: each game ends after 5 terminals in training, 1 in evaluation
+    assert train_terms.sum() >= 4 * eval_terms.sum() + eval_terms.sum() > eval_terms.sum()
+    for (obs_t, *_), (obs_e, *_) in zip(train, evaluation, strict=True):
+        assert np.array_equal(obs_t, obs_e)
+
+
+@pytest.mark.parametrize("name", ["ppo", "dqn"])
+def test_one_short_epoch_on_pong_and_an_unclipped_evaluation(name):
+    hp = ({"learning_starts": 32, "buffer_size": 256, "train_freq": 16, "replay": "prioritized",
+           "batch_size": 16, "gradient_steps": 2}
+          if name == "dqn" else {"n_steps": 32, "batch_size": 64, "update_epochs": 1})
+    task = rltasks.make_task(name, env="ALE/Pong-v5", seed=0, num_envs=2,
+                             steps_per_epoch=128).init(**hp)
+    task.fit(1)
+    assert np.isfinite(task.history[-1]["loss"]) and task.env_steps == 128
+    assert np.asarray(task.obs).shape == (2, 4, 84, 84)
+    result = task.evaluate(episodes=1)
+    # a whole game of Pong, the score the game gives: -21..21, at least 21 points played
+    assert -21 <= result["return_mean"] <= 21 and result["length_mean"] > 21
+    assert result["return_mean"] == int(result["return_mean"]) != 0
+
+
+@pytest.mark.parametrize("name", ["ppo", "dqn"])
+def test_an_atari_run_resumes_exactly(name, tmp_path):
+    hp = ({"learning_starts": 16, "buffer_size": 128, "train_freq": 8, "replay": "prioritized",
+           "n_step": 3, "batch_size": 16, "gradient_steps": 1} if name == "dqn" else {"n_steps": 16, "batch_size": 32,
+                                               "update_epochs": 1})
+    assert_resumes_exactly(lambda: rltasks.make_task(
+        name, env="ALE/Pong-v5", seed=1, num_envs=2, steps_per_epoch=64).init(**hp), tmp_path)
+
+
+def test_an_atari_id_without_ale_py_names_the_extra(monkeypatch):
+    real = registry.importlib.util.find_spec
+    monkeypatch.setattr(registry.importlib.util, "find_spec",
+                        lambda name, *a: None if name == "ale_py" else real(name, *a))
+    with pytest.raises(ValueError, match=r"^ALE/NoSuchGame-v5 is an Atari game: ale-py \(with "
+                                         r"its ROMs\) is not installed; pip install "
+                                         r"'rltasks\[atari\]'$"):
+        registry.check_env_id("ALE/NoSuchGame-v5")
+    with pytest.raises(ValueError, match="vectorization='ale' is ale-py's Atari vector env"):
+        VecLoader("CartPole-v1", 1, vectorization="ale")
