@@ -25,7 +25,7 @@ says whether the gap is more than the seed spread: "within the spread (p = ...)"
 the zoo").
 
     .venv/bin/python bench/hunt_quality.py [--rows ppo-cartpolev1 dqn-acrobotv1 ...]
-        [--trials 24] [--top 3] [--pick-seeds 3] [--seeds 5] [--workers 2]
+        [--trials 24] [--top 3] [--pick-seeds 3] [--seeds 5] [--workers 2] [--hunt-seeds 1]
         [--out bench/out/hunt_quality]
 
 Everything (Orion's PickledDB, the trials, the reruns) goes under ``--out/<task>-<env>``;
@@ -143,7 +143,7 @@ def budget_args(row: Row) -> list[str]:
             "--steps-per-epoch", str(row.steps_per_epoch)]
 
 
-def hunt(row: Row, out: Path, trials: int, workers: int) -> dict[str, Any]:
+def hunt(row: Row, out: Path, trials: int, workers: int, seeds: int = 1) -> dict[str, Any]:
     """The TPE hunt (its wall time kept in ``hunt.json``: a rerun of the bench reuses a
     finished hunt) and its best trial."""
     env = environ(out)
@@ -154,7 +154,8 @@ def hunt(row: Row, out: Path, trials: int, workers: int) -> dict[str, Any]:
         wall = run(["orion", "hunt", "-n", row.name, "-c", str(tpe_config(out / "tpe.yaml")),
                     "--exp-max-trials", str(trials), "--n-workers", str(workers),
                     "--working-dir", str(out / "trials"), "python", f"scripts/{row.task}.py",
-                    "--config", str(space_file(row, out / "space.yaml")), *budget_args(row)],
+                    "--config", str(space_file(row, out / "space.yaml")), *budget_args(row),
+                    *(["--seeds", str(seeds)] if seeds > 1 else [])],
                    env, out / "hunt.log")
     done.write_text(json.dumps({"wall": wall}))
     best = json.loads(subprocess.run(
@@ -186,7 +187,9 @@ def test(row: Row, out: Path, winner: dict[str, Any], seeds: int) -> dict[str, l
     """The winner's and rl-zoo3's settings on the test seeds: every seed's final return (and
     the winner's command line, without the pick's seeds and working dir)."""
     command = list(winner["command"])
-    at = command.index("--seeds")  # the pick's --seeds N --seed S --workdir DIR, replaced
+    # the pick's trailing --seeds N --seed S --workdir DIR, replaced (a hunt's own --seeds
+    # comes earlier)
+    at = len(command) - 1 - command[::-1].index("--seeds")
     winner_command = [PYTHON if command[0] == "python" else command[0], *command[1:at]]
     zoo_command = [PYTHON, f"scripts/{row.task}.py", *budget_args(row),
                    *[f"--{k.replace('_', '-')}={v}" for k, v in row.zoo.items()]]
@@ -222,9 +225,12 @@ def main() -> None:
     parser.add_argument("--pick-seeds", type=int, default=3, help="seeds of the pick")
     parser.add_argument("--seeds", type=int, default=5, help="seeds of the test")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--hunt-seeds", type=int, default=1,
+                        help="seeds each hunt trial trains (--seeds: their mean objective)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "hunt_quality")
     args = parser.parse_args()
-    print(f"hunt quality: {args.trials}-trial seeded TPE hunts, {args.workers} workers, the "
+    print(f"hunt quality: {args.trials}-trial seeded TPE hunts of {args.hunt_seeds} seed(s) a "
+          f"trial, {args.workers} workers, the "
           f"top {args.top} retrained on seeds {PICK_SEED}-{PICK_SEED + args.pick_seeds - 1}, "
           f"winner and rl-zoo3 tested on seeds {TEST_SEED}-{TEST_SEED + args.seeds - 1}, "
           f"load average {os.getloadavg()[0]:.2f}", flush=True)
@@ -232,7 +238,7 @@ def main() -> None:
     for name in args.rows:
         row, out = ROWS[name], args.out / name
         out.mkdir(parents=True, exist_ok=True)
-        found = hunt(row, out, args.trials, args.workers)
+        found = hunt(row, out, args.trials, args.workers, args.hunt_seeds)
         winner = pick(row, out, args.top, args.pick_seeds)
         finals = test(row, out, winner, args.seeds)
         line = {"row": name, "budget": row.budget, "hunt_wall": found["wall"],
