@@ -23,6 +23,7 @@ from rltasks.device import cpu_numerics, resolve_device, to_cpu
 from rltasks.envs import VecLoader, derive_seed, evaluate_policy
 from rltasks.envs.images import image_layout, is_image_space
 from rltasks.envs.protocol import Loader
+from rltasks.envs.registry import is_ale_id
 from rltasks.failpoints import failpoint
 from rltasks.hparams import HP, namespaced
 from rltasks.optim import (
@@ -39,6 +40,8 @@ from rltasks.safeio import read_special
 #: the loader arguments a task's ``ENV_DEFAULTS`` may set for an env (rl-zoo3's n_envs and
 #: normalize), used when ``make_task`` is not given them
 LOADER_DEFAULTS = ("num_envs", "norm_obs", "norm_reward")
+#: the ``ENV_DEFAULTS`` key whose values apply to every ALE id (Atari games)
+ATARI = "ALE/*"
 
 #: the most envs a loader (``num_envs``) or an evaluation (``episodes``) may run at once: a
 #: checkpoint's own arguments rebuild its task, so no declared count may be unbounded
@@ -117,7 +120,7 @@ class Task:
             raise ValueError(f"unknown hyperparameter(s) {unknown} for task {self.name!r}; "
                              f"valid: {sorted(specs)}")
         steps_per_epoch = steps_per_epoch or self.DEFAULT_STEPS_PER_EPOCH
-        env_loader = {k: v for k, v in self.ENV_DEFAULTS.get(env, {}).items()
+        env_loader = {k: v for k, v in self.env_defaults(env).items()
                       if k in LOADER_DEFAULTS}  # rl-zoo3's n_envs and normalize for this env
         num_envs = num_envs or env_loader.get("num_envs", self.DEFAULT_NUM_ENVS)
         norm_obs = env_loader.get("norm_obs", False) if norm_obs is None else norm_obs
@@ -194,10 +197,20 @@ class Task:
         values = {k: hp.default for k, hp in self.hparam_specs().items()}
         values.update(self.DEFAULTS)
         # a per-env schedule over the horizon applies when there is one (a script's --epochs)
-        values.update({k: v for k, v in self.ENV_DEFAULTS.get(self.env_id, {}).items()
+        values.update({k: v for k, v in self.env_defaults(self.env_id).items()
                        if k not in LOADER_DEFAULTS
                        and not (k.endswith("_schedule") and self.horizon is None)})
         return values
+
+    @classmethod
+    def env_defaults(cls, env_id: str) -> dict[str, Any]:
+        """The task's per-env defaults for ``env_id``: its own entry, else for an ALE id the
+        ``ATARI`` entry (rl-zoo3's Atari set), else none."""
+        if env_id in cls.ENV_DEFAULTS:
+            return cls.ENV_DEFAULTS[env_id]
+        if ATARI in cls.ENV_DEFAULTS and is_ale_id(env_id):
+            return cls.ENV_DEFAULTS[ATARI]
+        return {}
 
     def get_space(self, scope: str = "curated", **fidelities: str) -> dict[str, str]:
         """Orion priors of the hyperparameters to hunt, plus ``fidelities``.

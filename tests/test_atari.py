@@ -89,8 +89,8 @@ def test_one_short_epoch_on_pong_and_an_unclipped_evaluation(name):
 @pytest.mark.parametrize("name", ["ppo", "dqn"])
 def test_an_atari_run_resumes_exactly(name, tmp_path):
     hp = ({"learning_starts": 16, "buffer_size": 128, "train_freq": 8, "replay": "prioritized",
-           "n_step": 3, "batch_size": 16, "gradient_steps": 1} if name == "dqn" else {"n_steps": 16, "batch_size": 32,
-                                               "update_epochs": 1})
+           "n_step": 3, "batch_size": 16, "gradient_steps": 1} if name == "dqn"
+          else {"n_steps": 16, "batch_size": 32, "update_epochs": 1})
     assert_resumes_exactly(lambda: rltasks.make_task(
         name, env="ALE/Pong-v5", seed=1, num_envs=2, steps_per_epoch=64).init(**hp), tmp_path)
 
@@ -105,3 +105,13 @@ def test_an_atari_id_without_ale_py_names_the_extra(monkeypatch):
         registry.check_env_id("ALE/NoSuchGame-v5")
     with pytest.raises(ValueError, match="vectorization='ale' is ale-py's Atari vector env"):
         VecLoader("CartPole-v1", 1, vectorization="ale")
+
+
+@pytest.mark.parametrize(("name", "key", "value"), [
+    ("ppo", "clip_range", 0.1), ("a2c", "vf_coef", 0.25), ("dqn", "learning_starts", 100_000)])
+def test_every_ale_id_gets_rl_zoo3s_atari_set(name, key, value):
+    for env in ("ALE/Breakout-v5", "PongNoFrameskip-v4"):
+        task = rltasks.make_task(name, env=env, horizon=10, num_envs=1).init()
+        assert task.hp[key] == value
+        task.close()
+    assert rltasks.make_task(name, env="CartPole-v1").init().hp[key] != value

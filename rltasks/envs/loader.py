@@ -27,7 +27,7 @@ from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv, Vecto
 from rltasks.envs import snapshot
 from rltasks.envs.goal import is_goal_space
 from rltasks.envs.images import is_image_space
-from rltasks.envs.registry import check_env_id, make_env
+from rltasks.envs.registry import check_env_id, is_ale_id, make_env
 from rltasks.failpoints import failpoint
 
 VECTORIZATIONS = ("auto", "sync", "async", "native", "ale")
@@ -188,7 +188,7 @@ class _AleSameStep:
 
 
 def _is_ale(spec: gym.envs.registration.EnvSpec) -> bool:
-    return isinstance(spec.entry_point, str) and spec.entry_point.startswith("ale_py")
+    return is_ale_id(spec.id)
 
 
 def _ale_vector_env(spec: gym.envs.registration.EnvSpec, num_envs: int,

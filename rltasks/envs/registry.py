@@ -65,6 +65,16 @@ def check_env_id(env_id: str) -> gym.envs.registration.EnvSpec:
     raise ValueError(f"unknown env id {name!r}: not registered with gymnasium{where}; {hint}")
 
 
+def is_ale_id(env_id: str) -> bool:
+    """Whether ``env_id`` names an Atari game of ale-py (``ALE/Pong-v5``,
+    ``PongNoFrameskip-v4``); False for an unknown id."""
+    try:
+        entry = check_env_id(env_id).entry_point
+    except ValueError:
+        return False
+    return isinstance(entry, str) and entry.startswith("ale_py")
+
+
 #: the extra that installs what the envs of an entry-point package need
 EXTRAS = {"gymnasium.envs.box2d": "box2d", "gymnasium.envs.mujoco": "mujoco",
           "gymnasium_robotics": "robotics", "ale_py": "atari"}

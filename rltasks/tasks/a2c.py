@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 
 from rltasks.hparams import HP, choices
+from rltasks.task import ATARI
 from rltasks.tasks.onpolicy import CURATED_ONPOLICY, ONPOLICY_HPARAMS, OnPolicyTask
 
 
@@ -29,6 +30,8 @@ class A2C(OnPolicyTask):
     CURATED = {**CURATED_ONPOLICY, "n_steps": choices(5, 8, 16, 32, 64, 128)}
     # rl-zoo3's LunarLander set (v2 there; its lr decays linearly: --lr-schedule linear) and
     # its Acrobot set (normalised, 16 envs, A2C's defaults otherwise)
+    # and its Atari set, for every ALE id
     ENV_DEFAULTS = {"LunarLander-v3": {"gamma": 0.995, "n_steps": 5, "lr": 0.00083,
                                        "ent_coef": 1e-5},
+                    ATARI: {"num_envs": 16, "ent_coef": 0.01, "vf_coef": 0.25},
                     "Acrobot-v1": {"norm_obs": True, "norm_reward": True, "num_envs": 16}}
