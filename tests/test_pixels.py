@@ -119,3 +119,21 @@ def test_too_small_images_are_refused_naming_the_body():
     with pytest.raises(ValueError, match=r"body='nature' needs images of at least 36x36 "
                                          r"pixels, not 20x20"):
         rltasks.make_task("ppo", env="rltasks/Catch-v0", env_kwargs={"size": 20}).init()
+
+
+def test_record_films_an_image_policy(tmp_path):
+    from helpers import cli, last_json
+    from PIL import Image
+
+    from rltasks import checkpoint
+    from rltasks.trial.payload import make_payload
+
+    task = rltasks.make_task("ppo", env="rltasks/Catch-v0", seed=0, num_envs=2,
+                             steps_per_epoch=64).init(n_steps=16)
+    task.fit(1)
+    checkpoint.save(tmp_path / "last.ckpt", make_payload(task))
+    task.close()
+    info = last_json(cli("record", tmp_path, "--out", tmp_path / "catch.gif"))
+    assert info["size"] == [80, 80] and info["returns"][0] in (-1.0, 1.0)
+    with Image.open(tmp_path / "catch.gif") as img:
+        assert img.size == (80, 80)
