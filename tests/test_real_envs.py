@@ -98,15 +98,6 @@ def test_given_loader_arguments_win_over_the_env_defaults():
         task.close()
 
 
-def test_image_observations_are_refused_in_one_line():
-    with pytest.raises(ValueError) as info:
-        rltasks.make_task("ppo", env="CarRacing-v3")
-    message = str(info.value)
-    assert "ppo takes observations of at most 1 dimension(s)" in message
-    assert "(96, 96, 3)" in message and "tasks that fit it: none yet" in message
-    assert "\n" not in message
-
-
 def test_recording_a_mujoco_run_without_opengl_is_one_line(tmp_path):
     import os
     import subprocess

@@ -149,6 +149,19 @@ def identity(payload: dict[str, Any], hparams: bool = True,
     return {k: v for k, v in flat.items() if k not in without}
 
 
+#: hyperparameters added after a release whose checkpoints lack them, and that change nothing
+#: a checkpoint without them can hold: ``body`` (a CNN's, and those runs had vector
+#: observations), ``subsample_steps`` (read only with ``gradient_steps=-1``, which those
+#: releases refused)
+LATER_HPARAMS = ("body", "subsample_steps")
+
+
+def with_later(previous: dict[str, Any], ours: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint's hyperparameters with the ``LATER_HPARAMS`` it lacks taken as ours."""
+    return {**{k: ours[k] for k in LATER_HPARAMS if k in ours and k not in previous},
+            **previous}
+
+
 def same_run_checker(task: Task, workdir: Path, allow_hparam_change: bool = False
                      ) -> Callable[[Any], None]:
     """A ``Checkpointer.load_latest`` check: refuse a checkpoint of another task, env or
@@ -159,9 +172,11 @@ def same_run_checker(task: Task, workdir: Path, allow_hparam_change: bool = Fals
             raise ValueError(f"{workdir} holds a file that is not a task checkpoint; "
                              f"use another --workdir or delete it")
         compare = not allow_hparam_change
-        ours = identity({"task": task.name, "fixed": task.fixed, "hparams": task.hparams()},
+        hparams = task.hparams()
+        ours = identity({"task": task.name, "fixed": task.fixed, "hparams": hparams},
                         hparams=compare)
-        theirs = identity(payload, hparams=compare)
+        theirs = identity({**payload, "hparams": with_later(payload.get("hparams") or {},
+                                                           hparams)}, hparams=compare)
         hint = "use another --workdir or delete it to start over"
         if compare:
             hint += (", or pass --allow-hparam-change to continue it with these "
@@ -183,7 +198,7 @@ def restore(task: Task, payload: dict[str, Any], source: Path | str = "the check
 
     A state that does not fit the task raises ``BadState`` naming ``source`` and the place;
     ``task`` may then be half-modified: close it and restore into a new one."""
-    previous = payload.get("hparams") or {}
+    previous = with_later(payload.get("hparams") or {}, task.hparams())
     adopt = adopt and previous != task.hparams()
     if adopt:
         task.check_adoptable(previous)  # a refusal, not a damaged file
