@@ -206,12 +206,15 @@ class ReplayBuffer:
         """No-op for uniform replay (prioritized replay overrides it)."""
 
     def state_dict(self) -> dict[str, Any]:
+        """The transitions held, as views of the buffer's own arrays (a checkpoint streams
+        them to its file, no copy built): valid until the buffer next changes, so copy it
+        to keep it across training."""
         if any(self._pending):
             raise RuntimeError("flush() the pending n-step windows before saving the buffer")
         n = self.size
         return {**self.store.state_dict(n),
-                "actions": self.actions[:n].copy(), "returns": self.returns[:n].copy(),
-                "discounts": self.discounts[:n].copy(), "pos": self.pos, "size": self.size}
+                "actions": self.actions[:n], "returns": self.returns[:n],
+                "discounts": self.discounts[:n], "pos": self.pos, "size": self.size}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         n, pos = int(state["size"]), int(state["pos"])
@@ -252,7 +255,7 @@ class ObsArrays:
         return self.obs.nbytes + self.next_obs.nbytes
 
     def state_dict(self, n: int) -> dict[str, Any]:
-        return {"obs": self.obs[:n].copy(), "next_obs": self.next_obs[:n].copy()}
+        return {"obs": self.obs[:n], "next_obs": self.next_obs[:n]}
 
     def load_state_dict(self, state: dict[str, Any], n: int) -> None:
         for key in ("obs", "next_obs"):
@@ -343,9 +346,9 @@ class SharedFrames:
                 heapq.heappush(self.free, int(slot))
 
     def state_dict(self, n: int) -> dict[str, Any]:
-        """The written frames and the first ``n`` transitions' indices (free slots' frames
-        are stale, never referenced)."""
-        return {"frames": self.pool[:self.high].copy(), "frame_refs": self.refs[:n].copy()}
+        """Views of the written frames and of the first ``n`` transitions' indices (free
+        slots' frames are stale, never referenced)."""
+        return {"frames": self.pool[:self.high], "frame_refs": self.refs[:n]}
 
     def load_state_dict(self, state: dict[str, Any], n: int) -> None:
         frames = np.asarray(state["frames"])

@@ -41,6 +41,7 @@ optimizer state dicts. Encoding is deterministic: the same object gives the same
 """
 
 import hashlib
+import io
 import math
 import os
 import reprlib
@@ -54,7 +55,7 @@ import msgpack
 import numpy as np
 
 from rltasks.failpoints import failpoint
-from rltasks.safeio import FileRefused, read_regular
+from rltasks.safeio import FileRefused, read_regular, size_text
 
 FORMAT = "rltasks-checkpoint/1"
 
@@ -78,6 +79,8 @@ _TRUNCATED = "truncated (msgpack data ends early)"
 _KEY_TYPES = (str, int, float, bool, bytes, type(None))
 
 PathLike = str | os.PathLike[str]
+#: a file or payload as pieces written one after the other (see ``chunks``)
+Pieces = list[bytes | memoryview]
 
 
 class CheckpointError(Exception):
@@ -93,6 +96,10 @@ class CheckpointError(Exception):
         super().__init__(message.replace("\n", " "))
         self.path = None if path is None else str(path)
         self.reason = (reason or message).replace("\n", " ")
+
+
+class _TooLarge(ValueError):
+    """A state, or one array of it, beyond the 4 GiB that msgpack's bin and ext can hold."""
 
 
 class _Corrupt(ValueError):
@@ -113,50 +120,82 @@ def encode(obj: Any) -> bytes:
     arbitrary objects, string or object arrays), so a task whose state cannot be saved fails
     when it saves rather than when it resumes.
     """
+    return b"".join(chunks(obj))
+
+
+def chunks(obj: Any) -> Pieces:
+    """``encode(obj)`` as a list of pieces whose concatenation is those bytes: the raw data of
+    each contiguous array or tensor is a memoryview of its own memory, not a copy, so a file
+    can be written from them with no second copy of a large state in memory. Raises what
+    ``encode`` raises, before anything is written."""
+    pieces = _Pieces()
     try:
-        plain = _plain(obj)
+        pieces.walk(obj, 0)
     except RecursionError:
         raise ValueError("checkpoint object is nested too deeply") from None
-    return msgpack.packb(plain, use_bin_type=True)
+    return pieces.out
 
 
-def _plain(obj: Any, depth: int = 0) -> Any:
-    """Map ``obj`` onto msgpack's native types, with arrays, tensors and big ints as ext types;
-    ``depth`` counts the containers around ``obj``."""
-    if isinstance(obj, dict | list | tuple) and depth >= _MAX_DEPTH:
-        raise ValueError(f"checkpoint object nests containers deeper than {_MAX_DEPTH} levels, "
-                         "which load would refuse")
-    if obj is None or type(obj) in (bool, float, str, bytes):
-        return obj
-    if type(obj) is int:
-        if -(2**63) <= obj < 2**64:
-            return obj
-        return msgpack.ExtType(_EXT_BIGINT, obj.to_bytes(obj.bit_length() // 8 + 1, "little",
-                                                         signed=True))
-    if isinstance(obj, dict):
-        return {_key(k): _plain(v, depth + 1) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_plain(v, depth + 1) for v in obj]
-    if isinstance(obj, np.ndarray | np.number | np.bool_):
-        return _array_ext(obj)
-    torch = sys.modules.get("torch")  # a tensor implies torch is imported; keeps `inspect` light
-    if torch is not None and isinstance(obj, torch.Tensor):
-        return _tensor_ext(obj, torch)
-    for base in (int, float, str, bytes):  # subclasses such as IntEnum or np.str_
-        if isinstance(obj, base):
-            return _plain(base(obj), depth)
-    raise TypeError(f"cannot checkpoint a {type(obj).__qualname__}; allowed: dict, list, tuple, "
-                    "str, int, float, bool, None, bytes, numpy arrays, torch tensors")
+class _Pieces:
+    """The msgpack of an object, appended to ``out`` piece by piece: what ``msgpack.packb``
+    writes for it, with arrays, tensors and big ints as ext types. One per ``chunks`` call
+    (a msgpack Packer is not reentrant, and a signal handler may save during a save)."""
+
+    def __init__(self) -> None:
+        self.out: Pieces = []
+        self.packer = msgpack.Packer(use_bin_type=True)
+
+    def walk(self, obj: Any, depth: int) -> None:
+        """Append ``obj``, inside ``depth`` containers."""
+        if isinstance(obj, dict | list | tuple) and depth >= _MAX_DEPTH:
+            raise ValueError(f"checkpoint object nests containers deeper than {_MAX_DEPTH} "
+                             "levels, which load would refuse")
+        pack = self.packer.pack
+        if obj is None or type(obj) in (bool, float, str, bytes):
+            self.out.append(pack(obj))
+        elif type(obj) is int:
+            if -(2**63) <= obj < 2**64:
+                self.out.append(pack(obj))
+            else:
+                data = obj.to_bytes(obj.bit_length() // 8 + 1, "little", signed=True)
+                self.out.append(pack(msgpack.ExtType(_EXT_BIGINT, data)))
+        elif isinstance(obj, dict):
+            self.out.append(self.packer.pack_map_header(len(obj)))
+            for key, value in obj.items():
+                self.walk(_key(key), depth + 1)
+                self.walk(value, depth + 1)
+        elif isinstance(obj, list | tuple):
+            self.out.append(self.packer.pack_array_header(len(obj)))
+            for value in obj:
+                self.walk(value, depth + 1)
+        else:
+            self.other(obj, depth)
+
+    def other(self, obj: Any, depth: int) -> None:
+        """Arrays, tensors and subclasses of the scalar types."""
+        if isinstance(obj, np.ndarray | np.number | np.bool_):
+            self.out += _array_ext(obj)
+            return
+        torch = sys.modules.get("torch")  # imported if a tensor is here; keeps `inspect` light
+        if torch is not None and isinstance(obj, torch.Tensor):
+            self.out += _tensor_ext(obj, torch)
+            return
+        for base in (int, float, str, bytes):  # subclasses such as IntEnum or np.str_
+            if isinstance(obj, base):
+                self.walk(base(obj), depth)
+                return
+        raise TypeError(f"cannot checkpoint a {type(obj).__qualname__}; allowed: dict, list, "
+                        "tuple, str, int, float, bool, None, bytes, numpy arrays, torch tensors")
 
 
 def _key(key: Any) -> Any:
     if type(key) not in _KEY_TYPES:
         raise TypeError(f"checkpoint dict keys must be str, int, float, bool, bytes or None, "
                         f"not {type(key).__qualname__} ({key!r})")
-    return _plain(key)
+    return key
 
 
-def _array_ext(obj: np.ndarray | np.generic) -> msgpack.ExtType:
+def _array_ext(obj: np.ndarray | np.generic) -> Pieces:
     array = np.asarray(obj)
     name = array.dtype.name
     if name not in _NUMPY_DTYPES:
@@ -166,7 +205,7 @@ def _array_ext(obj: np.ndarray | np.generic) -> msgpack.ExtType:
     return _ext(_EXT_ARRAY, name, shape, array)
 
 
-def _tensor_ext(tensor: Any, torch: Any) -> msgpack.ExtType:
+def _tensor_ext(tensor: Any, torch: Any) -> Pieces:
     name = str(tensor.dtype).removeprefix("torch.")
     if name not in _TENSOR_DTYPES or tensor.layout != torch.strided or tensor.is_quantized:
         raise TypeError(f"cannot checkpoint a {tensor.layout} tensor of {tensor.dtype}; allowed: "
@@ -177,9 +216,39 @@ def _tensor_ext(tensor: Any, torch: Any) -> msgpack.ExtType:
     return _ext(_EXT_TENSOR, name, list(tensor.shape), tensor.numpy())
 
 
-def _ext(code: int, name: str, shape: list[int] | None, array: np.ndarray) -> msgpack.ExtType:
-    raw = array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes(order="C")
-    return msgpack.ExtType(code, msgpack.packb([name, shape, raw], use_bin_type=True))
+def _ext(code: int, name: str, shape: list[int] | None, array: np.ndarray) -> Pieces:
+    """The ext record ``code: [name, shape, raw bytes]`` as two pieces (the ext's and the
+    record's headers; the raw data, a view of ``array`` where it is contiguous), exactly as
+    ``msgpack.packb`` would write it whole."""
+    little = np.ascontiguousarray(array.astype(array.dtype.newbyteorder("<"), copy=False))
+    raw = memoryview(little.reshape(-1).view(np.uint8)) if little.size else b""
+    head = b"\x93" + msgpack.packb(name) + msgpack.packb(shape) + _bin_header(len(raw))
+    return [_ext_header(code, len(head) + len(raw)) + head, raw]
+
+
+def _bin_header(n: int) -> bytes:
+    if n < 2**8:
+        return b"\xc4" + n.to_bytes(1, "big")
+    if n < 2**16:
+        return b"\xc5" + n.to_bytes(2, "big")
+    if n < 2**32:
+        return b"\xc6" + n.to_bytes(4, "big")
+    raise _TooLarge(f"an array of {size_text(n)}: more than the 4 GiB a checkpoint file holds")
+
+
+_FIXEXT = {1: 0xD4, 2: 0xD5, 4: 0xD6, 8: 0xD7, 16: 0xD8}
+
+
+def _ext_header(code: int, n: int) -> bytes:
+    if n in _FIXEXT:
+        return bytes((_FIXEXT[n], code))
+    if n < 2**8:
+        return bytes((0xC7, n, code))
+    if n < 2**16:
+        return b"\xc8" + n.to_bytes(2, "big") + bytes((code,))
+    if n < 2**32:
+        return b"\xc9" + n.to_bytes(4, "big") + bytes((code,))
+    raise _TooLarge(f"an array of {size_text(n)}: more than the 4 GiB a checkpoint file holds")
 
 
 # --------------------------------------------------------------------------------- decoding
@@ -199,10 +268,55 @@ def _unpack(data: bytes, ext_hook: Callable[[int, bytes], Any]) -> Any:
 
 
 def _unpack_envelope(data: bytes) -> Any:
-    """The envelope: a map of at most 3 entries, short strings and the payload's bytes."""
+    """The envelope: a map of at most 3 entries, short strings and the payload's bytes. The
+    usual shape (string keys, string or bin values) is read in place, a bin as a view of
+    ``data`` rather than a copy of it; anything else through msgpack, to say what is wrong."""
+    found = _envelope_in_place(memoryview(data))
+    if found is not None:
+        return found
     _scan(data)
     return msgpack.unpackb(data, raw=False, max_bin_len=len(data), max_str_len=_ENVELOPE_STR,
                            max_array_len=0, max_map_len=3, max_ext_len=0)
+
+
+def _envelope_in_place(view: memoryview) -> dict[str, str | memoryview] | None:
+    if not len(view) or not 0x80 <= view[0] <= 0x83:
+        return None
+    pos, out = 1, {}
+    for _ in range(view[0] & 0x0F):
+        key, pos = _short_value(view, pos)
+        value, pos = _short_value(view, pos)
+        if not isinstance(key, str) or value is None:
+            return None
+        out[key] = value
+    return out if pos == len(view) else None
+
+
+_STR_BIN_LEAD = {0xD9: (1, str), 0xC4: (1, bytes), 0xC5: (2, bytes), 0xC6: (4, bytes)}
+
+
+def _short_value(view: memoryview, pos: int) -> tuple[str | memoryview | None, int]:
+    """The envelope string (at most _ENVELOPE_STR bytes) or bin at ``pos``, and the position
+    after it; None if it is neither or runs past the end."""
+    if pos >= len(view):
+        return None, pos
+    lead = view[pos]
+    if 0xA0 <= lead <= 0xBF:
+        width, kind, size = 0, str, lead & 0x1F
+    elif lead in _STR_BIN_LEAD:
+        width, kind = _STR_BIN_LEAD[lead]
+        size = int.from_bytes(view[pos + 1:pos + 1 + width], "big")
+    else:
+        return None, pos
+    start = pos + 1 + width
+    if start + size > len(view) or kind is str and size > _ENVELOPE_STR:
+        return None, pos
+    if kind is bytes:
+        return view[start:start + size], start + size
+    try:
+        return bytes(view[start:start + size]).decode(), start + size
+    except UnicodeDecodeError:
+        return None, pos
 
 
 def _decode(data: bytes, source: PathLike, ext_hook: Callable[[int, bytes], Any]) -> Any:
@@ -238,16 +352,39 @@ def _reject_timestamps(obj: Any) -> None:
             raise _Corrupt("unknown ext type -1")
 
 
-def _parse_ext(code: int, data: bytes) -> tuple[str, list[int] | None, bytes]:
+def _record(data: bytes) -> Any:
+    """An array record ``[name, shape, raw]`` as a list, its raw bytes a view of ``data``
+    where the record has that shape; else what msgpack makes of it (for the error)."""
+    _scan(data)
+    n = len(data)
+    unpacker = msgpack.Unpacker(io.BytesIO(data), raw=False, read_size=4096,
+                                max_buffer_size=max(n, 4096), max_bin_len=n, max_str_len=n,
+                                max_array_len=n, max_map_len=n, max_ext_len=n,
+                                ext_hook=msgpack.ExtType, strict_map_key=False)
+    try:
+        if unpacker.read_array_header() == 3:
+            name, shape = unpacker.unpack(), unpacker.unpack()
+            pos = unpacker.tell()
+            if data[pos] in (0xC4, 0xC5, 0xC6):
+                width = _STR_BIN_LEAD[data[pos]][0]
+                start = pos + 1 + width
+                if start + int.from_bytes(data[pos + 1:start], "big") == n:
+                    return [name, shape, memoryview(data)[start:]]
+    except (ValueError, msgpack.UnpackException):
+        pass
+    return _unpack(data, msgpack.ExtType)
+
+
+def _parse_ext(code: int, data: bytes) -> tuple[str, list[int] | None, bytes | memoryview]:
     """Check an array/tensor record: allowed dtype, sane shape, size matching the raw bytes."""
-    fields = _unpack(data, msgpack.ExtType)
+    fields = _record(data)
     if not (isinstance(fields, list) and len(fields) == 3):
         raise _Corrupt(f"malformed array record {reprlib.repr(fields)}")
     name, shape, raw = fields
     allowed = _TENSOR_DTYPES if code == _EXT_TENSOR else _NUMPY_DTYPES
     if not isinstance(name, str) or name not in allowed:
         raise _Corrupt(f"dtype {reprlib.repr(name)} is not allowed")
-    if not isinstance(raw, bytes):
+    if not isinstance(raw, bytes | memoryview):
         raise _Corrupt("array record without raw bytes")
     if shape is None and code == _EXT_ARRAY:
         count = 1
@@ -261,7 +398,7 @@ def _parse_ext(code: int, data: bytes) -> tuple[str, list[int] | None, bytes]:
     if count * itemsize != len(raw):
         raise _Corrupt(f"size mismatch: {name} of shape {reprlib.repr(shape)} needs "
                        f"{count * itemsize} bytes, the file holds {len(raw)}")
-    if name == "bool" and raw.translate(None, b"\x00\x01"):
+    if name == "bool" and np.any(np.frombuffer(raw, np.uint8) > 1):
         raise _Corrupt("bool array holding bytes other than 0 and 1")
     return name, shape, raw
 
@@ -389,10 +526,19 @@ def _check_container(depth: int, count: int, pending: int, pos: int, end: int,
 
 # ------------------------------------------------------------------------------------ files
 
-def _envelope(payload: bytes) -> bytes:
-    sha256 = hashlib.sha256(payload).hexdigest()
-    return msgpack.packb({"format": FORMAT, "sha256": sha256, "payload": payload},
-                         use_bin_type=True)
+def _envelope(payload: Pieces) -> Pieces:
+    """The file's pieces: ``payload``'s (from ``chunks``) behind the envelope's header, the
+    same bytes as ``msgpack.packb({"format", "sha256", "payload": b"".join(payload)})``
+    without joining them."""
+    size, digest = sum(map(len, payload)), hashlib.sha256()
+    if size >= 2**32:
+        raise _TooLarge(f"the state is {size_text(size)}, more than the 4 GiB a checkpoint "
+                        "file holds")
+    for piece in payload:
+        digest.update(piece)
+    head = msgpack.packb({"format": FORMAT, "sha256": digest.hexdigest()}, use_bin_type=True)
+    head = b"\x83" + head[1:] + msgpack.packb("payload") + _bin_header(size)
+    return [head, *payload]
 
 
 def _sniff(data: bytes) -> str | None:
@@ -406,8 +552,9 @@ def _sniff(data: bytes) -> str | None:
     return None
 
 
-def _read_payload(path: PathLike) -> bytes:
-    """Read a checkpoint file and return its payload once the envelope and checksum are good."""
+def _read_payload(path: PathLike) -> bytes | memoryview:
+    """Read a checkpoint file and return its payload (a view of the file's bytes) once the
+    envelope and checksum are good."""
     try:
         data = read_regular(path, MAX_FILE_BYTES, "checkpoint")
     except FileNotFoundError:
@@ -430,22 +577,24 @@ def _read_payload(path: PathLike) -> bytes:
         raise _unreadable(path, f"{foreign or _sniff(data) or 'not an rltasks checkpoint'}; "
                                 f"expected format {FORMAT!r}")
     payload, digest = envelope.get("payload"), envelope.get("sha256")
-    if not isinstance(payload, bytes) or not isinstance(digest, str):
+    if not isinstance(payload, bytes | memoryview) or not isinstance(digest, str):
         raise _unreadable(path, "malformed envelope (no payload or sha256)")
     if hashlib.sha256(payload).hexdigest() != digest:
         raise _unreadable(path, "checksum mismatch (file corrupt or modified)")
     return payload
 
 
-def write_atomic(path: Path, data: bytes,
+def write_atomic(path: Path, data: bytes | Pieces,
                  before_replace: Callable[[], None] | None = None) -> None:
-    """Write ``data`` to ``path`` via a temp file, so readers see the old file or the new one,
-    never a half-written one; on an OSError the old file stays and the temp file goes."""
+    """Write ``data`` (bytes, or pieces to write one after the other) to ``path`` via a temp
+    file, so readers see the old file or the new one, never a half-written one; on an
+    OSError the old file stays and the temp file goes."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "wb") as file:
-            file.write(data)
+            for piece in [data] if isinstance(data, bytes) else data:
+                file.write(piece)
             file.flush()
             os.fsync(file.fileno())
         failpoint(f"write:{path.name}")
@@ -469,9 +618,21 @@ def write_atomic(path: Path, data: bytes,
             os.close(fd)
 
 
+def _file_pieces(obj: Any, path: PathLike) -> Pieces:
+    """The pieces of the checkpoint file of ``obj``; a state too large for the format is a
+    CheckpointError naming ``path``."""
+    try:
+        return _envelope(chunks(obj))
+    except _TooLarge as err:
+        reason = f"{err}; a replay buffer this large: lower buffer_size"
+        raise CheckpointError(f"cannot write checkpoint {path}: {reason}", path=path,
+                              reason=reason) from None
+
+
 def save(path: PathLike, obj: Any) -> None:
-    """Write ``obj`` atomically to ``path`` as a checksummed checkpoint file."""
-    write_atomic(Path(path), _envelope(encode(obj)))
+    """Write ``obj`` atomically to ``path`` as a checksummed checkpoint file, streamed from
+    the arrays' own memory (no second copy of the state is built)."""
+    write_atomic(Path(path), _file_pieces(obj, path))
 
 
 def load(path: PathLike) -> Any:
@@ -531,7 +692,7 @@ class Checkpointer:
         rerun redoes that epoch and writes the same best.ckpt again (the other order would
         leave a last.ckpt whose run state counts a best.ckpt never written). Returns the
         path of last.ckpt."""
-        data = _envelope(encode(obj))
+        data = _file_pieces(obj, self.last)
         if best:
             write_atomic(self.best, data)
         write_atomic(self.last, data, before_replace=self._rotate)

@@ -391,7 +391,9 @@ class Task:
     def state_dict(self) -> dict[str, Any]:
         """Everything the next epoch needs; only msgpack-serialisable values and tensors, the
         tensors on the CPU whatever ``device`` the task runs on (``to_cpu``): a run saved on
-        a GPU resumes on the CPU and back."""
+        a GPU resumes on the CPU and back. On the CPU its tensors and replay arrays are the
+        task's own (as ``nn.Module.state_dict`` gives them), not copies: it describes the task
+        as it is now, and ``copy.deepcopy`` keeps it across training."""
         self._guard()
         return {
             "epoch": self.epoch,
@@ -676,20 +678,28 @@ SIZES = ("hidden", "layers", "buffer_size", "n_steps")
 def footprint(task: Task, hp: dict[str, Any]) -> int:
     """Estimated bytes of what ``task`` would build under ``hp``: ``NETWORKS`` networks of
     ``layers`` x ``hidden``, each with its gradients and two optimizer moments, the replay
-    buffer (observations twice, actions, rewards) and the rollout, all float32."""
+    buffer (``replay_bytes``) and the rollout, all float32 (uint8 for images)."""
     obs = spaces.flatdim(task.observation_space)
     act = spaces.flatdim(task.action_space)
     width, depth = int(hp.get("hidden", 0)), int(hp.get("layers", 0))
     per_net = (obs + act + 1) * width + max(depth - 1, 0) * (width + 1) * width + width * act
     networks = task.NETWORKS * per_net * 4 * 4
-    transition = 2 * obs + act + 4
-    buffer = int(hp.get("buffer_size", 0)) * transition * 4
-    rollout = int(hp.get("n_steps", 0)) * task.num_envs * (transition + 4) * 4
-    if is_image_space(task.observation_space):  # uint8, each distinct frame once in replay
-        c, h, w, last = image_layout(task.observation_space.shape)
-        buffer = int(hp.get("buffer_size", 0)) * (obs // (1 if last else c) + 128)
+    rollout = int(hp.get("n_steps", 0)) * task.num_envs * (2 * obs + act + 8) * 4
+    if is_image_space(task.observation_space):
         rollout = int(hp.get("n_steps", 0)) * task.num_envs * (obs + 32)
-    return networks + buffer + rollout
+    return networks + replay_bytes(task, hp) + rollout
+
+
+def replay_bytes(task: Task, hp: dict[str, Any]) -> int:
+    """Estimated bytes of a full replay buffer under ``hp`` (what its checkpoint holds too):
+    observations twice, actions, rewards, float32; for images uint8, each distinct frame
+    once (about one a transition) and the indices."""
+    obs = spaces.flatdim(task.observation_space)
+    transition = 2 * obs + spaces.flatdim(task.action_space) + 4
+    if is_image_space(task.observation_space):
+        c, h, w, last = image_layout(task.observation_space.shape)
+        return int(hp.get("buffer_size", 0)) * (obs // (1 if last else c) + 128)
+    return int(hp.get("buffer_size", 0)) * transition * 4
 
 
 def check_footprint(task: Task, hp: dict[str, Any]) -> None:

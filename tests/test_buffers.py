@@ -584,3 +584,7 @@ def test_shared_frames_keep_an_atari_buffer_near_its_distinct_frames():
     assert len(buf) == capacity
     assert buf.store.nbytes() <= 1.1 * distinct, (buf.store.nbytes(), distinct)
     assert 2 * k * 84 * 84 * capacity > 7 * buf.store.nbytes()
+    state = buf.state_dict()  # what a checkpoint streams to its file: views, not copies
+    assert np.shares_memory(state["frames"], buf.store.pool)
+    assert np.shares_memory(state["frame_refs"], buf.store.refs)
+    assert np.shares_memory(state["actions"], buf.actions)

@@ -1,10 +1,12 @@
 """Tests for rltasks.checkpoint: codec round trips, hostile files, atomic writes, rotation."""
 
 import copy
+import hashlib
 import json
 import math
 import os
 import pickle
+import tracemalloc
 from contextlib import suppress
 
 import msgpack
@@ -15,6 +17,7 @@ from helpers import RunsCommand, envelope
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from rltasks.buffers import lazy_zeros
 from rltasks.checkpoint import (
     FORMAT,
     Checkpointer,
@@ -393,6 +396,48 @@ def test_peek_summarises_without_state(tmp_path):
         "probe": {"dtype": "float32", "shape": [2, 5]}, "scale": np.float32(2)}
     save(tmp_path / "list.ckpt", [1, 2])
     assert peek(tmp_path / "list.ckpt") == {"format": FORMAT}
+
+
+# --------------------------------------------------------------------------- large states
+
+def test_a_large_state_is_written_from_its_own_memory_and_read_back_in_three_copies(tmp_path):
+    """A replay buffer's checkpoint is streamed to the file from the arrays themselves: the
+    save allocates nothing near their size (numpy's allocations are what tracemalloc sees),
+    and the file is byte for byte the msgpack envelope an all-in-memory writer makes, so
+    files of either kind read alike. Loading holds the file, the arrays, and the record of
+    the one being built (msgpack hands it over as bytes): three copies, where reading the
+    payload and each array's raw bytes out of the file as copies made four."""
+    frames = np.random.default_rng(0).integers(0, 255, (4000, 84, 84), dtype=np.uint8)  # 28 MB
+    state = {"buffer": {"frames": frames, "refs": np.arange(8000).reshape(2000, 4)},
+             "w": torch.ones(3, 5), "epoch": 7}
+    path = tmp_path / "big.ckpt"
+    tracemalloc.start()
+    try:
+        save(path, state)
+        saved_peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.reset_peak()
+        back = load(path)
+        loaded_peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert saved_peak < 2**20, saved_peak
+    size = path.stat().st_size
+    assert loaded_peak < 3.3 * size, (loaded_peak, size)
+    assert_same(state, back)
+    payload = encode(state)
+    assert path.read_bytes() == msgpack.packb(
+        {"format": FORMAT, "sha256": hashlib.sha256(payload).hexdigest(), "payload": payload})
+
+
+def test_a_state_beyond_what_a_file_holds_is_refused_in_one_line_and_the_old_file_kept(tmp_path):
+    checkpointer = Checkpointer(tmp_path)
+    checkpointer.save({"epoch": 1})
+    huge = lazy_zeros((2**32,), np.uint8)  # address space only: never written or read
+    with pytest.raises(CheckpointError, match=r"4 GiB a checkpoint file holds; .*lower "
+                                              r"buffer_size") as info:
+        checkpointer.save({"epoch": 2, "frames": huge})
+    assert "\n" not in str(info.value)
+    assert load(checkpointer.last) == {"epoch": 1} and not list(tmp_path.glob(".*.tmp"))
 
 
 # ------------------------------------------------------------------------------ Checkpointer

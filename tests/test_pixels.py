@@ -137,3 +137,21 @@ def test_record_films_an_image_policy(tmp_path):
     assert info["size"] == [80, 80] and info["returns"][0] in (-1.0, 1.0)
     with Image.open(tmp_path / "catch.gif") as img:
         assert img.size == (80, 80)
+
+
+def test_a_replay_buffer_too_large_to_checkpoint_is_refused_before_training(tmp_path, capsys,
+                                                                            monkeypatch):
+    """1M Catch transitions are about 6.5 GB of frames: more than the 4 GiB a checkpoint file
+    holds, so the run would fail at its first save; it is refused at once in one line (with
+    the memory check off: this test is about the file, not this machine)."""
+    from rltasks.trial.run import main
+
+    monkeypatch.setattr("rltasks.task.available_memory", lambda: None)
+    argv = ["--env", "rltasks/Catch-v0", "--epochs", "1", "--steps-per-epoch", "64",
+            "--workdir", str(tmp_path / "run")]
+    assert main("dqn", [*argv, "--buffer-size", "1000000"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("error: buffer_size=1000000 makes checkpoints of about 6.08 GiB once the "
+                   "buffer is full, more than the 4 GiB a checkpoint file holds: lower "
+                   "buffer_size to 647000 or less")
+    assert not (tmp_path / "run" / "last.ckpt").exists()

@@ -34,9 +34,10 @@ import numpy as np
 import torch
 
 import rltasks
-from rltasks.checkpoint import Checkpointer, CheckpointError, load
+from rltasks.checkpoint import MAX_FILE_BYTES, Checkpointer, CheckpointError, load
 from rltasks.envs.registry import split_env_id
-from rltasks.task import Task
+from rltasks.safeio import size_text
+from rltasks.task import Task, replay_bytes
 
 #: the payload entries every task checkpoint has (``run`` and ``versions`` are optional)
 REQUIRED = ("task", "fixed", "hparams", "epoch", "env_steps", "state")
@@ -122,6 +123,18 @@ def make_payload(task: Task) -> dict[str, Any]:
     if run_state:  # the run's own bookkeeping (early stopping), beside the task's state
         payload["run"] = run_state
     return payload
+
+
+def check_fits_a_file(task: Task) -> None:
+    """A one-line ValueError, before any training, when ``task``'s replay buffer once full
+    would make a checkpoint larger than a checkpoint file holds (its first save would fail)."""
+    hp = task.hparams()
+    need, most = replay_bytes(task, hp), MAX_FILE_BYTES - 2**26  # 64 MiB for the rest
+    if need > most:
+        fits = int(hp["buffer_size"] * most / need) // 1000 * 1000
+        raise ValueError(f"buffer_size={hp['buffer_size']} makes checkpoints of about "
+                         f"{size_text(need)} once the buffer is full, more than the 4 GiB a "
+                         f"checkpoint file holds: lower buffer_size to {fits} or less")
 
 
 def check_shape(payload: Any, source: Path | str) -> dict[str, Any]:

@@ -33,7 +33,7 @@ from rltasks.trial.observers import (
     progress_observer,
 )
 from rltasks.trial.options import default_workdir, resolve
-from rltasks.trial.payload import BadState, restore, same_run_checker
+from rltasks.trial.payload import BadState, check_fits_a_file, restore, same_run_checker
 from rltasks.trial.preempt import Preempted, StopAtEpochEnd, StopSignals, interrupt_code
 from rltasks.trial.seeds import run_seeds
 from rltasks.trial.workdir import WorkdirLock
@@ -106,6 +106,7 @@ def _resume(build: Callable[[], Task], checkpointer: Checkpointer, workdir: Path
     to the next older one, restored into a task built afresh."""
     task = build()
     try:
+        check_fits_a_file(task)
         check = same_run_checker(task, workdir, options["allow_hparam_change"])
 
         def apply(payload: dict[str, Any], path: Path) -> Any:
