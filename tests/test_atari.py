@@ -1,6 +1,8 @@
-"""Atari through ale-py's C++ vector env (``vectorization='ale'``, the default for ALE ids):
-the standard preprocessing, its training-only parts, one short epoch of PPO and of DQN,
-and exact resume. SIGKILL resume is in tests/test_kill_matrix.py (ppo-atari, dqn-per-atari)."""
+"""Atari through ale-py's C++ vector env (``vectorization='ale'``, the default for ALE ids)
+and through EnvPool's (``'envpool'``): the standard preprocessing, its training-only parts,
+one short epoch of PPO and of DQN, and exact resume. SIGKILL resume is in
+tests/test_kill_matrix.py (ppo-atari, dqn-per-atari); EnvPool's other envs in
+tests/test_envpool.py."""
 
 from __future__ import annotations
 
@@ -10,6 +12,12 @@ from helpers import assert_resumes_exactly
 
 import rltasks
 from rltasks.envs import VecLoader, registry
+from rltasks.envs.pool import NO_STATE
+
+#: the two Atari vector envs, and what each says of its envs' state
+VECTORIZATIONS = {"ale": "AtariVectorEnv does not hand out its emulators' states",
+                  "envpool": NO_STATE}
+both = pytest.mark.parametrize("vectorization", list(VECTORIZATIONS))
 
 
 def random_steps(loader: VecLoader, steps: int, train: bool, seed: int = 3):
@@ -24,12 +32,12 @@ def random_steps(loader: VecLoader, steps: int, train: bool, seed: int = 3):
     return out, loader.pop_episodes()
 
 
-def test_ale_ids_get_the_standard_preprocessing_with_stacked_uint8_frames():
-    loader = VecLoader("ALE/Pong-v5", num_envs=2)
+@both
+def test_ale_ids_get_the_standard_preprocessing_with_stacked_uint8_frames(vectorization):
+    loader = VecLoader("ALE/Pong-v5", num_envs=2, vectorization=vectorization)
     try:
-        assert loader.vectorization == "ale" and loader.env_state == "reset"
-        assert "AtariVectorEnv does not hand out its emulators' states" in (
-            loader.env_state_reason)
+        assert loader.env_state == "reset"
+        assert VECTORIZATIONS[vectorization] in loader.env_state_reason
         steps, _ = random_steps(loader, 40, train=True)
     finally:
         loader.close()
@@ -41,17 +49,32 @@ def test_ale_ids_get_the_standard_preprocessing_with_stacked_uint8_frames():
     assert any(not np.array_equal(o[:, 3], n[:, 3]) for o, n, *_ in steps)
 
 
+def test_ale_py_is_the_default_for_ale_ids():
+    loader = VecLoader("ALE/Pong-v5", num_envs=1)
+    try:
+        assert loader.vectorization == "ale" and loader.atari
+    finally:
+        loader.close()
+    sync = VecLoader("ALE/Pong-v5", num_envs=1, vectorization="sync")  # gymnasium's raw env
+    try:
+        assert not sync.atari and sync.single_observation_space.shape == (210, 160, 3)
+    finally:
+        sync.close()
+
+
 def test_sticky_actions_follow_the_env_id():
     for env_id, sticky in (("ALE/Breakout-v5", 0.25), ("BreakoutNoFrameskip-v4", 0.0)):
         spec = registry.check_env_id(env_id)
         assert spec.kwargs["repeat_action_probability"] == sticky
 
 
-def test_life_loss_and_reward_clipping_apply_to_training_only():
+@both
+def test_life_loss_and_reward_clipping_apply_to_training_only(vectorization):
     """The same seeded Breakout games, stepped for training and for evaluation: identical
     frames and true-game episode statistics; training sees clipped rewards and a terminal
     at every lost life, evaluation the game's rewards and one terminal per game."""
-    train_loader, eval_loader = VecLoader("ALE/Breakout-v5", 2), VecLoader("ALE/Breakout-v5", 2)
+    train_loader, eval_loader = (VecLoader("ALE/Breakout-v5", 2, vectorization)
+                                 for _ in range(2))
     try:
         train, train_episodes = random_steps(train_loader, 600, train=True)
         evaluation, eval_episodes = random_steps(eval_loader, 600, train=False)
@@ -70,13 +93,14 @@ def test_life_loss_and_reward_clipping_apply_to_training_only():
         assert np.array_equal(obs_t, obs_e)
 
 
+@both
 @pytest.mark.parametrize("name", ["ppo", "dqn"])
-def test_one_short_epoch_on_pong_and_an_unclipped_evaluation(name):
+def test_one_short_epoch_on_pong_and_an_unclipped_evaluation(name, vectorization):
     hp = ({"learning_starts": 32, "buffer_size": 256, "train_freq": 16, "replay": "prioritized",
            "batch_size": 16, "gradient_steps": 2}
           if name == "dqn" else {"n_steps": 32, "batch_size": 64, "update_epochs": 1})
-    task = rltasks.make_task(name, env="ALE/Pong-v5", seed=0, num_envs=2,
-                             steps_per_epoch=128).init(**hp)
+    task = rltasks.make_task(name, env="ALE/Pong-v5", seed=0, num_envs=2, steps_per_epoch=128,
+                             vectorization=vectorization).init(**hp)
     task.fit(1)
     assert np.isfinite(task.history[-1]["loss"]) and task.env_steps == 128
     assert np.asarray(task.obs).shape == (2, 4, 84, 84)
@@ -86,13 +110,15 @@ def test_one_short_epoch_on_pong_and_an_unclipped_evaluation(name):
     assert result["return_mean"] == int(result["return_mean"]) != 0
 
 
+@both
 @pytest.mark.parametrize("name", ["ppo", "dqn"])
-def test_an_atari_run_resumes_exactly(name, tmp_path):
+def test_an_atari_run_resumes_exactly(name, vectorization, tmp_path):
     hp = ({"learning_starts": 16, "buffer_size": 128, "train_freq": 8, "replay": "prioritized",
            "n_step": 3, "batch_size": 16, "gradient_steps": 1} if name == "dqn"
           else {"n_steps": 16, "batch_size": 32, "update_epochs": 1})
     assert_resumes_exactly(lambda: rltasks.make_task(
-        name, env="ALE/Pong-v5", seed=1, num_envs=2, steps_per_epoch=64).init(**hp), tmp_path)
+        name, env="ALE/Pong-v5", seed=1, num_envs=2, steps_per_epoch=64,
+        vectorization=vectorization).init(**hp), tmp_path)
 
 
 def test_an_atari_id_without_ale_py_names_the_extra(monkeypatch):

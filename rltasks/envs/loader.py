@@ -27,10 +27,11 @@ from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv, Vecto
 from rltasks.envs import snapshot
 from rltasks.envs.goal import is_goal_space
 from rltasks.envs.images import is_image_space
+from rltasks.envs.pool import EnvPoolSameStep
 from rltasks.envs.registry import check_env_id, is_ale_id, make_env
 from rltasks.failpoints import failpoint
 
-VECTORIZATIONS = ("auto", "sync", "async", "native", "ale")
+VECTORIZATIONS = ("auto", "sync", "async", "native", "ale", "envpool")
 
 
 def derive_seed(seed: int, *keys: int) -> int:
@@ -246,6 +247,9 @@ class VecLoader:
         if vectorization == "auto":
             vectorization = "ale" if _is_ale(spec) else "native" if native else "sync"
         self.env_id, self.num_envs, self.vectorization = env_id, num_envs, vectorization
+        # Atari's preprocessed envs (ale-py's or EnvPool's): training ends an episode on a
+        # lost life and clips rewards; gymnasium's own raw env ('sync') is left as it is
+        self.atari = _is_ale(spec) and vectorization in ("ale", "envpool")
         self.env_kwargs = dict(env_kwargs or {})
         venv = self._vector_env(spec)
         try:
@@ -276,13 +280,18 @@ class VecLoader:
         # (return, length, success or None) of episodes finished since the last pop_episodes()
         self.episodes: list[tuple[float, int, bool | None]] = []
 
-    def _vector_env(self, spec: gym.envs.registration.EnvSpec) -> VectorEnv:
-        """The gymnasium vector env behind the loader, wrapped for same-step autoreset."""
+    def _vector_env(self, spec: gym.envs.registration.EnvSpec) -> VectorEnv | EnvPoolSameStep:
+        """The vector env behind the loader (its spaces), wrapped for same-step autoreset."""
         if self.vectorization == "native":
             venv = gym.make_vec(spec.id, num_envs=self.num_envs,
                                 vectorization_mode="vector_entry_point")
-            self._venv: _NativeSameStep | _GymSameStep | _AleSameStep = _NativeSameStep(venv)
+            self._venv: _NativeSameStep | _GymSameStep | _AleSameStep | EnvPoolSameStep = (
+                _NativeSameStep(venv))
             return venv
+        if self.vectorization == "envpool":
+            self._venv = EnvPoolSameStep(spec, self.num_envs, self.env_kwargs, lambda seed: [
+                derive_seed(seed, i) % 2**31 for i in range(self.num_envs)])
+            return self._venv
         if self.vectorization == "ale":
             venv = _ale_vector_env(spec, self.num_envs, self.env_kwargs)
             self._venv = _AleSameStep(venv)
@@ -316,8 +325,9 @@ class VecLoader:
         ``obs`` is the first observation of its next episode and ``final_obs`` (``None`` when
         no env finished) holds the last observation of the finished one. Rewards and
         observations are normalised when asked; statistics update only when ``train``. On
-        Atari (``vectorization='ale'``), when ``train``, a lost life is terminal and rewards
-        are clipped to their sign; the episode statistics are always the true game's.
+        Atari (``vectorization='ale'`` or ``'envpool'``), when ``train``, a lost life is
+        terminal and rewards are clipped to their sign; the episode statistics are always
+        the true game's.
         """
         failpoint("collect")
         obs, rew, term, trunc, final, success = self._venv.step(actions)
@@ -331,7 +341,7 @@ class VecLoader:
                                       None if success is None else bool(success[i])))
             self._ep_return[done] = 0.0
             self._ep_length[done] = 0
-        if train and self.vectorization == "ale":  # the Atari preprocessing's training parts
+        if train and self.atari:  # the Atari preprocessing's training parts
             term, rew = term | self._venv.life_lost, np.sign(rew)
         if self.ret_rms is not None:
             self._returns = self._returns * self.gamma + rew

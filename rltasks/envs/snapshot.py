@@ -34,6 +34,8 @@ from typing import Any
 import numpy as np
 from gymnasium.vector import AsyncVectorEnv, SyncVectorEnv, VectorEnv
 
+from rltasks.envs.pool import NO_STATE
+
 #: what ``env_state`` may be: snapshot when the envs can be captured, else reset ("auto")
 ENV_STATES = ("auto", "snapshot", "reset")
 #: ``resolve``'s reason for reset mode on envs that could be captured
@@ -98,6 +100,8 @@ def why_not(venv: VectorEnv) -> str | None:
         return "its envs live in worker processes (vectorization='async')"
     if _name(venv) == NATIVE[0]:
         return None
+    if any(cls.__module__.startswith("envpool.") for cls in type(venv).__mro__):
+        return NO_STATE
     if type(venv).__name__ == "AtariVectorEnv":
         return "ale-py's AtariVectorEnv does not hand out its emulators' states"
     if not isinstance(venv, SyncVectorEnv):

@@ -46,7 +46,7 @@ RUN_OPTIONS: dict[str, tuple[Any, Any, str]] = {
                            "else mps, else cpu); not part of the run: it resumes on any"),
     "num_envs": (int, None, "parallel envs (default: the task's, 8 on-policy, 1 for dqn)"),
     "horizon": (int, None, "epochs over which lr/clip schedules run (default: --epochs)"),
-    "vectorization": (str, "auto", "auto, sync, async or native"),
+    "vectorization": (str, "auto", "auto, sync, async, native, ale or envpool"),
     "env_state": (str, "auto", "snapshot: episodes run across epochs, the envs' state saved "
                                "in each checkpoint; reset: every epoch resets the envs; auto: "
                                "snapshot when the envs' state can be saved (a resumed run "
