@@ -130,16 +130,21 @@ class Critic(nn.Module):
 
 # -- image bodies --------------------------------------------------------------------------------
 class ImageInput(nn.Module):
-    """uint8 frames (or their float copies, 0-255) to float (N, C, H, W) in [0, 1];
-    ``last``: the frames come as (N, H, W, C)."""
+    """uint8 frames (or their float copies, 0-255) to float (N, C, H, W) in [0, 1], laid out
+    channels-last in memory (the CNN bodies' convolutions are too: ~1.45x faster on a CPU
+    for the Nature CNN's update, ``bench/atari.py``); ``last``: the frames come as
+    (N, H, W, C)."""
 
     def __init__(self, last: bool) -> None:
         super().__init__()
         self.last = last
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        x = obs.float() / 255.0
-        return x.permute(0, 3, 1, 2) if self.last else x
+        x = obs.permute(0, 3, 1, 2) if self.last else obs
+        if x.dtype == torch.uint8:  # one pass to float channels-last, then in place
+            x = x.to(torch.float32, memory_format=torch.channels_last)
+            return x.div_(255.0)
+        return x.contiguous(memory_format=torch.channels_last) / 255.0
 
 
 def nature_cnn(c: int, h: int, w: int, last: bool = False, orthogonal: bool = True
@@ -154,6 +159,7 @@ def nature_cnn(c: int, h: int, w: int, last: bool = False, orthogonal: bool = Tr
         init(nn.Conv2d(32, 64, 4, stride=2)), nn.ReLU(),
         init(nn.Conv2d(64, 64, 3, stride=1)), nn.ReLU(), nn.Flatten())
     n_flat = _flat_size(convs, c, h, w, "nature", 36)
+    convs.to(memory_format=torch.channels_last)
     body = nn.Sequential(ImageInput(last), convs, init(nn.Linear(n_flat, 512)), nn.ReLU())
     return body, 512
 
@@ -181,6 +187,7 @@ def impala_cnn(c: int, h: int, w: int, last: bool = False, orthogonal: bool = Tr
         channels = out
     convs = nn.Sequential(*stacks, nn.ReLU(), nn.Flatten())
     n_flat = _flat_size(convs, c, h, w, "impala", 8)
+    convs.to(memory_format=torch.channels_last)
     fc = nn.Linear(n_flat, 256)
     body = nn.Sequential(ImageInput(last), convs, layer_init(fc) if orthogonal else fc, nn.ReLU())
     return body, 256
