@@ -141,3 +141,28 @@ def test_every_ale_id_gets_rl_zoo3s_atari_set(name, key, value):
         assert task.hp[key] == value
         task.close()
     assert rltasks.make_task(name, env="CartPole-v1").init().hp[key] != value
+
+
+@both
+def test_eval_record_and_export_reopen_an_atari_run_on_its_own_envs(vectorization, tmp_path):
+    """The commands rebuild the run's task on the envs it was shaped for (gymnasium's raw
+    210 x 160 RGB env would not fit its CNN); record films what the policy sees, since
+    ale-py's and EnvPool's vector envs render nothing, and reports the game's score."""
+    from helpers import cli, last_json
+    from PIL import Image
+
+    from rltasks import checkpoint
+    from rltasks.trial.payload import make_payload
+
+    task = rltasks.make_task("ppo", env="ALE/Pong-v5", seed=0, num_envs=2, steps_per_epoch=32,
+                             vectorization=vectorization).init(n_steps=16, batch_size=32)
+    task.fit(1)
+    checkpoint.save(tmp_path / "last.ckpt", make_payload(task))
+    task.close()
+    video = last_json(cli("record", tmp_path, "--out", tmp_path / "pong.gif"))
+    assert video["size"] == [84, 84] and video["frames"] > 21
+    assert -21 <= video["returns"][0] <= 21 and video["returns"][0] == int(video["returns"][0])
+    with Image.open(tmp_path / "pong.gif") as gif:
+        assert gif.size == (84, 84) and gif.n_frames > 21  # (identical frames merge)
+    assert last_json(cli("export", tmp_path))["parity"] is True
+    assert last_json(cli("eval", tmp_path, "--episodes", "1"))["length_mean"] > 21

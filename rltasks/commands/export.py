@@ -36,7 +36,7 @@ def export_run(run: str | Path, fmt: str = "torchscript", out: str | Path | None
     ``ValueError`` if the exported policy's actions differ from the task's."""
     if fmt not in FORMATS:
         raise ValueError(f"--format {fmt!r}: choose one of {list(FORMATS)}")
-    task = load_task(run, best=best, env_module=env_module, vectorization="sync",
+    task = load_task(run, best=best, env_module=env_module, in_process=True,
                      device="cpu")
     try:
         out = Path(out) if out else Path(run if Path(run).is_dir() else Path(run).parent) / (

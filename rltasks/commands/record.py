@@ -2,7 +2,8 @@
 
 The task is rebuilt from the run's checkpoint (``rltasks.trial.payload``) and its
 deterministic policy plays ``episodes`` episodes in one env made with
-``render_mode="rgb_array"``, observations normalised as in evaluation. Frames go to a GIF
+``render_mode="rgb_array"``, observations normalised as in evaluation; on Atari (ale-py's
+or EnvPool's vector env, which render nothing) it films what the policy sees. Frames go to a GIF
 (imageio or Pillow), or to an mp4 when imageio-ffmpeg is installed.
 """
 
@@ -14,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from rltasks.envs import derive_seed
+from rltasks.envs import VecLoader, derive_seed
+from rltasks.envs.images import image_layout
 from rltasks.envs.registry import check_env_id, make_env
 from rltasks.trial.payload import load_task
 
@@ -35,6 +37,8 @@ def _batch(obs: Any) -> Any:
 def play(task: Any, episodes: int = 1, seed: int | None = None) -> tuple[list[np.ndarray],
                                                                           list[float]]:
     """Frames and returns of ``episodes`` deterministic episodes of ``task``'s policy."""
+    if getattr(task.loader, "atari", False):
+        return _play_seen(task, episodes, seed)
     spec = check_env_id(task.env_id)  # the task imported its module already, if any
     probe = make_env(spec, **task.env_kwargs)
     modes = probe.metadata.get("render_modes", [])
@@ -60,6 +64,37 @@ def play(task: Any, episodes: int = 1, seed: int | None = None) -> tuple[list[np
     finally:
         env.close()
     return frames, returns
+
+
+def _play_seen(task: Any, episodes: int, seed: int | None) -> tuple[list[np.ndarray],
+                                                                     list[float]]:
+    """``play`` for Atari through ale-py's or EnvPool's vector env, which render nothing:
+    the frames are what the policy sees (the newest 84 x 84 grayscale frame of each stack),
+    the returns the game's scores."""
+    loader = VecLoader(task.env_id, 1, task.loader.vectorization, env_kwargs=task.env_kwargs)
+    layout = image_layout(loader.single_observation_space.shape)
+    frames: list[np.ndarray] = []
+    returns: list[float] = []
+    try:
+        for episode in range(episodes):
+            obs = loader.reset(derive_seed(task.seed if seed is None else seed, 5, episode))
+            frames.append(_newest(obs[0], layout[3]))
+            total, done, steps = 0.0, False, 0
+            while not done and steps < MAX_STEPS:
+                obs, reward, term, trunc, final = loader.step(task.act(obs), train=False)
+                done, steps = bool(term[0] or trunc[0]), steps + 1
+                frames.append(_newest((final if done else obs)[0], layout[3]))
+                total += float(reward[0])
+            returns.append(total)
+    finally:
+        loader.close()
+    return frames, returns
+
+
+def _newest(stack: np.ndarray, last: bool) -> np.ndarray:
+    """The newest frame of a stack (C x H x W, or H x W x C with ``last``) as H x W x 3."""
+    frame = stack[..., -1] if last else stack[-1]
+    return np.repeat(frame[..., None], 3, axis=2)
 
 
 def _first_frame(env: Any, env_id: str) -> np.ndarray:
@@ -104,7 +139,7 @@ def record_run(run: str | Path, out: str | Path | None = None, episodes: int = 1
         except ImportError:
             raise ValueError(f"--out {out}: mp4 needs imageio-ffmpeg (pip install "
                              f"imageio-ffmpeg); write a .gif instead") from None
-    task = load_task(run, best=best, env_module=env_module, vectorization="sync")
+    task = load_task(run, best=best, env_module=env_module, in_process=True)
     try:
         if task.loader.multi_agent:
             raise ValueError(f"record does not handle multi-agent tasks ({task.name} on "

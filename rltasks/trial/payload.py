@@ -259,12 +259,14 @@ def check_env_module(env: str, allowed: str | None, source: Path | str) -> None:
 
 
 def load_task(path: str | Path, best: bool = False, env_module: str | None = None,
-              **overrides: Any) -> Task:
+              in_process: bool = False, **overrides: Any) -> Task:
     """Rebuild the task a checkpoint (or a run dir's newest valid one) holds, state loaded.
 
     ``env_module`` allows the import of the module of a ``module:EnvId`` env
-    (``check_env_module``). ``overrides`` replace ``make_task`` arguments that do not shape
-    the agent, e.g. ``vectorization="sync"`` to avoid starting worker processes.
+    (``check_env_module``). ``in_process``: envs in this process, a run of
+    ``vectorization="async"`` rebuilt with ``"sync"`` (any other, Atari's and EnvPool's
+    included, kept: their envs are what the networks were shaped for). ``overrides`` replace
+    ``make_task`` arguments that do not shape the agent (``device="cpu"``).
 
     A checkpoint whose ``fixed`` has no ``env_state`` was written in reset mode (every
     checkpoint before env snapshots): it is rebuilt with ``env_state="reset"``. A snapshot
@@ -274,7 +276,10 @@ def load_task(path: str | Path, best: bool = False, env_module: str | None = Non
     file = checkpoint_of(path, best=best)
 
     def reopen(payload: dict[str, Any], source: Path) -> Task:
-        return _reopen(payload, source, env_module, overrides)
+        vectorization = (payload.get("fixed") or {}).get("vectorization") if isinstance(
+            payload, dict) else None
+        moved = {"vectorization": "sync"} if in_process and vectorization == "async" else {}
+        return _reopen(payload, source, env_module, {**moved, **overrides})
 
     if file.name.startswith("last.ckpt") and file.parent.is_dir():
         found = Checkpointer(file.parent).load_latest(
