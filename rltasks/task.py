@@ -37,11 +37,15 @@ from rltasks.optim import (
 )
 from rltasks.safeio import read_special
 
-#: the loader arguments a task's ``ENV_DEFAULTS`` may set for an env (rl-zoo3's n_envs and
-#: normalize), used when ``make_task`` is not given them
-LOADER_DEFAULTS = ("num_envs", "norm_obs", "norm_reward")
+#: the make_task arguments a task's ``ENV_DEFAULTS`` may set for an env (rl-zoo3's n_envs and
+#: normalize, a game-long Atari epoch), used when ``make_task`` is not given them
+MAKE_DEFAULTS = ("num_envs", "norm_obs", "norm_reward", "steps_per_epoch")
 #: the ``ENV_DEFAULTS`` key whose values apply to every ALE id (Atari games)
 ATARI = "ALE/*"
+#: env steps of the longest Atari game (108,000 frames): an Atari epoch's default length per
+#: env, so that each env's first game of an epoch plays to its end (reset mode starts new
+#: games every epoch: with 4,096-step epochs of 8 envs no game would last past 512 steps)
+ATARI_GAME_STEPS = 27_000
 
 #: the most envs a loader (``num_envs``) or an evaluation (``episodes``) may run at once: a
 #: checkpoint's own arguments rebuild its task, so no declared count may be unbounded
@@ -85,8 +89,9 @@ class Task:
     HPARAMS: ClassVar[dict[str, HP]] = {}
     #: the task's own defaults for block hyperparameters (e.g. A2C's RMSprop)
     DEFAULTS: ClassVar[dict[str, Any]] = {}
-    #: rl-zoo3 style per-env overrides of the defaults: hyperparameters, and the loader
-    #: arguments in ``LOADER_DEFAULTS`` (num_envs, norm_obs, norm_reward) when not given
+    #: rl-zoo3 style per-env overrides of the defaults: hyperparameters, and the make_task
+    #: arguments in ``MAKE_DEFAULTS`` (num_envs, norm_obs, norm_reward, steps_per_epoch) when
+    #: not given
     ENV_DEFAULTS: ClassVar[dict[str, dict[str, Any]]] = {}
     DEFAULT_STEPS_PER_EPOCH: ClassVar[int] = 4096
     DEFAULT_NUM_ENVS: ClassVar[int] = 8
@@ -119,9 +124,10 @@ class Task:
         if unknown:
             raise ValueError(f"unknown hyperparameter(s) {unknown} for task {self.name!r}; "
                              f"valid: {sorted(specs)}")
-        steps_per_epoch = steps_per_epoch or self.DEFAULT_STEPS_PER_EPOCH
         env_loader = {k: v for k, v in self.env_defaults(env).items()
-                      if k in LOADER_DEFAULTS}  # rl-zoo3's n_envs and normalize for this env
+                      if k in MAKE_DEFAULTS}  # rl-zoo3's n_envs and normalize for this env
+        steps_per_epoch = steps_per_epoch or env_loader.get("steps_per_epoch",
+                                                            self.DEFAULT_STEPS_PER_EPOCH)
         num_envs = num_envs or env_loader.get("num_envs", self.DEFAULT_NUM_ENVS)
         norm_obs = env_loader.get("norm_obs", False) if norm_obs is None else norm_obs
         norm_reward = env_loader.get("norm_reward", False) if norm_reward is None else norm_reward
@@ -198,7 +204,7 @@ class Task:
         values.update(self.DEFAULTS)
         # a per-env schedule over the horizon applies when there is one (a script's --epochs)
         values.update({k: v for k, v in self.env_defaults(self.env_id).items()
-                       if k not in LOADER_DEFAULTS
+                       if k not in MAKE_DEFAULTS
                        and not (k.endswith("_schedule") and self.horizon is None)})
         return values
 

@@ -141,6 +141,12 @@ def test_every_ale_id_gets_rl_zoo3s_atari_set(name, key, value):
         assert task.hp[key] == value
         task.close()
     assert rltasks.make_task(name, env="CartPole-v1").init().hp[key] != value
+    # reset mode starts new games every epoch: an Atari epoch's default lets each env's
+    # first game of it run to the game's cap (27,000 steps), not 4,096 / num_envs steps
+    task = rltasks.make_task(name, env="ALE/Pong-v5", horizon=10)
+    assert task.steps_per_epoch // task.num_envs >= 27_000
+    assert rltasks.make_task(name, env="CartPole-v1").steps_per_epoch == 4096
+    task.close()
 
 
 @both

@@ -10,7 +10,7 @@ import pytest
 
 import rltasks
 from rltasks.envs import VecLoader
-from rltasks.task import ATARI
+from rltasks.task import ATARI, MAKE_DEFAULTS
 from rltasks.tasks import REGISTRY, tasks_for
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -79,12 +79,12 @@ def test_every_per_env_default_is_a_valid_setting(name, env):
     task = rltasks.make_task(name, env=env, horizon=4)  # a per-env schedule needs a horizon
     try:
         task.init()  # validates every default hyperparameter
-        for key in ("num_envs", "norm_obs", "norm_reward"):
+        for key in MAKE_DEFAULTS:
             if key in wanted:
                 assert task.fixed[key] == wanted[key]
         assert {k: task.hp[k] for k in wanted if k in task.hp} == {
             k: v for k, v in wanted.items() if k in task.hp}
-        assert set(wanted) <= set(task.hp) | {"num_envs", "norm_obs", "norm_reward"}
+        assert set(wanted) <= set(task.hp) | set(MAKE_DEFAULTS)
     finally:
         task.close()
 

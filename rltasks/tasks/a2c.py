@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 
 from rltasks.hparams import HP, choices
-from rltasks.task import ATARI
+from rltasks.task import ATARI, ATARI_GAME_STEPS
 from rltasks.tasks.onpolicy import CURATED_ONPOLICY, ONPOLICY_HPARAMS, OnPolicyTask
 
 
@@ -33,5 +33,6 @@ class A2C(OnPolicyTask):
     # and its Atari set, for every ALE id
     ENV_DEFAULTS = {"LunarLander-v3": {"gamma": 0.995, "n_steps": 5, "lr": 0.00083,
                                        "ent_coef": 1e-5},
-                    ATARI: {"num_envs": 16, "ent_coef": 0.01, "vf_coef": 0.25},
+                    ATARI: {"num_envs": 16, "steps_per_epoch": 16 * ATARI_GAME_STEPS,
+                            "ent_coef": 0.01, "vf_coef": 0.25},
                     "Acrobot-v1": {"norm_obs": True, "norm_reward": True, "num_envs": 16}}

@@ -23,7 +23,7 @@ from rltasks.explore import POLICIES, POLICY_HPARAMS, make_policy
 from rltasks.hparams import BODY, HP, ZOO_NET, choices
 from rltasks.nets import BODIES, QNetwork, polyak_update
 from rltasks.optim import make_optimizer
-from rltasks.task import ATARI
+from rltasks.task import ATARI, ATARI_GAME_STEPS
 from rltasks.tasks.offpolicy import (
     CURATED_OFFPOLICY,
     OFFPOLICY_HPARAMS,
@@ -84,7 +84,8 @@ class DQN(OffPolicyTask):
         "CartPole-v1": {"hidden": 64, "double": True, "n_step": 3, "lr_schedule": "linear"},
         # rl-zoo3's Atari set (atari.yml; epsilon to 0.01 over 10% of its 10M steps), for
         # every ALE id
-        ATARI: {"buffer_size": 100_000, "lr": 1e-4, "batch_size": 32,
+        ATARI: {"steps_per_epoch": ATARI_GAME_STEPS, "buffer_size": 100_000, "lr": 1e-4,
+                "batch_size": 32,
                 "learning_starts": 100_000, "target_update": 1000, "train_freq": 4,
                 "gradient_steps": 1, "eps_decay": 1_000_000, "eps_min": 0.01, "gamma": 0.99},
         "rltasks/Catch-v0": {"lr": 3e-4, "batch_size": 32, "buffer_size": 20_000,

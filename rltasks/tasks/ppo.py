@@ -13,7 +13,7 @@ import torch
 
 from rltasks.hparams import HP, choices
 from rltasks.optim import SCHEDULES, set_lr
-from rltasks.task import ATARI
+from rltasks.task import ATARI, ATARI_GAME_STEPS
 from rltasks.tasks.onpolicy import (
     CURATED_ONPOLICY,
     ONPOLICY_HPARAMS,
@@ -55,7 +55,8 @@ class PPO(OnPolicyTask):
                "update_epochs": choices(1, 5, 10, 20)}
     ENV_DEFAULTS = {
         # rl-zoo3's Atari set (atari.yml), for every ALE id: lr and clip range annealed to 0
-        ATARI: {"num_envs": 8, "n_steps": 128, "update_epochs": 4, "batch_size": 256,
+        ATARI: {"num_envs": 8, "steps_per_epoch": 8 * 128 * -(-ATARI_GAME_STEPS // 128),
+                "n_steps": 128, "update_epochs": 4, "batch_size": 256,
                 "lr": 2.5e-4, "lr_schedule": "linear", "clip_range": 0.1,
                 "clip_schedule": "linear", "vf_coef": 0.5, "ent_coef": 0.01, "gamma": 0.99,
                 "gae_lambda": 0.95},
