@@ -1,16 +1,17 @@
 """Atari scores at an equal budget: PPO of rltasks and of SB3, the same settings, the same seeds.
 
-    .venv/bin/python bench/atari_scores.py [--env PongNoFrameskip-v4] [--steps 245760]
+    .venv/bin/python bench/atari_scores.py [--env PongNoFrameskip-v4] [--epochs 2]
         [--seeds 0 1] [--episodes 5] [--workers 2]
 
 Both train rl-zoo3's Atari PPO set (8 envs, 128 steps, 4 epochs of minibatch 256, lr 2.5e-4
 and clip 0.1 annealed linearly to 0 over the budget, entropy 0.01, value weight 0.5) for
-``--steps`` env steps (4 frames each) on each seed, one process per run (``--workers`` at a
-time, one torch thread each). rltasks runs its ALE defaults (the same set) on ale-py's vector
-env in epochs of 8,192 steps; SB3 ``make_atari_env`` + ``VecFrameStack(4)``. Each final
-policy then plays ``--episodes`` whole games deterministically on its own library's env
-(rltasks' ``evaluate``; SB3's ``evaluate_policy`` on a Monitor-wrapped env: true game
-scores both). Printed: every run's score and wall time, and per library the mean and spread
+``--epochs`` of rltasks' default Atari epoch (216,064 env steps of 4 frames) on each seed,
+one process per run (``--workers`` at a time, one torch thread each). rltasks runs its ALE
+defaults (the same set) on ale-py's vector env; SB3 ``make_atari_env`` + ``VecFrameStack(4)``.
+Each final policy then plays ``--episodes`` whole games deterministically on its own
+library's env (rltasks' ``evaluate``; SB3's ``evaluate_policy`` on a Monitor-wrapped env:
+true game scores both). Printed: every run's final score, the mean score of its last 10
+training games (stochastic policy) and its wall time, and per library the mean and spread
 over seeds, next to rl-zoo3's published score after 10M steps.
 """
 
@@ -26,23 +27,28 @@ from typing import Any
 
 #: rl-zoo3's benchmark.md, PPO after 10M steps (40M frames), stochastic policy
 PUBLISHED = {"PongNoFrameskip-v4": (20.989, 0.105), "BreakoutNoFrameskip-v4": (398.033, 33.328)}
-EPOCH = 8192
+#: rltasks' default Atari epoch for PPO: 8 envs x 27,008 steps
+EPOCH = 216_064
 
 
-def rltasks_run(env: str, seed: int, steps: int, episodes: int) -> float:
+def rltasks_run(env: str, seed: int, steps: int, episodes: int, epoch_steps: int
+                ) -> tuple[float, float]:
     import rltasks
 
-    epochs = steps // EPOCH
-    task = rltasks.make_task("ppo", env=env, seed=seed, steps_per_epoch=EPOCH,
-                             horizon=epochs).init()
+    task = rltasks.make_task("ppo", env=env, seed=seed, steps_per_epoch=epoch_steps,
+                             horizon=steps // epoch_steps).init()
     try:
-        task.fit(epochs)
-        return float(task.evaluate(episodes)["return_mean"])
+        games: list[float] = []
+        for epoch in range(1, steps // epoch_steps + 1):
+            task.fit(epoch)
+            games += task.epoch_returns
+        return float(task.evaluate(episodes)["return_mean"]), float(sum(games[-10:]) / 10)
     finally:
         task.close()
 
 
-def sb3_run(env: str, seed: int, steps: int, episodes: int) -> float:
+def sb3_run(env: str, seed: int, steps: int, episodes: int, epoch_steps: int
+            ) -> tuple[float, float]:
     from stable_baselines3 import PPO
     from stable_baselines3.common.env_util import make_atari_env
     from stable_baselines3.common.evaluation import evaluate_policy
@@ -50,6 +56,7 @@ def sb3_run(env: str, seed: int, steps: int, episodes: int) -> float:
 
     from rltasks.envs import check_env_id
 
+    del epoch_steps  # SB3 has no epochs: it resets its games once
     check_env_id(env)  # registers ale-py's ids
     venv = VecFrameStack(make_atari_env(env, n_envs=8, seed=seed), 4)
     model = PPO("CnnPolicy", venv, n_steps=128, batch_size=256, n_epochs=4,
@@ -58,32 +65,44 @@ def sb3_run(env: str, seed: int, steps: int, episodes: int) -> float:
     model.learn(steps)
     eval_env = VecFrameStack(make_atari_env(env, n_envs=1, seed=seed + 1000), 4)
     mean, _ = evaluate_policy(model, eval_env, n_eval_episodes=episodes, deterministic=True)
-    return float(mean)
+    last = [info["r"] for info in list(model.ep_info_buffer)[-10:]]  # Monitor: whole games
+    return float(mean), float(sum(last) / len(last))
 
 
-def one(job: tuple[str, str, int, int, int]) -> dict[str, Any]:
-    lib, env, seed, steps, episodes = job
+def one(job: tuple[str, str, int, int, int, int]) -> dict[str, Any]:
+    lib, env, seed, steps, episodes, epoch_steps = job
     import torch
 
     torch.set_num_threads(1)
     start = time.perf_counter()
-    score = (rltasks_run if lib == "rltasks" else sb3_run)(env, seed, steps, episodes)
-    return {"lib": lib, "seed": seed, "score": score,
+    run = rltasks_run if lib == "rltasks" else sb3_run
+    score, games = run(env, seed, steps, episodes, epoch_steps)
+    return {"lib": lib, "seed": seed, "score": score, "last_games": games,
             "minutes": (time.perf_counter() - start) / 60}
+
+
+def spread(values: Any) -> str:
+    """``mean +- std (each value)`` of ``values``."""
+    values = list(values)
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return (f"{statistics.mean(values):.2f} +- {std:.2f} "
+            f"({', '.join(f'{v:.1f}' for v in values)})")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--env", default="PongNoFrameskip-v4")
-    parser.add_argument("--steps", type=int, default=30 * EPOCH)
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--steps-per-epoch", type=int, default=EPOCH,
+                        help="rltasks' epoch (its Atari default; smaller for a quick check)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--episodes", type=int, default=5)
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
-    steps = args.steps // EPOCH * EPOCH
+    steps = args.epochs * args.steps_per_epoch
     print(f"atari scores: PPO on {args.env}, {steps} steps ({4 * steps} frames) a run, seeds "
           f"{args.seeds}, load average {os.getloadavg()[0]:.2f}", flush=True)
-    jobs = [(lib, args.env, seed, steps, args.episodes)  # SB3's slower runs first: balanced
+    jobs = [(lib, args.env, seed, steps, args.episodes, args.steps_per_epoch)  # SB3's first
             for lib in ("sb3", "rltasks") for seed in args.seeds]
     runs = []
     with multiprocessing.get_context("spawn").Pool(args.workers) as pool:
@@ -91,12 +110,10 @@ def main() -> None:
             print(json.dumps(run), flush=True)
             runs.append(run)
     for lib in ("rltasks", "sb3"):
-        scores = [r["score"] for r in runs if r["lib"] == lib]
-        spread = statistics.stdev(scores) if len(scores) > 1 else 0.0
-        print(f"{lib}: {statistics.mean(scores):.2f} +- {spread:.2f} over {len(scores)} seeds "
-              f"({', '.join(f'{s:.1f}' for s in scores)}), "
-              f"{statistics.mean(r['minutes'] for r in runs if r['lib'] == lib):.1f} min a run",
-              flush=True)
+        mine = [r for r in runs if r["lib"] == lib]
+        print(f"{lib}: final {spread(r['score'] for r in mine)}, last 10 training games "
+              f"{spread(r['last_games'] for r in mine)}, over {len(mine)} seeds, "
+              f"{statistics.mean(r['minutes'] for r in mine):.1f} min a run", flush=True)
     if args.env in PUBLISHED:
         mean, std = PUBLISHED[args.env]
         print(f"published (rl-zoo3, 10M steps): {mean} +- {std}", flush=True)

@@ -47,6 +47,11 @@ def one_input(data: bytes) -> None:
             raise AssertionError(f"peak {peak} B for an input of {len(data)} B")
 
 
+def envelope(payload: bytes) -> bytes:
+    """A checkpoint file's bytes around ``payload``, as ``checkpoint.save`` writes them."""
+    return b"".join(checkpoint._envelope([payload]))
+
+
 def lying_headers() -> dict[str, bytes]:
     """Headers each declaring what the whole input could hold (the fuzzer mutates them)."""
     arrays = (b"\xdd" + struct.pack(">I", 2000)) * 400
@@ -55,7 +60,7 @@ def lying_headers() -> dict[str, bytes]:
         "nested-maps": (b"\xdf" + struct.pack(">I", 2000)) * 400,
         "arrays-of-maps": (b"\xdc\x07\xd0\xde\x07\xd0") * 300,
         "ext-of-headers": msgpack.packb(msgpack.ExtType(1, arrays)),
-        "file-of-headers": checkpoint._envelope(arrays),
+        "file-of-headers": envelope(arrays),
     }
 
 
@@ -74,7 +79,7 @@ def seed_corpus(folder: str) -> None:
         with open(os.path.join(folder, f"payload{i}"), "wb") as file:
             file.write(payload)
         with open(os.path.join(folder, f"file{i}"), "wb") as file:
-            file.write(checkpoint._envelope(payload))
+            file.write(envelope(payload))
     with open(os.path.join(folder, "ext"), "wb") as file:
         file.write(msgpack.packb(msgpack.ExtType(2, msgpack.packb(["bfloat16", [1], b"ab"]))))
     for name, data in lying_headers().items():
