@@ -42,7 +42,8 @@ def rltasks_run(env: str, seed: int, steps: int, episodes: int, epoch_steps: int
         for epoch in range(1, steps // epoch_steps + 1):
             task.fit(epoch)
             games += task.epoch_returns
-        return float(task.evaluate(episodes)["return_mean"]), float(sum(games[-10:]) / 10)
+        last = games[-10:] or [float("nan")]  # no game ended: nan
+        return float(task.evaluate(episodes)["return_mean"]), float(sum(last) / len(last))
     finally:
         task.close()
 
@@ -65,7 +66,7 @@ def sb3_run(env: str, seed: int, steps: int, episodes: int, epoch_steps: int
     model.learn(steps)
     eval_env = VecFrameStack(make_atari_env(env, n_envs=1, seed=seed + 1000), 4)
     mean, _ = evaluate_policy(model, eval_env, n_eval_episodes=episodes, deterministic=True)
-    last = [info["r"] for info in list(model.ep_info_buffer)[-10:]]  # Monitor: whole games
+    last = [info["r"] for info in list(model.ep_info_buffer)[-10:]] or [float("nan")]
     return float(mean), float(sum(last) / len(last))
 
 
