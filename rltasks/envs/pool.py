@@ -104,6 +104,7 @@ class EnvPoolSameStep:
     def reset(self, seed: int) -> np.ndarray:
         seeds = self.seeds_of(seed)
         if seeds != self.seeds:  # EnvPool seeds its envs when it builds them, only then
+            self.env.close()  # its threads go with it
             self.env, self.seeds = self._build(seeds), seeds
         with _quiet():
             obs, info = self.env.reset()
