@@ -292,7 +292,10 @@ def _envelope_in_place(view: memoryview) -> dict[str, str | memoryview] | None:
     return out if pos == len(view) else None
 
 
-_STR_BIN_LEAD = {0xD9: (1, str), 0xC4: (1, bytes), 0xC5: (2, bytes), 0xC6: (4, bytes)}
+#: msgpack's bin types: lead byte -> width of the length field
+_BIN_WIDTH = {0xC4: 1, 0xC5: 2, 0xC6: 4}
+#: what the envelope's strings and bins may begin with (besides fixstr): (width, kind)
+_STR_BIN_LEAD = {0xD9: (1, str), **{lead: (width, bytes) for lead, width in _BIN_WIDTH.items()}}
 
 
 def _short_value(view: memoryview, pos: int) -> tuple[str | memoryview | None, int]:
@@ -365,8 +368,8 @@ def _record(data: bytes) -> Any:
         if unpacker.read_array_header() == 3:
             name, shape = unpacker.unpack(), unpacker.unpack()
             pos = unpacker.tell()
-            if data[pos] in (0xC4, 0xC5, 0xC6):
-                width = _STR_BIN_LEAD[data[pos]][0]
+            width = _BIN_WIDTH.get(data[pos])
+            if width is not None:
                 start = pos + 1 + width
                 if start + int.from_bytes(data[pos + 1:start], "big") == n:
                     return [name, shape, memoryview(data)[start:]]

@@ -20,7 +20,7 @@ from gymnasium import spaces
 from torch import nn
 
 from rltasks.device import cpu_numerics, resolve_device, to_cpu
-from rltasks.envs import VecLoader, derive_seed, evaluate_policy
+from rltasks.envs import VecLoader, derive_seed, evaluate_policy, in_process_vectorization
 from rltasks.envs.images import image_layout, is_image_space
 from rltasks.envs.protocol import Loader
 from rltasks.envs.registry import is_ale_id
@@ -385,8 +385,7 @@ class Task:
         self._guard()
         if not 1 <= episodes <= MAX_ENVS:
             raise ValueError(f"episodes={episodes!r} must be in [1, {MAX_ENVS}] (one env each)")
-        vectorization = "sync" if self.loader.vectorization == "async" else (
-            self.loader.vectorization)
+        vectorization = in_process_vectorization(self.loader.vectorization)
         loader = self.LOADER(self.env_id, num_envs=episodes, vectorization=vectorization,
                              env_kwargs=self.env_kwargs)
         with cpu_numerics():

@@ -1,6 +1,13 @@
 """The dataloaders of tasks: vectorized gymnasium envs, goal envs, multi-agent envs."""
 
-from rltasks.envs.loader import RunningMeanStd, VecLoader, derive_seed, evaluate_policy
+from rltasks.envs.loader import (
+    RunningMeanStd,
+    VecLoader,
+    derive_seed,
+    evaluate_policy,
+    in_process_vectorization,
+)
 from rltasks.envs.registry import check_env_id
 
-__all__ = ["RunningMeanStd", "VecLoader", "check_env_id", "derive_seed", "evaluate_policy"]
+__all__ = ["RunningMeanStd", "VecLoader", "check_env_id", "derive_seed", "evaluate_policy",
+           "in_process_vectorization"]

@@ -28,7 +28,7 @@ from rltasks.envs import snapshot
 from rltasks.envs.goal import is_goal_space
 from rltasks.envs.images import is_image_space
 from rltasks.envs.pool import EnvPoolSameStep
-from rltasks.envs.registry import check_env_id, is_ale_id, make_env
+from rltasks.envs.registry import atari_settings, check_env_id, is_ale_id, make_env
 from rltasks.failpoints import failpoint
 
 VECTORIZATIONS = ("auto", "sync", "async", "native", "ale", "envpool")
@@ -188,6 +188,13 @@ class _AleSameStep:
         self.env.close()
 
 
+def in_process_vectorization(vectorization: str) -> str:
+    """``vectorization`` with its envs in this process: ``async``'s worker processes become
+    ``sync``; every other one (Atari's and EnvPool's included) is kept, since its envs are
+    what the task's networks were shaped for."""
+    return "sync" if vectorization == "async" else vectorization
+
+
 def _is_ale(spec: gym.envs.registration.EnvSpec) -> bool:
     return is_ale_id(spec.id)
 
@@ -198,12 +205,9 @@ def _ale_vector_env(spec: gym.envs.registration.EnvSpec, num_envs: int,
     ``env_kwargs`` go to its constructor (``stack_num``, ``noop_max``...)."""
     from ale_py.vector_env import AtariVectorEnv
 
-    kwargs = {"repeat_action_probability": spec.kwargs.get("repeat_action_probability", 0.0),
-              "full_action_space": spec.kwargs.get("full_action_space", False),
-              "max_num_frames_per_episode": spec.kwargs.get("max_num_frames_per_episode",
-                                                            108_000),
-              "frameskip": 4, "reward_clipping": False, "episodic_life": False,
-              "autoreset_mode": AutoresetMode.SAME_STEP, "num_threads": 1, **env_kwargs}
+    kwargs = {**atari_settings(spec), "frameskip": 4, "reward_clipping": False,
+              "episodic_life": False, "autoreset_mode": AutoresetMode.SAME_STEP,
+              "num_threads": 1, **env_kwargs}
     try:
         return AtariVectorEnv(spec.kwargs["game"], num_envs, **kwargs)
     except TypeError as err:

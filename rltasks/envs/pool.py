@@ -27,6 +27,8 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from rltasks.envs.registry import atari_settings, is_ale_id
+
 #: what ``why_not`` says of an EnvPool env
 NO_STATE = "EnvPool does not hand out its envs' states"
 
@@ -57,17 +59,15 @@ def envpool_id(spec: gym.envs.registration.EnvSpec) -> tuple[str, dict[str, Any]
     (an Atari game's sticky actions, frame cap and action set); a one-line ``ValueError``
     when EnvPool has no such env."""
     tasks = _envpool().list_all_envs()
-    if isinstance(spec.entry_point, str) and spec.entry_point.startswith("ale_py"):
+    if is_ale_id(spec.id):
         game = _key(str(spec.kwargs.get("game", "")))
         found = next((t for t in tasks if t.endswith("-v5") and _key(t[:-3]) == game), None)
         if found is None:
             raise ValueError(f"EnvPool has no Atari game {spec.kwargs.get('game')!r} "
                              f"({spec.id}); use vectorization='ale'")
-        frames = spec.kwargs.get("max_num_frames_per_episode", 108_000)
-        return found, {"repeat_action_probability":
-                       spec.kwargs.get("repeat_action_probability", 0.0),
-                       "full_action_space": spec.kwargs.get("full_action_space", False),
-                       "max_episode_steps": frames // 4}
+        settings = atari_settings(spec)  # EnvPool counts an episode's cap in steps
+        frames = settings.pop("max_num_frames_per_episode")
+        return found, {**settings, "max_episode_steps": frames // 4}
     if spec.id in tasks:
         return spec.id, {}
     raise ValueError(f"EnvPool has no {spec.id} (it has Atari, MuJoCo and classic control "

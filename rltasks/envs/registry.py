@@ -75,6 +75,16 @@ def is_ale_id(env_id: str) -> bool:
     return isinstance(entry, str) and entry.startswith("ale_py")
 
 
+def atari_settings(spec: gym.envs.registration.EnvSpec) -> dict[str, Any]:
+    """What an ALE id's spec says of its game beyond the game's name, as ale-py's vector env
+    takes it: sticky actions (0.25 for ``-v5``, none for ``NoFrameskip-v4``), the action set
+    and the frame cap of an episode."""
+    return {"repeat_action_probability": spec.kwargs.get("repeat_action_probability", 0.0),
+            "full_action_space": spec.kwargs.get("full_action_space", False),
+            "max_num_frames_per_episode": spec.kwargs.get("max_num_frames_per_episode",
+                                                          108_000)}
+
+
 #: the extra that installs what the envs of an entry-point package need
 EXTRAS = {"gymnasium.envs.box2d": "box2d", "gymnasium.envs.mujoco": "mujoco",
           "gymnasium_robotics": "robotics", "ale_py": "atari"}

@@ -35,6 +35,7 @@ import torch
 
 import rltasks
 from rltasks.checkpoint import MAX_FILE_BYTES, Checkpointer, CheckpointError, load
+from rltasks.envs import in_process_vectorization
 from rltasks.envs.registry import split_env_id
 from rltasks.safeio import size_text
 from rltasks.task import Task, replay_bytes
@@ -276,10 +277,7 @@ def load_task(path: str | Path, best: bool = False, env_module: str | None = Non
     file = checkpoint_of(path, best=best)
 
     def reopen(payload: dict[str, Any], source: Path) -> Task:
-        vectorization = (payload.get("fixed") or {}).get("vectorization") if isinstance(
-            payload, dict) else None
-        moved = {"vectorization": "sync"} if in_process and vectorization == "async" else {}
-        return _reopen(payload, source, env_module, {**moved, **overrides})
+        return _reopen(payload, source, env_module, in_process, overrides)
 
     if file.name.startswith("last.ckpt") and file.parent.is_dir():
         found = Checkpointer(file.parent).load_latest(
@@ -289,11 +287,14 @@ def load_task(path: str | Path, best: bool = False, env_module: str | None = Non
     return reopen(load(file), file)
 
 
-def _reopen(payload: dict[str, Any], source: Path, env_module: str | None,
+def _reopen(payload: dict[str, Any], source: Path, env_module: str | None, here: bool,
             overrides: dict[str, Any]) -> Task:
-    """``load_task`` of one checkpoint's payload: a ``BadState`` closes the task it built."""
+    """``load_task`` of one checkpoint's payload (``here``: ``load_task``'s ``in_process``):
+    a ``BadState`` closes the task it built."""
     payload = check_shape(payload, source)  # another program's file: at once, no fallback
     fixed = {"env_state": "reset", **payload["fixed"], **overrides}
+    if here and "vectorization" in fixed:
+        fixed["vectorization"] = in_process_vectorization(fixed["vectorization"])
     if fixed.get("vectorization") != payload["fixed"].get("vectorization"):
         fixed["env_state"] = "reset"
     env = fixed.pop("env")
