@@ -13,13 +13,11 @@ learning curves of every seed go to ``--out/<pair>.png`` (the plot extra's matpl
 Two kinds of pairs. ``dqn-cartpole``, ``ppo-cartpole``, ``a2c-cartpole``, ``sac-pendulum``,
 ``td3-pendulum`` and ``ddpg-pendulum`` reuse their bench's two runners (``bench/<pair>.py``,
 each with its settings spelled out). The others (``ZOO_PAIRS``: Acrobot, PPO on Pendulum,
-LunarLander) train the task's own per-env defaults, rl-zoo3's set for that env (for DQN on
-Acrobot, rl-zoo3's set given explicitly), and hand the same settings to SB3 name by name
-(``zoo_scores.sb3_model``, with SB3's orthogonal init, which is ours), evaluating after each
-of 10 equal epochs. No builder for SAC on MountainCarContinuous: rl-zoo3's set for it
-explores with gSDE (``use_sde``, ``log_std_init=-3.67``) at a fixed entropy coefficient of
-0.1, and rltasks' SAC has neither gSDE nor a fixed coefficient, so no setting is the same in
-both libraries.
+LunarLander, SAC on MountainCarContinuous) train the task's own per-env defaults, rl-zoo3's set
+for that env (for DQN on Acrobot, rl-zoo3's set given explicitly), and hand the same settings
+to SB3 name by name (``zoo_scores.sb3_model``, with SB3's orthogonal init, which is ours),
+evaluating after each of 10 equal epochs. SAC on MountainCarContinuous is rl-zoo3's set:
+gSDE (``use_sde``, ``log_std_init=-3.67``) at a fixed entropy coefficient of 0.1.
 
     .venv/bin/python bench/fidelity.py --pairs dqn-cartpole --seeds 0 1 2 3 4 [--out bench/out]
 """
@@ -52,7 +50,8 @@ ZOO_PAIRS = {"dqn-acrobot": ("dqn", "Acrobot-v1", 100_000, ZOO_DQN_ACROBOT),
              "a2c-acrobot": ("a2c", "Acrobot-v1", 204_800),
              "ppo-pendulum": ("ppo", "Pendulum-v1", 102_400),
              "ppo-lunarlander": ("ppo", "LunarLander-v3", 1_003_520),
-             "dqn-lunarlander": ("dqn", "LunarLander-v3", 100_000)}
+             "dqn-lunarlander": ("dqn", "LunarLander-v3", 100_000),
+             "sac-mountaincar": ("sac", "MountainCarContinuous-v0", 50_000)}
 ZOO_EVALS = 10
 ALPHA = 0.05
 

@@ -125,8 +125,12 @@ def sb3_model(algo: str, env: str, seed: int, total_steps: int, ortho_init: bool
                "gradient_steps": sb3_gradient_steps(hp),
                "policy_kwargs": {"net_arch": net, "activation_fn": act}}
         if algo == "sac":
-            model = sb3.SAC("MlpPolicy", venv, ent_coef=f"auto_{hp['ent_coef_init']}",
-                            **off, **common)
+            auto = hp["auto_ent_coef"]
+            ent_coef = f"auto_{hp['ent_coef_init']}" if auto else hp["ent_coef_init"]
+            if hp["use_sde"]:
+                off["policy_kwargs"]["log_std_init"] = hp["log_std_init"]
+            model = sb3.SAC("MlpPolicy", venv, ent_coef=ent_coef, use_sde=hp["use_sde"],
+                            sde_sample_freq=hp["sde_sample_freq"], **off, **common)
         else:
             n = venv.action_space.shape[0]
             noise = NormalActionNoise(mean=torch.zeros(n).numpy(),

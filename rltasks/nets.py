@@ -107,6 +107,55 @@ class QNetwork(nn.Module):
         return self.value(h) + adv - adv.mean(-1, keepdim=True)
 
 
+class SDEActor(nn.Module):
+    """The actor of generalized state-dependent exploration (gSDE, Raffin et al. 2022) as
+    SB3's SAC builds it: an MLP whose last hidden features ``z`` give the mean (clipped to
+    [-2, 2] before the tanh squash) and the exploration noise ``z @ W``, where ``W`` holds one
+    ``N(0, exp(log_std))`` weight per (feature, action), drawn anew every few steps, so that
+    the noise is a smooth function of the state between draws. The noise and its variance see
+    ``z`` detached (SB3's ``learn_features=False``); ``log_std`` learns through both."""
+
+    CLIP_MEAN = 2.0
+    VAR_EPS = 1e-6  # SB3's epsilon under the square root of the variance
+
+    def __init__(self, n_in: int, hidden: Sequence[int], n_act: int, activation: str,
+                 log_std_init: float) -> None:
+        super().__init__()
+        net = mlp(n_in, hidden, n_act, activation)
+        self.body, self.mean = net[:-1], net[-1]
+        self.log_std = nn.Parameter(torch.full((hidden[-1], n_act), float(log_std_init)))
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        """The mean (before the squash)."""
+        return self.features(obs)[0]
+
+    def features(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean, the detached features ``z`` that the noise reads)."""
+        z = self.body(obs)
+        return self.mean(z).clamp(-self.CLIP_MEAN, self.CLIP_MEAN), z.detach()
+
+    def draw(self, gen: torch.Generator, batch: tuple[int, ...] = ()) -> torch.Tensor:
+        """Noise weights ``W`` of shape ``(*batch, features, actions)``, differentiable in
+        ``log_std`` (a reparameterised draw from the task's CPU generator)."""
+        eps = torch.randn((*batch, *self.log_std.shape), generator=gen)
+        return self.log_std.exp() * eps.to(self.log_std.device)
+
+    def sample(self, obs: torch.Tensor, weights: torch.Tensor
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(pre-squash action ``mean + z @ W``, its log-probability under ``N(mean, var)``
+        with ``var = z^2 @ exp(log_std)^2``). ``weights`` is one ``W`` for the whole batch,
+        or one per row (``(batch, features, actions)``, one per env)."""
+        mean, z = self.features(obs)
+        if weights.dim() == 3:
+            noise = torch.bmm(z.unsqueeze(1), weights).squeeze(1)
+        else:
+            noise = z @ weights
+        std = ((z ** 2) @ (2 * self.log_std).exp() + self.VAR_EPS).sqrt()
+        pre = mean + noise
+        logp = (-0.5 * ((pre - mean) / std) ** 2 - std.log() - 0.5 * math.log(2 * math.pi))
+        return pre, logp.sum(-1)
+
+
 @torch.no_grad()
 def polyak_update(source: nn.Module, target: nn.Module, tau: float) -> None:
     """target <- tau * source + (1 - tau) * target; an exact copy when ``tau`` is 1."""

@@ -18,6 +18,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from helpers import assert_resumes_exactly
 
 import rltasks
 from rltasks.nets import QNetwork
@@ -565,6 +566,96 @@ def test_one_sac_update_against_a_cleanrl_style_reference():
         for key, value in getattr(task, net).state_dict().items():
             torch.testing.assert_close(value, ref[key], rtol=1e-4, atol=1e-5, msg=f"{net} {key}")
     assert task.log_alpha.item() == pytest.approx(log_alpha, rel=1e-5)
+
+
+def sde_tanh_gaussian(actor, obs, eps):
+    """SB3's squashed ``StateDependentNoiseDistribution``, the draw given: features z (the
+    noise sees them detached), the mean clipped to [-2, 2], weights W = exp(log_std) * eps,
+    a = tanh(mean + z W), log pi = Normal(mean, sqrt(z^2 exp(log_std)^2 + 1e-6)) minus
+    log(1 - tanh^2)."""
+    z = actor.body(obs)
+    mean = actor.mean(z).clamp(-2.0, 2.0)
+    z, std = z.detach(), actor.log_std.exp()
+    pre = mean + z @ (std * eps)
+    dist = torch.distributions.Normal(mean, torch.sqrt(z ** 2 @ std ** 2 + 1e-6))
+    logp = dist.log_prob(pre) - torch.log(1 - torch.tanh(pre) ** 2 + 1e-12)
+    return torch.tanh(pre), logp.sum(-1)
+
+
+def test_one_sac_gsde_update_at_a_fixed_temperature_against_an_sb3_style_reference():
+    """SAC with gSDE and ``auto_ent_coef=False``, SB3's ``use_sde=True, ent_coef=0.5``: one
+    weight draw W per gradient step serves the target's a' and the actor's a; the critics
+    step as in plain SAC; the actor's step moves the mean's layers and gSDE's log_std (through
+    the noise and the variance); the temperature does not move."""
+    lr, tau, alpha = 0.05, 0.3, 0.5
+    task = rltasks.make_task("sac", env="Pendulum-v1", seed=0, steps_per_epoch=8).init(
+        **{**TINY, "batch_size": 4, "optimizer": "sgd", "momentum": 0.0, "lr": lr, "tau": tau,
+           "ent_coef_init": alpha, "auto_ent_coef": False, "use_sde": True,
+           "log_std_init": -1.0})
+    b = pendulum_batch(seed=5)
+    fixed_sample(task, b)
+    eps = torch.randn(4, 1, generator=torch.Generator().set_state(task.gen.get_state()))
+    with torch.no_grad():
+        next_a, next_logp = sde_tanh_gaussian(task.actor, b["next_obs"], eps)
+        y = b["returns"] + b["discounts"] * (
+            task.critic_target(b["next_obs"], next_a).min(0).values - alpha * next_logp)
+    critic = sgd_reference(task.critic, lambda c: 0.5 * ((c(b["obs"], b["actions"]) - y)
+                                                         ** 2).mean(1).sum(), lr)
+
+    def actor_loss(a):
+        action, logp = sde_tanh_gaussian(a, b["obs"], eps)
+        return (alpha * logp - critic(b["obs"], action).min(0).values).mean()
+    actor = sgd_reference(task.actor, actor_loss, lr)
+    log_std_before = task.actor.log_std.detach().clone()
+    task.train_step()
+    for key, value in task.actor.state_dict().items():
+        torch.testing.assert_close(value, actor.state_dict()[key], rtol=1e-4, atol=1e-5,
+                                   msg=f"actor {key}")
+    for key, value in task.critic.state_dict().items():
+        torch.testing.assert_close(value, critic.state_dict()[key], rtol=1e-4, atol=1e-5)
+    assert not torch.equal(task.actor.log_std, log_std_before)
+    assert task.log_alpha.exp().item() == pytest.approx(alpha, rel=1e-7)
+
+
+def sde_task(**hp):
+    return rltasks.make_task("sac", env="Pendulum-v1", seed=0, steps_per_epoch=2).init(
+        **{**TINY, "use_sde": True, "log_std_init": 0.0, "train_freq": 1000, **hp})
+
+
+@pytest.mark.parametrize(("hp", "every"), [({"sde_sample_freq": 4}, 4),
+                                           ({"sde_sample_freq": -1, "train_freq": 6}, 6)])
+def test_gsde_noise_is_smooth_in_the_state_and_redrawn_every_sde_sample_freq_steps(hp, every):
+    """gSDE's exploration is ``mean + z(s) @ W``: between draws the same state gets the same
+    action (plain SAC draws anew for every action) and two nearby states nearby noises; ``W``
+    is redrawn at every ``sde_sample_freq`` env steps, or every ``train_freq`` with -1."""
+    task = sde_task(**hp)
+    obs = np.array([[0.6, 0.8, 0.1]], np.float32)
+    first = task.explore(obs)[0]
+    np.testing.assert_array_equal(task.explore(obs)[0], first)
+    mean = task.policy(task.tensor(obs)).detach().numpy()
+    assert np.abs(first - mean).min() > 1e-4  # there is noise
+    near = task.explore(obs + np.float32(1e-3))[0]
+    assert np.abs(near - first).max() < 1e-2
+    plain = rltasks.make_task("sac", env="Pendulum-v1", seed=0).init(**TINY)
+    assert not np.array_equal(plain.explore(obs)[0], plain.explore(obs)[0])
+    weights = task.sde_weights.clone()
+    steps = 0
+    while steps + 2 < every:  # epochs of 2 env steps, no update (train_freq 1000 or 6)
+        steps += 2
+        task.fit(steps // 2)
+        assert torch.equal(task.sde_weights, weights), f"redrawn after {steps} steps"
+    task.fit(every // 2)
+    assert not torch.equal(task.sde_weights, weights), f"not redrawn after {every} steps"
+
+
+def test_sac_with_gsde_resumes_exactly_and_checkpoints_its_noise_weights(tmp_path):
+    """The noise weights in use are part of the state: a run stopped between two draws
+    resumes on the same weights and ends identical to one never stopped."""
+    straight = assert_resumes_exactly(
+        lambda: rltasks.make_task("sac", env="Pendulum-v1", seed=3, steps_per_epoch=24).init(
+            **{**TINY, "use_sde": True, "sde_sample_freq": 16, "train_freq": 4,
+               "auto_ent_coef": False}), tmp_path)
+    assert "sde_weights" in straight.state_dict()["extra"]
 
 
 def test_one_maddpg_update_against_a_reference_of_the_paper():

@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 from gymnasium import spaces
+from torch import nn
 
 from rltasks.buffers import HerReplayBuffer, PrioritizedReplayBuffer, ReplayBuffer, flat_obs
 from rltasks.envs.goal import is_goal_space
@@ -301,7 +302,7 @@ class ContinuousActorCritic(NoisyActorTask):
         n_obs = self.obs_dim()
         self.act_dim = int(np.prod(self.action_space.shape))
         hidden = [hp["hidden"]] * hp["layers"]
-        self.actor = mlp(n_obs, hidden, self.ACTOR_OUT * self.act_dim, hp["activation"])
+        self.actor = self.build_actor(n_obs, hidden)
         self.critic = Critic(n_obs, self.act_dim, hidden, hp["activation"], self.N_CRITICS)
         self.modules = {"actor": self.actor, "critic": self.critic}
         if self.TARGET_ACTOR:
@@ -314,6 +315,10 @@ class ContinuousActorCritic(NoisyActorTask):
         self.buffer = self.make_buffer(self.action_space.shape, np.float32)
         self.build_exploration(self.act_dim)
         self.updates = 0  # gradient steps so far (TD3's policy delay counts them)
+
+    def build_actor(self, n_obs: int, hidden: list[int]) -> nn.Module:
+        """The actor: an MLP with ``ACTOR_OUT`` outputs per action dimension."""
+        return mlp(n_obs, hidden, self.ACTOR_OUT * self.act_dim, self.hp["activation"])
 
     def check_env(self) -> None:
         super().check_env()
