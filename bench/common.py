@@ -9,7 +9,15 @@ runners here, which measure the same things the same way for every algorithm:
 - **s to 475**: training wall seconds until the deterministic policy first scores a mean
   return >= 475 over 10 evaluation episodes (CartPole-v1 counts as solved at 475; another
   env passes its own ``env`` and threshold ``Result.solved``, e.g. Pendulum-v1 and -200);
-- **final return**: that evaluation at the end of training.
+- **final return**: the final policy's mean true return over ``FINAL_EPISODES`` (50)
+  deterministic episodes, scored by ``final_evaluation`` the same way for both libraries:
+  rltasks' own vector env and evaluation loop, from start states drawn from the run's seed
+  alone, so that the two libraries' policies of one seed meet the same 50 starts and
+  different seeds meet different ones. (Before 2026-12-04 the final return was each
+  library's last 10-episode evaluation; SB3's eval env, seeded ``seed + 10_000`` with one
+  seed per env rank, met 9 of the same 10 start states on consecutive seeds, so its five
+  "independent" finals shared one draw of start states: on Pendulum that set was easy, and
+  SB3's finals read 40 higher than the same policy scores on 500 episodes.)
 
 Both implementations evaluate at the same points, every ``eval_every`` env steps after the
 update that completes them, plus at the end, and evaluation time is off the clock for both.
@@ -47,6 +55,8 @@ from rltasks.task import Task
 ENV = "CartPole-v1"
 EVAL_EPISODES = 10
 SOLVED = 475.0
+FINAL_EPISODES = 50
+FINAL_SEED = 1_000_003  # the final evaluation's start states derive from it and the run's seed
 
 
 @dataclass
@@ -60,6 +70,7 @@ class Result:
     train_seconds: float = 0.0
     seconds_to_solved: float | None = None
     evals: list[tuple[int, float]] = field(default_factory=list)  # (env steps, return)
+    final: float | None = None  # final_evaluation's score of the final policy
 
     @property
     def sps(self) -> float:
@@ -67,12 +78,24 @@ class Result:
 
     @property
     def final_return(self) -> float:
-        return self.evals[-1][1]
+        """``final_evaluation``'s score, or the last evaluation when there is none."""
+        return self.evals[-1][1] if self.final is None else self.final
 
     def record_eval(self, env_steps: int, mean_return: float, train_seconds: float) -> None:
         self.evals.append((env_steps, mean_return))
         if self.seconds_to_solved is None and mean_return >= self.solved:
             self.seconds_to_solved = train_seconds
+
+
+def final_evaluation(env_id: str, seed: int, act: Callable[[Any], Any],
+                     normalize: Callable[[Any], Any]) -> float:
+    """Mean true return of ``act`` (deterministic, on ``normalize``d observations) over
+    ``FINAL_EPISODES`` episodes, one per env of rltasks' own sync vector env, from start states
+    derived from ``seed`` alone: the same episodes for both libraries' runs of one seed."""
+    from rltasks.envs.loader import VecLoader, derive_seed, evaluate_policy
+
+    loader = VecLoader(env_id, num_envs=FINAL_EPISODES, vectorization="sync")
+    return evaluate_policy(loader, act, derive_seed(FINAL_SEED, seed), normalize)["return_mean"]
 
 
 # -- rltasks ---------------------------------------------------------------------------------
@@ -94,6 +117,8 @@ def train_rltasks(task: Task, epochs: int, result: Result) -> Result:
             score = task.evaluate(EVAL_EPISODES)["return_mean"]
             result.record_eval(task.env_steps, score, result.train_seconds)
         result.env_steps = task.env_steps
+        result.final = final_evaluation(task.env_id, result.seed, task.act,
+                                        task.loader.normalize_obs)
     finally:
         task.close()
     return result
@@ -147,10 +172,24 @@ def train_sb3(model: Any, total_steps: int, eval_every: int, eval_env: Any,
         result.train_seconds = time.perf_counter() - clock["start"] - clock["paused"]
         result.env_steps = model.num_timesteps
         evaluate(model.num_timesteps)  # the last epoch's evaluation, after its update
+        if before_eval is not None:
+            before_eval()
+        vec_normalize = model.get_vec_normalize_env()
+        result.final = final_evaluation(
+            sb3_env_id(model), result.seed, lambda obs: model.predict(obs, deterministic=True)[0],
+            vec_normalize.normalize_obs if vec_normalize is not None else (lambda obs: obs))
     finally:
         model.get_env().close()
         eval_env.close()
     return result
+
+
+def sb3_env_id(model: Any) -> str:
+    """The gymnasium id of the env an SB3 model trains on (under its VecEnv wrappers)."""
+    venv = model.get_env()
+    while hasattr(venv, "venv"):
+        venv = venv.venv
+    return venv.envs[0].spec.id
 
 
 # -- the report ------------------------------------------------------------------------------
