@@ -16,8 +16,10 @@ runners here, which measure the same things the same way for every algorithm:
   different seeds meet different ones. (Before 2026-12-04 the final return was each
   library's last 10-episode evaluation; SB3's eval env, seeded ``seed + 10_000`` with one
   seed per env rank, met 9 of the same 10 start states on consecutive seeds, so its five
-  "independent" finals shared one draw of start states: on Pendulum that set was easy, and
-  SB3's finals read 40 higher than the same policy scores on 500 episodes.)
+  "independent" finals shared one draw of start states. On Pendulum that draw is easy:
+  rltasks' own PPO policy of seed 0 scored -130 on 50 episodes of SB3's eval env and -178
+  on 500 episodes of either evaluator. SB3's curve evaluations now start at
+  ``sb3_eval_seed(seed)``, disjoint across seeds.)
 
 Both implementations evaluate at the same points, every ``eval_every`` env steps after the
 update that completes them, plus at the end, and evaluation time is off the clock for both.
@@ -131,7 +133,12 @@ def sb3_envs(num_envs: int, seed: int, env: str = ENV) -> tuple[Any, Any]:
 
     torch.set_num_threads(1)
     return (make_vec_env(env, n_envs=num_envs, seed=seed),
-            make_vec_env(env, n_envs=EVAL_EPISODES, seed=seed + 10_000))
+            make_vec_env(env, n_envs=EVAL_EPISODES, seed=sb3_eval_seed(seed)))
+
+
+def sb3_eval_seed(seed: int) -> int:
+    """The first seed of SB3's 10-env eval env (one seed per env rank): disjoint across runs."""
+    return 10_000 + EVAL_EPISODES * seed
 
 
 def train_sb3(model: Any, total_steps: int, eval_every: int, eval_env: Any,

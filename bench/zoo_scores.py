@@ -26,7 +26,7 @@ import os
 import statistics
 
 import torch
-from common import EVAL_EPISODES, Result, make_task, train_rltasks, train_sb3
+from common import EVAL_EPISODES, Result, make_task, sb3_eval_seed, train_rltasks, train_sb3
 
 #: rl-zoo3's (SB3) and CleanRL's published mean returns at 1M steps, for the table
 PUBLISHED = {("td3", "Hopper-v5"): 3606, ("sac", "Hopper-v5"): 2326,
@@ -88,7 +88,7 @@ def sb3_model(algo: str, env: str, seed: int, total_steps: int, ortho_init: bool
     task.close()
     torch.set_num_threads(1)
     venv = make_vec_env(env, n_envs=fixed["num_envs"], seed=seed)
-    eval_env = make_vec_env(env, n_envs=EVAL_EPISODES, seed=seed + 10_000)
+    eval_env = make_vec_env(env, n_envs=EVAL_EPISODES, seed=sb3_eval_seed(seed))
     if fixed["norm_obs"] or fixed["norm_reward"]:
         venv = VecNormalize(venv, norm_obs=fixed["norm_obs"], norm_reward=fixed["norm_reward"],
                             gamma=hp["gamma"])
