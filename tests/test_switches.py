@@ -241,14 +241,15 @@ def clipped_value_loss(v, old, ret, eps):
     for o, r in zip(old, ret, strict=True):
         clipped = o + max(-eps, min(eps, v - o))
         total += max((v - r) ** 2, (clipped - r) ** 2)
-    return 0.5 * total / len(old)
+    return total / len(old)
 
 
 @pytest.mark.parametrize("vf_clip, expected", [
     # V - old = 1, 1, 0.1, 0; with eps 0.2 the clipped values are 0.2, 0.2, 1, 1:
-    # max((1-3)^2, (0.2-3)^2) = 7.84, max(4, 1.44) = 4, max(1, 1) = 1, 0 -> 0.5 * 12.84 / 4
-    (0.2, 0.5 * (7.84 + 4.0 + 1.0 + 0.0) / 4),
-    (0.0, 0.5 * (4.0 + 4.0 + 1.0 + 0.0) / 4),  # 0 disables: the plain squared error
+    # max((1-3)^2, (0.2-3)^2) = 7.84, max(4, 1.44) = 4, max(1, 1) = 1, 0 -> 12.84 / 4
+    # (SB3's scale: the mean squared error, no 0.5)
+    (0.2, (7.84 + 4.0 + 1.0 + 0.0) / 4),
+    (0.0, (4.0 + 4.0 + 1.0 + 0.0) / 4),  # 0 disables: the plain squared error
 ])
 def test_vf_clip_clips_the_value_loss_as_ppo_says(vf_clip, expected):
     task = ppo(vf_clip=vf_clip)
@@ -471,13 +472,14 @@ def test_one_a2c_or_reinforce_update_against_a_reference_with_the_norm_clip_enga
             torch.testing.assert_close(value, expected, msg=key)
 
 
-def test_one_ppo_minibatch_update_against_a_cleanrl_style_reference():
-    """PPO's step on one minibatch of 6 (CartPole), as CleanRL's ppo.py writes it: advantages
-    normalised over the minibatch; policy loss mean max(-A r, -A clip(r, 1 -+ eps)) with old
-    log-probabilities that put some ratios outside the clip; value loss 0.5 * mean max((V -
-    R)^2, (V_old + clip(V - V_old, -+ vf_clip) - R)^2); minus the entropy bonus; global-norm
-    clip; one SGD step. Actor and critic must end as the reference's, and the loss match.
-    (SB3's PPO has no 0.5 on its value loss: rl-zoo3's vf_coef weighs twice as much there.)"""
+def test_one_ppo_minibatch_update_against_an_sb3_style_reference():
+    """PPO's step on one minibatch of 6 (CartPole), as SB3's ppo.py writes it (CleanRL's with
+    SB3's value loss): advantages normalised over the minibatch; policy loss mean max(-A r,
+    -A clip(r, 1 -+ eps)) with old log-probabilities that put some ratios outside the clip;
+    value loss mean max((V - R)^2, (V_old + clip(V - V_old, -+ vf_clip) - R)^2), without
+    CleanRL's 0.5, so that rl-zoo3's vf_coef values weigh the critic as they did when tuned;
+    minus the entropy bonus; global-norm clip; one SGD step. Actor and critic must end as the
+    reference's, and the loss match."""
     lr, eps, vf_clip, ent_coef, vf_coef, max_norm = 0.1, 0.2, 0.3, 0.01, 0.5, 0.5
     task = rltasks.make_task("ppo", env="CartPole-v1", seed=0, num_envs=1, steps_per_epoch=6)
     task.init(hidden=8, layers=1, n_steps=6, batch_size=6, update_epochs=1, norm_adv=True,
@@ -497,7 +499,7 @@ def test_one_ppo_minibatch_update_against_a_cleanrl_style_reference():
     pg = torch.max(-adv * ratio, -adv * ratio.clamp(1 - eps, 1 + eps)).mean()
     v = critic(b["obs"]).squeeze(-1)
     v_clipped = b["values"] + (v - b["values"]).clamp(-vf_clip, vf_clip)
-    v_loss = 0.5 * torch.max((v - b["returns"]) ** 2, (v_clipped - b["returns"]) ** 2).mean()
+    v_loss = torch.max((v - b["returns"]) ** 2, (v_clipped - b["returns"]) ** 2).mean()
     entropy = -(logp_all.exp() * logp_all).sum(-1).mean()
     loss = pg - ent_coef * entropy + vf_coef * v_loss
     params = [*actor.parameters(), *critic.parameters()]
@@ -656,6 +658,31 @@ def test_sac_with_gsde_resumes_exactly_and_checkpoints_its_noise_weights(tmp_pat
             **{**TINY, "use_sde": True, "sde_sample_freq": 16, "train_freq": 4,
                "auto_ent_coef": False}), tmp_path)
     assert "sde_weights" in straight.state_dict()["extra"]
+
+
+@pytest.mark.parametrize("name", ["ddpg", "td3", "sac"])
+def test_ortho_init_false_keeps_pytorchs_default_init(name):
+    """``ortho_init`` (default True): orthogonal weights (the first layer's columns
+    orthogonal with norm sqrt(2)) and zero biases; False: PyTorch's default nn.Linear init,
+    SB3's, weights and biases uniform in +-1/sqrt(fan_in), the biases not zero."""
+    sde = {"use_sde": True} if name == "sac" else {}  # gSDE's actor too
+    for ortho in (True, False):
+        task = rltasks.make_task(name, env="Pendulum-v1", seed=0).init(
+            hidden=8, ortho_init=ortho, **sde)
+        for net in (task.actor, task.critic):
+            layers = [m for m in net.modules() if isinstance(m, torch.nn.Linear)]
+            assert len(layers) >= 3
+            first = layers[0].weight.detach()
+            gram = first.T @ first
+            if ortho:
+                torch.testing.assert_close(gram, 2.0 * torch.eye(first.shape[1]))
+                assert all(torch.count_nonzero(m.bias) == 0 for m in layers)
+            else:
+                assert not torch.allclose(gram, 2.0 * torch.eye(first.shape[1]), atol=0.1)
+                for m in layers:
+                    limit = 1 / math.sqrt(m.weight.shape[1]) + 1e-7
+                    assert m.weight.abs().max() <= limit and m.bias.abs().max() <= limit
+                    assert torch.count_nonzero(m.bias) == len(m.bias)
 
 
 def test_one_maddpg_update_against_a_reference_of_the_paper():

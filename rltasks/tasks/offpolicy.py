@@ -283,6 +283,9 @@ class ContinuousActorCritic(NoisyActorTask):
                            choices=HerReplayBuffer.STRATEGIES, help="which goals relabel"),
         "her_k": HP(4, choices(1, 2, 4, 8), kind=int, low=1, high=64,
                     help="relabelled copies per transition"),
+        "ortho_init": HP(True, choices(True, False), kind=bool,
+                         help="orthogonal init of actor and critics; False keeps PyTorch's "
+                              "default init, as SB3's and CleanRL's DDPG, TD3 and SAC do"),
     }
     DEFAULTS = {"lr": 1e-3}
     LOSSES = ("critic_loss", "actor_loss")
@@ -303,7 +306,8 @@ class ContinuousActorCritic(NoisyActorTask):
         self.act_dim = int(np.prod(self.action_space.shape))
         hidden = [hp["hidden"]] * hp["layers"]
         self.actor = self.build_actor(n_obs, hidden)
-        self.critic = Critic(n_obs, self.act_dim, hidden, hp["activation"], self.N_CRITICS)
+        self.critic = Critic(n_obs, self.act_dim, hidden, hp["activation"], self.N_CRITICS,
+                             orthogonal=hp["ortho_init"])
         self.modules = {"actor": self.actor, "critic": self.critic}
         if self.TARGET_ACTOR:
             self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
@@ -318,7 +322,8 @@ class ContinuousActorCritic(NoisyActorTask):
 
     def build_actor(self, n_obs: int, hidden: list[int]) -> nn.Module:
         """The actor: an MLP with ``ACTOR_OUT`` outputs per action dimension."""
-        return mlp(n_obs, hidden, self.ACTOR_OUT * self.act_dim, self.hp["activation"])
+        return mlp(n_obs, hidden, self.ACTOR_OUT * self.act_dim, self.hp["activation"],
+                   orthogonal=self.hp["ortho_init"])
 
     def check_env(self) -> None:
         super().check_env()

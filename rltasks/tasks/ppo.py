@@ -3,6 +3,9 @@
 Reads like CleanRL's ``ppo.py``: the shared on-policy core collects ``n_steps`` from every
 env and computes GAE; this file holds the update: ``update_epochs`` passes of minibatches
 over the rollout, each step clipping the policy ratio (and optionally the value change).
+The value loss is SB3's mean squared error, not CleanRL's half of it: rl-zoo3's ``vf_coef``
+values were tuned on that scale, and through the global-norm clip shared with the actor the
+scale changes learning (docs/benchmarks.md: Acrobot).
 """
 
 from __future__ import annotations
@@ -117,7 +120,7 @@ class PPO(OnPolicyTask):
                     old = b["values"][idx]
                     v_clipped = old + (value - old).clamp(-hp["vf_clip"], hp["vf_clip"])
                     v_loss = torch.max(v_loss, (v_clipped - ret) ** 2)
-                v_loss = 0.5 * v_loss.mean()
+                v_loss = v_loss.mean()  # SB3's scale (CleanRL halves it): rl-zoo3's vf_coef
                 ent = entropy.mean()
                 loss = pg_loss - hp["ent_coef"] * ent + hp["vf_coef"] * v_loss
                 self.optimizer_step("opt", loss, clip=self.params)
