@@ -88,18 +88,21 @@ class QNetwork(nn.Module):
     (Wang et al. 2016) from two heads on a shared body."""
 
     def __init__(self, n_in: int, hidden: Sequence[int], n_actions: int,
-                 activation: str = "relu", dueling: bool = False) -> None:
+                 activation: str = "relu", dueling: bool = False, orthogonal: bool = True
+                 ) -> None:
         super().__init__()
         self.dueling = dueling
         if not dueling:
-            self.net = mlp(n_in, hidden, n_actions, activation)
+            self.net = mlp(n_in, hidden, n_actions, activation, orthogonal=orthogonal)
             return
         # no hidden layer (on a CNN torso): both heads read the input
-        self.net = mlp(n_in, hidden[:-1], hidden[-1], activation) if hidden else nn.Identity()
+        self.net = (mlp(n_in, hidden[:-1], hidden[-1], activation, orthogonal=orthogonal)
+                    if hidden else nn.Identity())
         self.act = ACTIVATIONS[activation]() if hidden else nn.Identity()
         width = hidden[-1] if hidden else n_in
-        self.value = layer_init(nn.Linear(width, 1), gain=1.0)
-        self.advantage = layer_init(nn.Linear(width, n_actions), gain=1.0)
+        init = layer_init if orthogonal else (lambda layer, gain=1.0: layer)
+        self.value = init(nn.Linear(width, 1), gain=1.0)
+        self.advantage = init(nn.Linear(width, n_actions), gain=1.0)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         if not self.dueling:

@@ -660,29 +660,38 @@ def test_sac_with_gsde_resumes_exactly_and_checkpoints_its_noise_weights(tmp_pat
     assert "sde_weights" in straight.state_dict()["extra"]
 
 
-@pytest.mark.parametrize("name", ["ddpg", "td3", "sac"])
-def test_ortho_init_false_keeps_pytorchs_default_init(name):
-    """``ortho_init`` (default True): orthogonal weights (the first layer's columns
-    orthogonal with norm sqrt(2)) and zero biases; False: PyTorch's default nn.Linear init,
-    SB3's, weights and biases uniform in +-1/sqrt(fan_in), the biases not zero."""
-    sde = {"use_sde": True} if name == "sac" else {}  # gSDE's actor too
+@pytest.mark.parametrize(("name", "env", "extra"), [
+    ("ddpg", "Pendulum-v1", {}), ("td3", "Pendulum-v1", {}),
+    ("sac", "Pendulum-v1", {"use_sde": True}),  # gSDE's actor too
+    ("dqn", "CartPole-v1", {"dueling": True}), ("dqn", "CartPole-v1", {}),
+    ("maddpg", "mpe2/simple_spread_v3", {})])
+def test_ortho_init_false_keeps_pytorchs_default_init(name, env, extra):
+    """``ortho_init`` (default True): orthogonal weights (the first layer's rows or columns
+    orthogonal with norm sqrt(2)) and zero biases in every MLP of the task; False: PyTorch's
+    default nn.Linear init, SB3's and CleanRL's, weights and biases uniform in
+    +-1/sqrt(fan_in), the biases not zero."""
+    if name == "maddpg":
+        pytest.importorskip("mpe2")
     for ortho in (True, False):
-        task = rltasks.make_task(name, env="Pendulum-v1", seed=0).init(
-            hidden=8, ortho_init=ortho, **sde)
-        for net in (task.actor, task.critic):
+        task = rltasks.make_task(name, env=env, seed=0).init(hidden=8, ortho_init=ortho,
+                                                             **extra)
+        for key, net in task.modules.items():
             layers = [m for m in net.modules() if isinstance(m, torch.nn.Linear)]
-            assert len(layers) >= 3
-            first = layers[0].weight.detach()
-            gram = first.T @ first
+            if not layers:
+                continue
+            first = layers[0].weight.detach()  # (out, in): orthogonal along the shorter side
+            gram = first.T @ first if first.shape[0] >= first.shape[1] else first @ first.T
+            eye = 2.0 * torch.eye(len(gram))
             if ortho:
-                torch.testing.assert_close(gram, 2.0 * torch.eye(first.shape[1]))
-                assert all(torch.count_nonzero(m.bias) == 0 for m in layers)
+                torch.testing.assert_close(gram, eye, msg=key)
+                assert all(torch.count_nonzero(m.bias) == 0 for m in layers), key
             else:
-                assert not torch.allclose(gram, 2.0 * torch.eye(first.shape[1]), atol=0.1)
+                assert not torch.allclose(gram, eye, atol=0.1), key
                 for m in layers:
                     limit = 1 / math.sqrt(m.weight.shape[1]) + 1e-7
-                    assert m.weight.abs().max() <= limit and m.bias.abs().max() <= limit
-                    assert torch.count_nonzero(m.bias) == len(m.bias)
+                    assert m.weight.abs().max() <= limit and m.bias.abs().max() <= limit, key
+                    assert torch.count_nonzero(m.bias) == len(m.bias), key
+        task.close()
 
 
 def test_one_maddpg_update_against_a_reference_of_the_paper():

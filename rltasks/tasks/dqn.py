@@ -118,14 +118,15 @@ class DQN(OffPolicyTask):
         if is_image_space(space):  # Nature DQN: a CNN torso, then the (dueling) heads
             c, h, w, last = image_layout(space.shape)
             torso, width = BODIES[hp["body"]](c, h, w, last, orthogonal=False)
-            self.q = nn.Sequential(torso, QNetwork(width, [], n_act, dueling=hp["dueling"]))
+            self.q = nn.Sequential(torso, QNetwork(width, [], n_act, dueling=hp["dueling"],
+                                                   orthogonal=hp["ortho_init"]))
             # uint8 frames, each distinct frame once (a stack of c shares c - 1 with the next)
             self.buffer = self.make_buffer((), np.int64, space.shape, obs_dtype=np.uint8,
                                            frames=1 if last else c)
         else:
             hidden = [hp["hidden"]] * hp["layers"]
             self.q = QNetwork(int(np.prod(space.shape)), hidden, n_act, hp["activation"],
-                              hp["dueling"])
+                              hp["dueling"], orthogonal=hp["ortho_init"])
             self.buffer = self.make_buffer((), np.int64)
         self.target = copy.deepcopy(self.q).requires_grad_(False)
         self.modules = {"q": self.q, "target": self.target}

@@ -77,9 +77,11 @@ class MADDPG(NoisyActorTask):
                            else np.prod(self.action_space.shape[1:]))
         n, hidden = self.n_agents, [hp["hidden"]] * hp["layers"]
         self.actors = nn.ModuleList(
-            mlp(self.agent_obs, hidden, self.act_dim, hp["activation"]) for _ in range(n))
+            mlp(self.agent_obs, hidden, self.act_dim, hp["activation"],
+                orthogonal=hp["ortho_init"]) for _ in range(n))
         self.critics = nn.ModuleList(
-            mlp(n * (self.agent_obs + self.act_dim), hidden, 1, hp["activation"])
+            mlp(n * (self.agent_obs + self.act_dim), hidden, 1, hp["activation"],
+                orthogonal=hp["ortho_init"])
             for _ in range(n))
         self.actors_target = copy.deepcopy(self.actors).requires_grad_(False)
         self.critics_target = copy.deepcopy(self.critics).requires_grad_(False)

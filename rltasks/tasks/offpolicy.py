@@ -55,6 +55,9 @@ OFFPOLICY_HPARAMS: dict[str, HP] = {
                  help="hidden layers"),
     "activation": HP("relu", choices("tanh", "relu"), kind=str, choices=("tanh", "relu"),
                      help="hidden activation"),
+    "ortho_init": HP(True, choices(True, False), kind=bool,
+                     help="orthogonal init of the MLPs; False keeps PyTorch's default init, "
+                          "as SB3's and CleanRL's off-policy algorithms do"),
 }
 
 
@@ -283,9 +286,6 @@ class ContinuousActorCritic(NoisyActorTask):
                            choices=HerReplayBuffer.STRATEGIES, help="which goals relabel"),
         "her_k": HP(4, choices(1, 2, 4, 8), kind=int, low=1, high=64,
                     help="relabelled copies per transition"),
-        "ortho_init": HP(True, choices(True, False), kind=bool,
-                         help="orthogonal init of actor and critics; False keeps PyTorch's "
-                              "default init, as SB3's and CleanRL's DDPG, TD3 and SAC do"),
     }
     DEFAULTS = {"lr": 1e-3}
     LOSSES = ("critic_loss", "actor_loss")
