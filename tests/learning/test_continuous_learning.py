@@ -1,4 +1,5 @@
-"""DDPG, TD3 and SAC really learn Pendulum-v1, asserted on the final policy.
+"""DDPG, TD3 and SAC really learn Pendulum-v1, and SAC with gSDE MountainCarContinuous-v0,
+asserted on the final policy.
 
 64-unit layers (the defaults are 256) keep each gradient step cheap enough for CI; Pendulum
 does not need more. Measured here: over 30 episodes a random policy scores -1188 and zero
@@ -16,14 +17,15 @@ two past the dip. TD3 and DDPG train one epoch past the first that scores above 
 final policy.
 
 SAC on MountainCarContinuous-v0 with its per-env defaults (rl-zoo3's set: gSDE at a fixed
-temperature of 0.1, 64-unit layers, 32 gradient steps of batch 512 every 32 env steps): the
-car must find a reward 100 that it never sees by chance; a random policy scores -33 (30
-episodes; at most -31), zero force 0. Measured (2026-12-04, AMD EPYC), evaluations after each
-5,000 steps, seed 0: -0.1 -1.7 -1.1 -7.0 -12.7 -5.6 -20.8 72.5 72.8 94.3; the same run
-without gSDE (``use_sde=False``) learns to stand still: -0.01 after 50k steps. Seed 1 with
-gSDE had not found the hilltop after 50k steps (-1.4): in this budget gSDE finds it on some
-seeds only (docs/benchmarks.md has both libraries over 5 seeds). The test asserts the final
-policy of seed 0 after 50k steps (rl-zoo3's budget) reaches the hilltop: >= 80.
+temperature of 0.1, 64-unit layers, 32 gradient steps of batch 512 every 32 env steps, and
+PyTorch's default init, SB3's, on which the set was tuned): the car must find a reward of
+100 that it never sees by chance; a random policy scores -33 (30 episodes; at most -31),
+zero force 0. Measured 2026-12-04 (AMD EPYC), evaluations after each 5,000 steps, seed 0:
+-2.6 -3.4 -4.0 -27.7 40.9 90.2 91.3 91.2 90.7 93.7; at 40k steps seeds 1-4 score 93.2, 93.4,
+94.1 and 94.3. Under the orthogonal init (``ortho_init=True``) seeds 1 and 2 never found the
+hilltop in 50k steps (-1.4, -0.5), and without gSDE (``use_sde=False``, orthogonal) seed 0
+learned to stand still (-0.01). The test asserts the final policy of seed 0 after 40k steps:
+>= 80, the hilltop reached.
 """
 
 from __future__ import annotations
@@ -46,5 +48,5 @@ def test_swings_the_pendulum_up(name, epochs):
 def test_sac_with_gsde_climbs_the_mountain():
     task = rltasks.make_task("sac", env="MountainCarContinuous-v0", seed=0,
                              steps_per_epoch=10_000)
-    (final,) = final_scores(task.init(), 5)
+    (final,) = final_scores(task.init(), 4)
     assert final >= 80.0, f"final policy scores {final} after {task.env_steps} steps"
