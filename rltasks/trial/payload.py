@@ -166,14 +166,19 @@ def identity(payload: dict[str, Any], hparams: bool = True,
 #: hyperparameters added after a release whose checkpoints lack them, and that change nothing
 #: a checkpoint without them can hold: ``body`` (a CNN's, and those runs had vector
 #: observations), ``subsample_steps`` (read only with ``gradient_steps=-1``, which those
-#: releases refused)
-LATER_HPARAMS = ("body", "subsample_steps")
+#: releases refused), SAC's ``sde_sample_freq`` and ``log_std_init`` (read only with gSDE)
+LATER_HPARAMS = ("body", "subsample_steps", "sde_sample_freq", "log_std_init")
+#: hyperparameters added after a release, with the value its checkpoints behaved as: a run
+#: continued with another value is another run
+LATER_AS = {"auto_ent_coef": True, "use_sde": False, "ortho_init": True}
 
 
 def with_later(previous: dict[str, Any], ours: dict[str, Any]) -> dict[str, Any]:
-    """A checkpoint's hyperparameters with the ``LATER_HPARAMS`` it lacks taken as ours."""
-    return {**{k: ours[k] for k in LATER_HPARAMS if k in ours and k not in previous},
-            **previous}
+    """A checkpoint's hyperparameters with the ``LATER_HPARAMS`` it lacks taken as ours and
+    the ``LATER_AS`` it lacks as the value it behaved as."""
+    later = {k: ours[k] for k in LATER_HPARAMS if k in ours and k not in previous}
+    behaved = {k: v for k, v in LATER_AS.items() if k in ours and k not in previous}
+    return {**later, **behaved, **previous}
 
 
 def same_run_checker(task: Task, workdir: Path, allow_hparam_change: bool = False
