@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -18,12 +18,18 @@ def layer_init(layer: nn.Linear, gain: float = math.sqrt(2), bias: float = 0.0) 
     return layer
 
 
+def initializer(orthogonal: bool) -> Callable[..., nn.Linear]:
+    """``layer_init`` (orthogonal), or one that keeps PyTorch's default init (SB3's for its
+    off-policy networks) and ignores the gain."""
+    return layer_init if orthogonal else (lambda layer, gain=1.0: layer)
+
+
 def mlp(n_in: int, hidden: Sequence[int], n_out: int, activation: str = "tanh",
         out_gain: float = 1.0, orthogonal: bool = True) -> nn.Sequential:
     """A multilayer perceptron ``n_in -> hidden... -> n_out`` with orthogonal init (or, with
     ``orthogonal=False``, PyTorch's default init, which SB3's SAC and TD3 keep)."""
     act = ACTIVATIONS[activation]
-    init = layer_init if orthogonal else (lambda layer, gain=1.0: layer)
+    init = initializer(orthogonal)
     layers: list[nn.Module] = []
     last = n_in
     for width in hidden:
@@ -100,7 +106,7 @@ class QNetwork(nn.Module):
                     if hidden else nn.Identity())
         self.act = ACTIVATIONS[activation]() if hidden else nn.Identity()
         width = hidden[-1] if hidden else n_in
-        init = layer_init if orthogonal else (lambda layer, gain=1.0: layer)
+        init = initializer(orthogonal)
         self.value = init(nn.Linear(width, 1), gain=1.0)
         self.advantage = init(nn.Linear(width, n_actions), gain=1.0)
 

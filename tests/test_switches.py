@@ -529,6 +529,25 @@ def tanh_gaussian(actor, obs, noise):
     return torch.tanh(pre), logp.sum(-1)
 
 
+def sac_references(task, b, alpha, lr, draw_next, draw):
+    """SAC's critics and actor after one reference step on batch ``b``: the soft target
+    y = r + d (min_i Q'_i(s', a') - alpha log pi(a'|s')) with (a', log pi) =
+    ``draw_next(actor, s')``; an SGD step of the critics on 0.5 sum_i mean (Q_i - y)^2; one
+    of the actor on mean(alpha log pi(a|s) - min_i Q_i(s, a)), a from ``draw(actor, s)``,
+    through the updated critics."""
+    with torch.no_grad():
+        next_a, next_logp = draw_next(task.actor, b["next_obs"])
+        y = b["returns"] + b["discounts"] * (
+            task.critic_target(b["next_obs"], next_a).min(0).values - alpha * next_logp)
+    critic = sgd_reference(task.critic, lambda c: 0.5 * ((c(b["obs"], b["actions"]) - y)
+                                                         ** 2).mean(1).sum(), lr)
+
+    def actor_loss(a):
+        action, logp = draw(a, b["obs"])
+        return (alpha * logp - critic(b["obs"], action).min(0).values).mean()
+    return critic, sgd_reference(task.actor, actor_loss, lr)
+
+
 def test_one_sac_update_against_a_cleanrl_style_reference():
     """SAC's whole step on a random batch of 4 with the task's own noise draws: soft target
     y = r + d (min_i Q'_i(s', a') - alpha log pi(a'|s')), a' ~ pi(s'); the critics take an SGD
@@ -545,17 +564,9 @@ def test_one_sac_update_against_a_cleanrl_style_reference():
     draws = torch.Generator().set_state(task.gen.get_state())
     next_noise, noise = torch.randn(4, 1, generator=draws), torch.randn(4, 1, generator=draws)
     alpha = 0.5
-    with torch.no_grad():
-        next_a, next_logp = tanh_gaussian(task.actor, b["next_obs"], next_noise)
-        y = b["returns"] + b["discounts"] * (
-            task.critic_target(b["next_obs"], next_a).min(0).values - alpha * next_logp)
-    critic = sgd_reference(task.critic, lambda c: 0.5 * ((c(b["obs"], b["actions"]) - y)
-                                                         ** 2).mean(1).sum(), lr)
-
-    def actor_loss(a):
-        action, logp = tanh_gaussian(a, b["obs"], noise)
-        return (alpha * logp - critic(b["obs"], action).min(0).values).mean()
-    actor = sgd_reference(task.actor, actor_loss, lr)
+    critic, actor = sac_references(task, b, alpha, lr,
+                                   lambda a, obs: tanh_gaussian(a, obs, next_noise),
+                                   lambda a, obs: tanh_gaussian(a, obs, noise))
     with torch.no_grad():
         logp = tanh_gaussian(task.actor, b["obs"], noise)[1]  # the actor before its step
     # d/d log_alpha of -log_alpha * mean(logp + target entropy), target entropy -1
@@ -597,17 +608,9 @@ def test_one_sac_gsde_update_at_a_fixed_temperature_against_an_sb3_style_referen
     b = pendulum_batch(seed=5)
     fixed_sample(task, b)
     eps = torch.randn(4, 1, generator=torch.Generator().set_state(task.gen.get_state()))
-    with torch.no_grad():
-        next_a, next_logp = sde_tanh_gaussian(task.actor, b["next_obs"], eps)
-        y = b["returns"] + b["discounts"] * (
-            task.critic_target(b["next_obs"], next_a).min(0).values - alpha * next_logp)
-    critic = sgd_reference(task.critic, lambda c: 0.5 * ((c(b["obs"], b["actions"]) - y)
-                                                         ** 2).mean(1).sum(), lr)
-
-    def actor_loss(a):
-        action, logp = sde_tanh_gaussian(a, b["obs"], eps)
-        return (alpha * logp - critic(b["obs"], action).min(0).values).mean()
-    actor = sgd_reference(task.actor, actor_loss, lr)
+    def draw(a, obs):  # one W serves a' and a
+        return sde_tanh_gaussian(a, obs, eps)
+    critic, actor = sac_references(task, b, alpha, lr, draw, draw)
     log_std_before = task.actor.log_std.detach().clone()
     task.train_step()
     for key, value in task.actor.state_dict().items():
