@@ -1,18 +1,22 @@
 """REINFORCE, A2C and DQN really learn CartPole and Acrobot, asserted on their final policies.
 
 A learner that reaches a bar once and collapses must fail, so each test trains a fixed budget
-and asserts on the final policy (DQN) or on the mean of the last three evaluations (A2C and
-REINFORCE, which oscillate; 10 deterministic episodes after each epoch). On CartPole-v1 a
+and asserts on the final policy (10 deterministic episodes after the last epoch). On CartPole-v1 a
 random policy scores 22, always pushing one way 9. Measured here, evaluations after each
 epoch:
 
-- A2C, the defaults (rl-zoo3's set), epochs of 10k steps: 419 275 190 210 483 354 359 500 500
-  500 436 78 and 347 257 235 239 500 500 482 483 301 97 162 500: it solves CartPole and falls
-  off again with a constant learning rate (a linear decay to 0 freezes it lower: 145 and 252
-  at 100k). The mean of evaluations 6-8 is 404 and 488; the bar is 300.
+- A2C, epochs of 10k steps. At its defaults (rl-zoo3's set, RMSprop lr 7e-4) it solves
+  CartPole and falls off again: 419 275 190 210 482 354 359 500 500 500 and 347 257 235 239
+  500 500 482 483 260 123 (seeds 0 and 1; seeds 2-5 end on 470, 459, 102, 500 after 100k, and
+  seed 3 sat at 92 and 107 after 70k and 80k). A linear decay of that lr to 0 over 80k freezes
+  whatever it holds then (finals 442 462 447 296 70 185, seeds 0-5). At lr 3e-4 it holds its
+  policy: from the third epoch on every evaluation of seeds 0-5 is >= 221, and the final
+  policies after 100k score 435 500 315 499 500 420 (2026-12-06, AMD EPYC). The test trains
+  that for 100k steps and asserts the final policy of seeds 0 and 1 at 250.
 - REINFORCE (`pg`), the defaults, epochs of 10k steps: 97 125 110 128 130 136 121 131 139 174
-  and 67 77 82 84 87 88 91 109 112 118; it learns slowly and steadily (247 and 148 at 120k).
-  The mean of evaluations 8-10 is 148 and 113; the bar is 90, four times random.
+  and 67 76 82 84 87 88 91 109 112 118; it learns slowly and steadily (its final policies
+  after 100k, seeds 0-5: 174 118 134 138 219 156; 247 and 148 at 120k). The bar is 90 on the
+  final policy, four times random.
 - DQN, the defaults for CartPole (rl-zoo3's set with 64-unit layers, double DQN, 3-step
   returns and the learning rate annealed to 0 over the horizon, docs/algorithms.md), epochs of
   10k steps, horizon 4: with uniform replay 179 108 148 500, 263 178 500 500, 345 169 61 500,
@@ -34,7 +38,6 @@ epoch:
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 from helpers import final_scores
 
@@ -46,17 +49,17 @@ CARTPOLE_SET = REGISTRY["dqn"].ENV_DEFAULTS["CartPole-v1"]
 
 
 @pytest.mark.parametrize("seed", [0, 1])
-def test_a2c_solves_cartpole_in_80k_steps(seed):
-    task = rltasks.make_task("a2c", env="CartPole-v1", seed=seed, steps_per_epoch=10_000).init()
-    scores = final_scores(task, 8, last=3)
-    assert np.mean(scores) >= 300.0, f"last evaluations {scores} after {task.env_steps} steps"
+def test_a2c_learns_cartpole_and_holds_it_in_100k_steps(seed):
+    task = rltasks.make_task("a2c", env="CartPole-v1", seed=seed, steps_per_epoch=10_000)
+    (final,) = final_scores(task.init(lr=3e-4), 10)
+    assert final >= 250.0, f"final policy {final} after {task.env_steps} steps"
 
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_reinforce_learns_cartpole_in_100k_steps(seed):
     task = rltasks.make_task("pg", env="CartPole-v1", seed=seed, steps_per_epoch=10_000).init()
-    scores = final_scores(task, 10, last=3)
-    assert np.mean(scores) >= 90.0, f"last evaluations {scores} after {task.env_steps} steps"
+    (final,) = final_scores(task, 10)
+    assert final >= 90.0, f"final policy {final} after {task.env_steps} steps"
 
 
 @pytest.mark.parametrize(("replay", "seed"), [("uniform", 0), ("uniform", 1),
