@@ -6,8 +6,8 @@ gae_lambda 1 (plain n-step returns), vf_coef 0.5, grad-norm clip 0.5, RMSprop (a
 eps 1e-5 added outside the square root, no momentum), separate 64x64 tanh actor and critic
 MLPs with orthogonal init (sqrt 2, policy head 0.01, value head 1), no advantage
 normalisation. rltasks' ``a2c`` task has the same defaults; they are passed explicitly all the
-same. Known difference that stays: ours resets the envs at every epoch boundary (every 20480
-steps; the cut episodes are truncations, bootstrapped from the value), SB3's run on.
+same. Episodes run on across epoch boundaries in both (rltasks' env-state snapshots, the
+default ``env_state="auto"`` on classic control), so no episode is cut at an epoch's end.
 
 The budget is ``--steps`` rounded up to whole 20480-step epochs (500k -> 25 epochs = 512,000
 steps = 12,800 updates), and both evaluate every 20480 steps, after the update that completes

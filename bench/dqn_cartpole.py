@@ -10,8 +10,8 @@ activation="relu"``, ``target_update=10, tau=1.0``, ``double=False``... explicit
 
 Known differences that stay: Adam eps is 1e-5 in rltasks (a fixed constant of its optimizer
 block) and 1e-8 in SB3 (torch's default); our Q-network has orthogonal init (gain sqrt 2,
-output gain 1), SB3's torch's default init; ours resets the env at every epoch boundary
-(every 2048 steps; the cut episode is a truncation), SB3's runs on.
+output gain 1), SB3's torch's default init. Episodes run on across epoch boundaries in both
+(rltasks' env-state snapshots, the default on classic control).
 
 The budget is ``--steps`` rounded up to whole 2048-step epochs (50k -> 25 epochs = 51,200
 steps, so epsilon decays over 0.16 * 51,200 = 8,192 steps in both), and both evaluate every

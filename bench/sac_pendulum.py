@@ -19,11 +19,11 @@ Known differences that stay: Adam eps is 1e-5 in rltasks (a fixed constant of it
 block) and 1e-8 in SB3 (torch's default); our networks have orthogonal init (gain sqrt 2,
 output gain 1), SB3's torch's default init; our actor has one 256 -> 2 output layer (mean and
 log std), SB3's two 256 -> 1 heads (the same function class); our tanh log-det is the exact
-``2 (log 2 - u - softplus(-2u))``, SB3's ``log(1 - tanh(u)^2 + 1e-6)``; ours resets the env
-at every epoch boundary (every 2048 steps, so every 11th episode is cut after 48 steps as a
-truncation), SB3's runs on; ours takes its first gradient step after env step 100, SB3 after
-step 101 (one fewer update in all); the random draws (warmup actions, policy noise, batches)
-come from different generators.
+``2 (log 2 - u - softplus(-2u))``, SB3's ``log(1 - tanh(u)^2 + 1e-6)``; ours takes its first
+gradient step after env step 100, SB3 after step 101 (one fewer update in all); the random
+draws (warmup actions, policy noise, batches) come from different generators. Episodes run on
+across epoch boundaries in both (rltasks' env-state snapshots, the default on classic
+control).
 
 The budget is ``--steps`` rounded up to whole 2048-step epochs (20k -> 10 epochs = 20,480
 steps), and both evaluate every 2048 steps (10 deterministic episodes), after the update at

@@ -21,10 +21,10 @@ limit, deterministic evaluation without noise.
 Known differences that stay: Adam eps is 1e-5 in rltasks (a fixed constant of its optimizer
 block) and 1e-8 in SB3 (torch's default); our networks have orthogonal init (gain sqrt 2,
 output gain 1), SB3's torch's default init; SB3 adds the action noise to its warmup random
-actions too, ours does not; ours resets the env at every epoch boundary (every 2048 steps,
-so every 11th episode is cut after 48 steps as a truncation), SB3's runs on; ours takes its
-first gradient step after env step 10000, SB3 after step 10001 (one fewer update in all);
-the random draws come from different generators.
+actions too, ours does not; ours takes its first gradient step after env step 10000, SB3
+after step 10001 (one fewer update in all); the random draws come from different generators.
+Episodes run on across epoch boundaries in both (rltasks' env-state snapshots, the default
+on classic control).
 
 The budget is ``--steps`` rounded up to whole 2048-step epochs (20k -> 10 epochs = 20,480
 steps, of which the last 10,480 train), and both evaluate every 2048 steps (10 deterministic
