@@ -365,11 +365,22 @@ class Task:
             self._poisoned = f"{type(err).__name__}: {err}"
             raise
 
+    def epoch_unit(self) -> tuple[int, str]:
+        """The env steps an epoch is made of whole multiples of, and why: every env steps
+        together (an algorithm with longer units, whole rollouts, says so)."""
+        return self.num_envs, f"{self.num_envs} envs step together"
+
+    def epoch_steps(self) -> int:
+        """Env steps one epoch really takes: ``steps_per_epoch`` rounded up to whole units."""
+        unit = self.epoch_unit()[0]
+        return -(-self.steps_per_epoch // unit) * unit
+
     def progress(self) -> float:
-        """Fraction of the horizon done, from the env-step counter (drives every schedule)."""
+        """Fraction of the horizon done, from the env-step counter (drives every schedule):
+        the horizon is ``horizon`` epochs of ``epoch_steps()``, the steps they really take."""
         if self.horizon is None:
             return 0.0
-        return self.env_steps / (self.horizon * self.steps_per_epoch)
+        return self.env_steps / (self.horizon * self.epoch_steps())
 
     def scheduled(self, key: str, schedule_key: str) -> float:
         """Current value of hyperparameter ``key`` under the schedule named by ``schedule_key``."""

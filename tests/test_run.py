@@ -131,3 +131,17 @@ def test_eval_every_keeps_the_best_evaluation_unless_save_best_is_off(tmp_path, 
     assert main("ppo", [*args, "--save-best", "false", "--workdir", str(tmp_path / "b")]) == 0
     assert not (tmp_path / "b" / "best.ckpt").exists()
     assert (tmp_path / "b" / "last.ckpt").exists()
+
+
+def test_an_epoch_rounded_up_to_whole_rollouts_says_so_once(tmp_path, capsys):
+    """PPO's epoch is whole rollouts of n_steps x num_envs: 100 asked, 128 taken, said."""
+    args = ["--steps-per-epoch", "100", "--num-envs", "2", "--n-steps", "64", "--epochs", "1",
+            "--eval-episodes", "1", "--workdir", str(tmp_path / "rounded")]
+    assert main("ppo", args) == 0
+    err = capsys.readouterr().err
+    assert ("epoch: 128 env steps, --steps-per-epoch 100 rounded up (a rollout is n_steps 64 "
+            "x 2 envs)") in err.splitlines()
+    assert results_in(tmp_path / "rounded")["env_steps"] == 128
+    args[1], args[-1] = "128", str(tmp_path / "whole")
+    assert main("ppo", args) == 0
+    assert "epoch:" not in capsys.readouterr().err

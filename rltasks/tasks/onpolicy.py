@@ -8,8 +8,6 @@ every env into a ``RolloutBuffer`` and computes GAE. A subclass holds only its u
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 from gymnasium import spaces
@@ -143,9 +141,14 @@ class OnPolicyTask(Task):
         return center + scale * out.clamp(-1.0, 1.0)
 
     # -- one epoch ----------------------------------------------------------------------------
+    def epoch_unit(self) -> tuple[int, str]:
+        """An epoch is whole rollouts of ``n_steps`` in every env."""
+        n, m = self.hp["n_steps"], self.num_envs
+        return n * m, f"a rollout is n_steps {n} x {m} envs"
+
     def train_epoch(self) -> dict[str, float]:
         n, m = self.hp["n_steps"], self.num_envs
-        rollouts = math.ceil(self.steps_per_epoch / (n * m))
+        rollouts = self.epoch_steps() // (n * m)
         sums: dict[str, float] = {}
         for _ in range(rollouts):
             batch = self.collect(n)
