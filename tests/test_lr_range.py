@@ -66,6 +66,12 @@ def test_an_off_policy_task_takes_the_lr_in_chunks_of_env_steps():
     np.testing.assert_allclose(result["lr"], [1e-4, 1e-3, 1e-2], rtol=1e-6)
 
 
+def test_an_update_reports_the_steps_it_really_took():
+    """--steps-per-epoch 100 of PPO is rounded up to one whole rollout (32 steps x 8 envs)."""
+    result = lr_range("ppo", ["--env", "CartPole-v1", "--steps-per-epoch", "100"], 1e-4, 1e-2, 3)
+    assert result["steps_per_update"] == 256
+
+
 @pytest.mark.parametrize("args, message", [
     (["--lr", "1e-3"], "lr-range sets the learning rate itself: drop --lr"),
     (["--start-lr", "1e-2", "--end-lr", "1e-3"], "--end-lr 0.001 must be above --start-lr"),

@@ -54,6 +54,7 @@ def lr_range(task_name: str, argv: list[str], start_lr: float, end_lr: float,
                                                                         hparams)}
     lrs = start_lr * (end_lr / start_lr) ** (np.arange(updates) / (updates - 1))
     task = build_task(task_name, options, hparams)
+    steps = task.epoch_steps()  # what an update really collects (whole rollouts on-policy)
     try:
         rows, diverged = _train(task, lrs)
     finally:
@@ -65,12 +66,12 @@ def lr_range(task_name: str, argv: list[str], start_lr: float, end_lr: float,
     raw = np.array([np.nan if r["return"] is None else r["return"] for r in rows])
     if np.isnan(raw).all():
         raise ValueError(f"no episode ended in the {len(rows)} updates of "
-                         f"{options['steps_per_epoch']} env steps (summed over the envs), so "
+                         f"{steps} env steps (summed over the envs), so "
                          f"there is no return to plot: give more --updates or --steps-per-epoch")
     smoothed = smoothed_returns(raw, smooth)
     slope = _slope(lr, smoothed)
     result = {"task": task_name, "env": options["env"], "updates": len(rows),
-              "steps_per_update": options["steps_per_epoch"], "lr": lr.tolist(),
+              "steps_per_update": steps, "lr": lr.tolist(),
               "return": [None if math.isnan(v) else float(v) for v in raw],
               "smoothed": [None if math.isnan(v) else float(v) for v in smoothed],
               "slope": [None if math.isnan(v) else float(v) for v in slope],
