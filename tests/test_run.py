@@ -145,3 +145,8 @@ def test_an_epoch_rounded_up_to_whole_rollouts_says_so_once(tmp_path, capsys):
     args[1], args[-1] = "128", str(tmp_path / "whole")
     assert main("ppo", args) == 0
     assert "epoch:" not in capsys.readouterr().err
+    default = ["--num-envs", "2", "--n-steps", "48", "--epochs", "1", "--eval-episodes", "1",
+               "--workdir", str(tmp_path / "default")]
+    assert main("ppo", default) == 0
+    assert ("epoch: 4,128 env steps, the default 4,096 rounded up (a rollout is n_steps 48 x 2 "
+            "envs)") in capsys.readouterr().err.splitlines()

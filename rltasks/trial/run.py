@@ -199,8 +199,9 @@ def _train(task_name: str, options: dict[str, Any], hparams: dict[str, Any], log
         if why and options["env_state"] == "auto":
             log(f"env state: every epoch resets the envs: {why}")
         if task.epoch_steps() != task.steps_per_epoch:
-            log(f"epoch: {task.epoch_steps():,} env steps, --steps-per-epoch "
-                f"{task.steps_per_epoch:,} rounded up ({task.epoch_unit()[1]})")
+            asked = "--steps-per-epoch" if options["steps_per_epoch"] else "the default"
+            log(f"epoch: {task.epoch_steps():,} env steps, {asked} {task.steps_per_epoch:,} "
+                f"rounded up ({task.epoch_unit()[1]})")
         resumed["env_state_reason"] = why
         _observe(task, checkpointer, workdir, options, signals, board)
         _fit(task, options["epochs"], signals)
