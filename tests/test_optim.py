@@ -239,7 +239,6 @@ def test_linear_lr_schedule_follows_env_steps_in_a_task():
     assert [row["lr"] for row in task.history] == pytest.approx(expected)
 
 
-
 @pytest.mark.parametrize(("name", "hp", "epoch_steps"), [
     ("ppo", {"n_steps": 64, "update_epochs": 1}, 128),  # whole rollouts of 64 x 2 envs
     ("dqn", {"learning_starts": 0, "train_freq": 4, "gradient_steps": 1}, 102),  # 51 x 2 envs
@@ -257,6 +256,7 @@ def test_the_horizon_is_made_of_the_epochs_a_task_really_runs(name, hp, epoch_st
     assert task.env_steps == 2 * epoch_steps and task.progress() == 0.5
     assert task.scheduled("lr", "lr_schedule") == pytest.approx(0.5e-3)
     task.close()
+
 
 # -- the private kernels and the torch.optim fallback --------------------------------------
 

@@ -144,10 +144,10 @@ class OffPolicyTask(Task):
 
     def train_epoch(self) -> dict[str, float]:
         hp, m = self.hp, self.num_envs
-        obs, done_steps, rows = self.obs, 0, []
+        obs, done_steps, rows, epoch_steps = self.obs, 0, [], self.epoch_steps()
         if self.epoch_reset:  # the loader reset every env for this epoch: new episodes
             self.episode_ended(np.ones(m, bool))
-        while done_steps < self.steps_per_epoch:
+        while done_steps < epoch_steps:
             if self.env_steps < hp["learning_starts"]:
                 stored, env_actions = self.random_actions()
             else:
