@@ -336,34 +336,48 @@ class Task:
         """``fit``'s loop: train, record and observe epochs until ``epochs`` or a stop."""
         try:
             while self.epoch < epochs and self.stop_reason is None:
-                self.epoch_reset = self.loader.env_state != "snapshot" or self.obs is None
-                if self.epoch_reset:
-                    self.obs = self.loader.reset(derive_seed(self.seed, _EPOCH, self.epoch))
-                metrics = self.train_epoch()
-                episodes = self.loader.pop_episodes()
-                returns = [r for r, _, _ in episodes]
-                self.epoch_returns = [float(r) for r in returns]
-                successes = [s for _, _, s in episodes if s is not None]
-                row = {"epoch": self.epoch + 1, "env_steps": self.env_steps,
-                       "episodes": len(episodes),
-                       "return_mean": float(np.mean(returns)) if returns else None,
-                       "length_mean": float(np.mean([n for _, n, _ in episodes]))
-                       if episodes else None,
-                       **({"success_rate": float(np.mean(successes))} if successes else {}),
-                       **metrics}
-                if self._changes:
-                    row["hparams_changed"], self._changes = self._changes, None
-                _check_finite(row, self.epoch + 1, self.hp)
-                self.epoch += 1
-                self.history.append(row)
-                # observers may annotate their copy (eval score, steps per second) for the
-                # log; the history row itself stays a pure function of the computation.
-                shown = dict(row)
-                for observer in self.observers:
-                    observer.on_epoch_end(self, shown)
+                self.begin_epoch()
+                self.end_epoch(self.train_epoch())
         except BaseException as err:
-            self._poisoned = f"{type(err).__name__}: {err}"
+            self.poison(err)
             raise
+
+    def poison(self, err: BaseException) -> None:
+        """Mark the task unusable after ``err`` broke an epoch half way (``BadResume``)."""
+        self._poisoned = f"{type(err).__name__}: {err}"
+
+    def begin_epoch(self) -> None:
+        """Start an epoch: reset the envs from ``(seed, epoch)`` where the env-state mode
+        says so (every epoch in reset mode, a run's first in snapshot mode)."""
+        self.epoch_reset = self.loader.env_state != "snapshot" or self.obs is None
+        if self.epoch_reset:
+            self.obs = self.loader.reset(derive_seed(self.seed, _EPOCH, self.epoch))
+
+    def end_epoch(self, metrics: dict[str, float]) -> None:
+        """Close an epoch trained by ``train_epoch`` (or a population's lockstep): its
+        history row (episodes, returns, the update's ``metrics``), checked finite, then the
+        observers."""
+        episodes = self.loader.pop_episodes()
+        returns = [r for r, _, _ in episodes]
+        self.epoch_returns = [float(r) for r in returns]
+        successes = [s for _, _, s in episodes if s is not None]
+        row = {"epoch": self.epoch + 1, "env_steps": self.env_steps,
+               "episodes": len(episodes),
+               "return_mean": float(np.mean(returns)) if returns else None,
+               "length_mean": float(np.mean([n for _, n, _ in episodes]))
+               if episodes else None,
+               **({"success_rate": float(np.mean(successes))} if successes else {}),
+               **metrics}
+        if self._changes:
+            row["hparams_changed"], self._changes = self._changes, None
+        _check_finite(row, self.epoch + 1, self.hp)
+        self.epoch += 1
+        self.history.append(row)
+        # observers may annotate their copy (eval score, steps per second) for the
+        # log; the history row itself stays a pure function of the computation.
+        shown = dict(row)
+        for observer in self.observers:
+            observer.on_epoch_end(self, shown)
 
     def epoch_unit(self) -> tuple[int, str]:
         """The env steps an epoch is made of whole multiples of, and why: every env steps
@@ -598,14 +612,18 @@ class Task:
         clip the global norm of the gradients of ``clip`` (when given) to ``max_grad_norm``
         (default: the ``max_grad_norm`` hyperparameter), step. Every algorithm's update goes
         through here, so they all take their steps the same way."""
-        opt = self.optimizers[name]
-        opt.zero_grad(set_to_none=True)
+        self.optimizers[name].zero_grad(set_to_none=True)
         loss.backward()
+        self.clip_and_step(name, clip, max_grad_norm)
+
+    def clip_and_step(self, name: str, clip: Iterable[torch.Tensor] | None = None,
+                      max_grad_norm: float | None = None) -> None:
+        """The end of ``optimizer_step``, once the gradients are in: clip, step."""
         if clip is not None:
             nn.utils.clip_grad_norm_(clip, self.hp["max_grad_norm"] if max_grad_norm is None
                                      else max_grad_norm)
         failpoint("update")
-        opt.step()
+        self.optimizers[name].step()
 
     def _guard(self) -> None:
         if self._poisoned is not None:

@@ -8,6 +8,8 @@ every env into a ``RolloutBuffer`` and computes GAE. A subclass holds only its u
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import torch
 from gymnasium import spaces
@@ -98,7 +100,11 @@ class OnPolicyTask(Task):
     def sample(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Actions drawn with the task's generator, their log-probabilities, the values."""
         h = self.torso(obs)
-        out, value = self.actor(h), self.critic(h).squeeze(-1)
+        return self.draw(self.actor(h), self.critic(h).squeeze(-1))
+
+    def draw(self, out: torch.Tensor, value: torch.Tensor
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``sample`` given the actor's output: actions, log-probabilities, ``value``."""
         if self.discrete:
             action = CategoricalHead.sample(out, self.gen)
             return action, CategoricalHead.log_prob(out, action), value
@@ -110,11 +116,15 @@ class OnPolicyTask(Task):
         """Log-probabilities of ``actions``, the policy entropy and the values, with
         gradients (the torso runs once)."""
         h = self.torso(obs)
-        out, value = self.actor(h), self.critic(h).squeeze(-1)
+        return self.judge(self.actor(h), self.critic(h).squeeze(-1), actions)
+
+    def judge(self, out: torch.Tensor, value: torch.Tensor, actions: torch.Tensor
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``evaluate_actions`` given the actor's output and the values."""
         if self.discrete:
             return CategoricalHead.log_prob(out, actions), CategoricalHead.entropy(out), value
         return (GaussianHead.log_prob(out, self.log_std, actions),
-                GaussianHead.entropy(self.log_std, len(obs)), value)
+                GaussianHead.entropy(self.log_std, len(actions)), value)
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
         return self.critic(self.torso(obs)).squeeze(-1)
@@ -151,46 +161,74 @@ class OnPolicyTask(Task):
         rollouts = self.epoch_steps() // (n * m)
         sums: dict[str, float] = {}
         for _ in range(rollouts):
-            batch = self.collect(n)
-            for key, value in self.update(batch).items():
-                sums[key] = sums.get(key, 0.0) + value / rollouts
+            add_mean(sums, self.update(self.collect(n)), rollouts)
         return sums
 
     @torch.no_grad()  # not inference_mode: the update builds its graph on these tensors
     def collect(self, n: int) -> dict[str, torch.Tensor]:
         """Run ``n`` steps in every env from ``self.obs``; return the flat rollout with GAE."""
-        hp = self.hp
-        act_shape = () if self.discrete else self.action_space.shape
-        buf = RolloutBuffer(n, self.num_envs, self.observation_space.shape, act_shape,
-                            self.discrete, device=self.device,
-                            obs_dtype=torch.uint8 if is_image_space(self.observation_space)
-                            else torch.float32)
+        buf = self.start_rollout(n)
         obs = self.tensor(self.obs)
         for t in range(n):
-            action, logp, value = self.sample(obs)
-            next_obs, reward, term, trunc, final = self.loader.step(self.to_env(action))
-            reward = self.tensor(reward)
-            cut = np.flatnonzero(trunc & ~term)
-            if len(cut):  # a time-out is not a failure: bootstrap from the final state
-                reward[self.tensor(cut)] += hp["gamma"] * self.value(self.tensor(final[cut]))
-            buf.add(t, obs, action, logp, reward, value, self.tensor(term | trunc).float())
-            obs = self.tensor(next_obs)
+            obs = self.record_step(buf, t, obs, *self.sample(obs))
+        return self.finish_rollout(buf, obs)
+
+    def start_rollout(self, n: int) -> RolloutBuffer:
+        """An empty buffer for a rollout of ``n`` steps in every env."""
+        act_shape = () if self.discrete else self.action_space.shape
+        return RolloutBuffer(n, self.num_envs, self.observation_space.shape, act_shape,
+                             self.discrete, device=self.device,
+                             obs_dtype=torch.uint8 if is_image_space(self.observation_space)
+                             else torch.float32)
+
+    def record_step(self, buf: RolloutBuffer, t: int, obs: torch.Tensor, action: torch.Tensor,
+                    logp: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+        """Step the envs with ``action`` drawn at ``obs``, store step ``t``; the next obs."""
+        next_obs, reward, term, trunc, final = self.loader.step(self.to_env(action))
+        reward = self.tensor(reward)
+        cut = np.flatnonzero(trunc & ~term)
+        if len(cut):  # a time-out is not a failure: bootstrap from the final state
+            reward[self.tensor(cut)] += self.hp["gamma"] * self.value(self.tensor(final[cut]))
+        buf.add(t, obs, action, logp, reward, value, self.tensor(term | trunc).float())
         self.obs = next_obs
-        self.env_steps += n * self.num_envs
+        return self.tensor(next_obs)
+
+    def finish_rollout(self, buf: RolloutBuffer, obs: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Count the rollout's steps and compute its GAE; the flat rollout."""
+        hp = self.hp
+        self.env_steps += buf.n_steps * self.num_envs
         # the rollout's end is a truncation too: bootstrap from the value of the next state
         buf.compute_gae(self.value(obs), hp["gamma"], hp.get("gae_lambda", 1.0))
         return buf.flat()
 
     def update(self, b: dict[str, torch.Tensor]) -> dict[str, float]:
-        """One actor-critic gradient step on the whole rollout (A2C, REINFORCE).
+        """The update on one rollout: a gradient step on each minibatch of ``minibatches``
+        (A2C and REINFORCE: the whole rollout, once) with the loss of ``loss``."""
+        ctx = self.begin_update()
+        total, count = None, 0
+        for idx in self.minibatches(len(b["adv"])):
+            mb = select(b, idx)
+            loss, stats = self.loss(mb, *self.evaluate_actions(mb["obs"], mb["actions"]), ctx)
+            self.optimizer_step("opt", loss, clip=self.params)
+            total, count = stats if total is None else total + stats, count + 1
+        return self.end_update(b, total / count, ctx)
 
-        Policy loss ``-A log pi(a|s)`` (advantages normalised if ``norm_adv``), value loss
-        ``(R - V(s))**2``, entropy bonus. PPO overrides this with its clipped minibatch epochs.
-        """
-        hp = self.hp
+    def begin_update(self) -> dict[str, float]:
+        """Set the scheduled lr; the update's scheduled values (``ctx`` of ``loss``)."""
         lr = self.scheduled("lr", "lr_schedule")
         set_lr(self.optimizers["opt"], lr)
-        logp, entropy, value = self.evaluate_actions(b["obs"], b["actions"])
+        return {"lr": lr}
+
+    def minibatches(self, size: int) -> Iterator[torch.Tensor | None]:
+        """The rows of each gradient step (``None``: all ``size`` rows, once)."""
+        yield None
+
+    def loss(self, b: dict[str, torch.Tensor], logp: torch.Tensor, entropy: torch.Tensor,
+             value: torch.Tensor, ctx: dict[str, float]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The actor-critic loss (A2C, REINFORCE) and its statistics: policy loss
+        ``-A log pi(a|s)`` (advantages normalised if ``norm_adv``), value loss
+        ``(R - V(s))**2``, entropy bonus. PPO has its clipped surrogate."""
+        hp = self.hp
         adv = b["adv"]
         if hp["norm_adv"] and len(adv) > 1:
             adv = (adv - adv.mean()) / (adv.std() + 1e-8)
@@ -198,11 +236,25 @@ class OnPolicyTask(Task):
         v_loss = ((b["returns"] - value) ** 2).mean()
         ent = entropy.mean()
         loss = pg_loss - hp["ent_coef"] * ent + hp["vf_coef"] * v_loss
-        self.optimizer_step("opt", loss, clip=self.params)
-        stats = torch.stack([loss, pg_loss, v_loss, ent]).detach().tolist()
-        return {"loss": stats[0], "policy_loss": stats[1], "value_loss": stats[2],
-                "entropy": stats[3],
-                "explained_variance": explained_variance(b["values"], b["returns"]), "lr": lr}
+        return loss, torch.stack([loss, pg_loss, v_loss, ent]).detach()
+
+    def end_update(self, b: dict[str, torch.Tensor], stats: torch.Tensor,
+                   ctx: dict[str, float]) -> dict[str, float]:
+        """The update's metrics from the mean of ``loss``'s statistics."""
+        names = ("loss", "policy_loss", "value_loss", "entropy", "approx_kl", "clip_frac")
+        return {**dict(zip(names, stats.tolist(), strict=False)),
+                "explained_variance": explained_variance(b["values"], b["returns"]), **ctx}
+
+
+def add_mean(sums: dict[str, float], metrics: dict[str, float], count: int) -> None:
+    """Add ``metrics / count`` to ``sums`` key by key (an epoch's mean over its updates)."""
+    for key, value in metrics.items():
+        sums[key] = sums.get(key, 0.0) + value / count
+
+
+def select(b: dict[str, torch.Tensor], idx: torch.Tensor | None) -> dict[str, torch.Tensor]:
+    """The rows ``idx`` of a flat rollout (all of it for ``None``)."""
+    return b if idx is None else {key: value[idx] for key, value in b.items()}
 
 
 def explained_variance(values: torch.Tensor, returns: torch.Tensor) -> float:

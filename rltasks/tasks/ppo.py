@@ -1,8 +1,9 @@
 """PPO: clipped surrogate, GAE, value clipping, entropy bonus (Schulman et al. 2017).
 
 Reads like CleanRL's ``ppo.py``: the shared on-policy core collects ``n_steps`` from every
-env and computes GAE; this file holds the update: ``update_epochs`` passes of minibatches
-over the rollout, each step clipping the policy ratio (and optionally the value change).
+env, computes GAE and takes a gradient step per minibatch; this file holds the update:
+``update_epochs`` shuffled passes of minibatches over the rollout (``minibatches``), each
+step's loss clipping the policy ratio (and optionally the value change) (``loss``).
 The value loss is SB3's mean squared error, not CleanRL's half of it: rl-zoo3's ``vf_coef``
 values were tuned on that scale, and through the global-norm clip shared with the actor the
 scale changes learning (docs/benchmarks.md: Acrobot).
@@ -11,17 +12,17 @@ scale changes learning (docs/benchmarks.md: Acrobot).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 
 import torch
 
 from rltasks.hparams import HP, choices
-from rltasks.optim import SCHEDULES, set_lr
+from rltasks.optim import SCHEDULES
 from rltasks.task import ATARI, ATARI_GAME_STEPS
 from rltasks.tasks.onpolicy import (
     CURATED_ONPOLICY,
     ONPOLICY_HPARAMS,
     OnPolicyTask,
-    explained_variance,
 )
 
 #: what rl-zoo3's tuned MuJoCo sets share: normalisation, one env, 512 steps, a 2x256 ReLU
@@ -94,43 +95,38 @@ class PPO(OnPolicyTask):
                              "lr": 3e-4, "clip_range": 0.18},
     }
 
-    def update(self, b: dict[str, torch.Tensor]) -> dict[str, float]:
-        hp = self.hp
-        lr = self.scheduled("lr", "lr_schedule")
-        clip = self.scheduled("clip_range", "clip_schedule")
-        set_lr(self.optimizers["opt"], lr)
-        size = len(b["adv"])
-        mb = min(hp["batch_size"], size)
-        stats = torch.zeros(6, device=self.device)
-        count = 0
-        for _ in range(hp["update_epochs"]):
+    def begin_update(self) -> dict[str, float]:
+        """Set the scheduled lr; the scheduled clip range."""
+        return {**super().begin_update(), "clip_range": self.scheduled("clip_range",
+                                                                       "clip_schedule")}
+
+    def minibatches(self, size: int) -> Iterator[torch.Tensor]:
+        """``update_epochs`` shuffled passes over the rollout in minibatches."""
+        mb = min(self.hp["batch_size"], size)
+        for _ in range(self.hp["update_epochs"]):
             perm = torch.randperm(size, generator=self.gen).to(self.device)  # drawn on the CPU
             for start in range(0, size, mb):
-                idx = perm[start:start + mb]
-                logp, entropy, value = self.evaluate_actions(b["obs"][idx], b["actions"][idx])
-                log_ratio = logp - b["logp"][idx]
-                ratio = log_ratio.exp()
-                adv = b["adv"][idx]
-                if hp["norm_adv"] and len(idx) > 1:
-                    adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-                pg_loss = torch.max(-adv * ratio, -adv * ratio.clamp(1 - clip, 1 + clip)).mean()
-                ret = b["returns"][idx]
-                v_loss = (value - ret) ** 2
-                if hp["vf_clip"] > 0:
-                    old = b["values"][idx]
-                    v_clipped = old + (value - old).clamp(-hp["vf_clip"], hp["vf_clip"])
-                    v_loss = torch.max(v_loss, (v_clipped - ret) ** 2)
-                v_loss = v_loss.mean()  # SB3's scale (CleanRL halves it): rl-zoo3's vf_coef
-                ent = entropy.mean()
-                loss = pg_loss - hp["ent_coef"] * ent + hp["vf_coef"] * v_loss
-                self.optimizer_step("opt", loss, clip=self.params)
-                with torch.no_grad():
-                    kl = ((ratio - 1) - log_ratio).mean()
-                    clipped = ((ratio - 1).abs() > clip).float().mean()
-                    stats += torch.stack([loss, pg_loss, v_loss, ent, kl, clipped]).detach()
-                count += 1
-        stats = (stats / count).tolist()
-        return {"loss": stats[0], "policy_loss": stats[1], "value_loss": stats[2],
-                "entropy": stats[3], "approx_kl": stats[4], "clip_frac": stats[5],
-                "explained_variance": explained_variance(b["values"], b["returns"]),
-                "lr": lr, "clip_range": clip}
+                yield perm[start:start + mb]
+
+    def loss(self, b: dict[str, torch.Tensor], logp: torch.Tensor, entropy: torch.Tensor,
+             value: torch.Tensor, ctx: dict[str, float]) -> tuple[torch.Tensor, torch.Tensor]:
+        hp, clip = self.hp, ctx["clip_range"]
+        log_ratio = logp - b["logp"]
+        ratio = log_ratio.exp()
+        adv = b["adv"]
+        if hp["norm_adv"] and len(adv) > 1:
+            adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+        pg_loss = torch.max(-adv * ratio, -adv * ratio.clamp(1 - clip, 1 + clip)).mean()
+        ret = b["returns"]
+        v_loss = (value - ret) ** 2
+        if hp["vf_clip"] > 0:
+            old = b["values"]
+            v_clipped = old + (value - old).clamp(-hp["vf_clip"], hp["vf_clip"])
+            v_loss = torch.max(v_loss, (v_clipped - ret) ** 2)
+        v_loss = v_loss.mean()  # SB3's scale (CleanRL halves it): rl-zoo3's vf_coef
+        ent = entropy.mean()
+        loss = pg_loss - hp["ent_coef"] * ent + hp["vf_coef"] * v_loss
+        with torch.no_grad():
+            kl = ((ratio - 1) - log_ratio).mean()
+            clipped = ((ratio - 1).abs() > clip).float().mean()
+        return loss, torch.stack([loss, pg_loss, v_loss, ent, kl, clipped]).detach()
