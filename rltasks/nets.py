@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -191,6 +192,72 @@ class Critic(nn.Module):
         """Q-values of shape ``(n, batch)``."""
         x = torch.cat([obs, actions], -1)
         return torch.stack([q(x).squeeze(-1) for q in self.qs])
+
+
+# -- stacked members (populations) -----------------------------------------------------------------
+class StackedLinear(torch.autograd.Function):
+    """``x @ W^T + b`` for K members at once (``x`` [K, B, in], ``W`` [K, out, in], ``b``
+    [K, 1, out]) whose backward computes what ``nn.Linear``'s does, in the same order
+    (``grad @ W``, ``grad^T @ x``, ``grad.sum``), member by member in one ``bmm`` each: on
+    this CPU every member's forward and gradients are the bits of its solo ``nn.Linear``
+    (autograd's own ``bmm`` backward is not: ``bench/stacked.py``). A one-output layer (a
+    value head) runs its forward member by member: BLAS gives a solo one a matrix-vector
+    product whose sums the batched product does not reproduce."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x, w)
+        if w.shape[1] == 1:  # a solo one-output layer runs BLAS's matrix-vector product,
+            # whose sums a batched product does not reproduce: run it member by member
+            return torch.stack([nn.functional.linear(x[k], w[k], b[k, 0])
+                                for k in range(len(w))])
+        return torch.baddbmm(b, x, w.transpose(1, 2))
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        x, w = ctx.saved_tensors
+        grad_x = grad.bmm(w) if ctx.needs_input_grad[0] else None
+        return grad_x, grad.transpose(1, 2).bmm(x), grad.sum(1, keepdim=True)
+
+
+class StackedMLP:
+    """K members' MLPs (``mlp``'s, one shape) run as one network: each layer's weights of
+    every member in one tensor ``[K, out, in]`` (bias ``[K, 1, out]``), and each member's
+    own parameters turned into views of its slice, so that the member's optimizer steps the
+    stacked weights in place and its ``state_dict`` reads them. ``scatter_grads`` hands each
+    member the slice of the stacked gradients that is its own."""
+
+    def __init__(self, nets: Sequence[nn.Sequential]) -> None:
+        self.layers: list[tuple[torch.Tensor, torch.Tensor, list[nn.Linear]] | nn.Module] = []
+        for modules in zip(*nets, strict=True):
+            first = modules[0]
+            if not isinstance(first, nn.Linear):
+                if any(type(m) is not type(first) for m in modules):
+                    raise ValueError("stacked members need the same activation in every layer")
+                self.layers.append(first)
+                continue
+            w = torch.stack([m.weight.detach() for m in modules]).requires_grad_()
+            b = torch.stack([m.bias.detach()[None] for m in modules]).requires_grad_()
+            for k, m in enumerate(modules):
+                m.weight.data, m.bias.data = w.data[k], b.data[k, 0]
+            self.layers.append((w, b, list(modules)))
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers:
+            x = StackedLinear.apply(x, *layer[:2]) if isinstance(layer, tuple) else layer(x)
+        return x
+
+    def scatter_grads(self) -> None:
+        """Give each member's parameters their slice of the stacked gradients (as a
+        backward through the member's own ``nn.Linear`` would), and clear the stacked ones."""
+        for layer in self.layers:
+            if not isinstance(layer, tuple):
+                continue
+            w, b, modules = layer
+            for k, m in enumerate(modules):
+                m.weight.grad = None if w.grad is None else w.grad[k]
+                m.bias.grad = None if b.grad is None else b.grad[k, 0]
+            w.grad = b.grad = None
 
 
 # -- image bodies --------------------------------------------------------------------------------

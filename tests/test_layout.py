@@ -29,9 +29,10 @@ MAX_MAIN_LINES = 24  # "under 25"
 FACADE = "rltasks"  # rltasks/__init__.py: make_task and known_tasks, exempt from the layers
 #: (rank, layer, module prefixes): a module may import modules of its rank or lower
 LAYERS = [
-    (6, "commands", ("rltasks.commands", "rltasks.__main__")),
-    (5, "orion", ("rltasks.orion",)),
-    (4, "trial", ("rltasks.trial",)),
+    (7, "commands", ("rltasks.commands", "rltasks.__main__")),
+    (6, "orion", ("rltasks.orion",)),
+    (5, "trial", ("rltasks.trial",)),
+    (4, "population", ("rltasks.population",)),
     (3, "tasks", ("rltasks.tasks",)),
     (2, "the Task base", ("rltasks.task",)),
     (1, "envs and blocks", ("rltasks.envs", "rltasks.hparams", "rltasks.nets",
