@@ -197,20 +197,15 @@ class Critic(nn.Module):
 # -- stacked members (populations) -----------------------------------------------------------------
 class StackedLinear(torch.autograd.Function):
     """``x @ W^T + b`` for K members at once (``x`` [K, B, in], ``W`` [K, out, in], ``b``
-    [K, 1, out]) whose backward computes what ``nn.Linear``'s does, in the same order
-    (``grad @ W``, ``grad^T @ x``, ``grad.sum``), member by member in one ``bmm`` each: on
-    this CPU every member's forward and gradients are the bits of its solo ``nn.Linear``
-    (autograd's own ``bmm`` backward is not: ``bench/stacked.py``). A one-output layer (a
-    value head) runs its forward member by member: BLAS gives a solo one a matrix-vector
-    product whose sums the batched product does not reproduce."""
+    [K, 1, out]) in one batched product, whose backward computes what ``nn.Linear``'s does,
+    in the same order (``grad @ W``, ``grad^T @ x``, ``grad.sum``), member by member in one
+    ``bmm`` each (autograd's own ``bmm`` backward differs more often: ``bench/stacked.py``).
+    Whether a batched product gives each member the bits of its solo ``nn.Linear`` depends on
+    the shapes (BLAS picks its kernels by size): ``stacked_linear`` checks before using it."""
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         ctx.save_for_backward(x, w)
-        if w.shape[1] == 1:  # a solo one-output layer runs BLAS's matrix-vector product,
-            # whose sums a batched product does not reproduce: run it member by member
-            return torch.stack([nn.functional.linear(x[k], w[k], b[k, 0])
-                                for k in range(len(w))])
         return torch.baddbmm(b, x, w.transpose(1, 2))
 
     @staticmethod
@@ -218,6 +213,91 @@ class StackedLinear(torch.autograd.Function):
         x, w = ctx.saved_tensors
         grad_x = grad.bmm(w) if ctx.needs_input_grad[0] else None
         return grad_x, grad.transpose(1, 2).bmm(x), grad.sum(1, keepdim=True)
+
+
+#: BLAS's results depend on where its operands start (on this CPU, a float matrix starting
+#: off a 16-byte boundary gets other bits): a member's slice starts where a solo tensor of
+#: its own would, on a 64-byte boundary (PyTorch's CPU allocations' alignment)
+ALIGN = 64
+
+
+def aligned(t: torch.Tensor) -> torch.Tensor:
+    """``t``, or a copy of it that starts on an ``ALIGN``-byte boundary."""
+    return t if t.data_ptr() % ALIGN == 0 else t.clone()
+
+
+def aligned_stack(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+    """``torch.stack(tensors)`` with every member's slice starting on an ``ALIGN``-byte
+    boundary (padding between members where their size needs it) and laid out in memory as
+    the first tensor is (an F-ordered observation batch stays F-ordered: BLAS gives it
+    other bits than a C-ordered one)."""
+    first = tensors[0]
+    order = sorted(range(first.dim()), key=lambda d: -first.stride(d))  # outermost first
+    n, unit = first.numel(), ALIGN // first.element_size()
+    stride = -(-n // unit) * unit
+    buf = torch.zeros(len(tensors), stride, dtype=first.dtype, device=first.device)
+    dense = buf[:, :n].view(len(tensors), *(first.shape[d] for d in order))
+    out = dense.permute(0, *(order.index(d) + 1 for d in range(first.dim())))
+    for k, t in enumerate(tensors):
+        out[k] = t
+    return out
+
+
+def member_linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``StackedLinear``'s result computed member by member with ``nn.Linear``'s own kernels
+    (forward and backward) on aligned operands: a solo layer's bits by construction."""
+    return torch.stack([nn.functional.linear(aligned(x[k]), aligned(w[k]), b[k, 0])
+                        for k in range(len(w))])
+
+
+#: (shapes, device, dtype, what needs a gradient) -> whether ``StackedLinear`` reproduces
+#: ``member_linear`` there
+_BATCHED_EXACT: dict[tuple, bool] = {}
+
+
+def stacked_linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """K members' linear layer: one batched product where, for these shapes and memory
+    layouts on this device, it gives every member the bits of its solo layer (forward, and
+    the gradients the call needs), checked once per shape on random data (BLAS picks its
+    kernels by shape and layout, not by value); member by member otherwise."""
+    grad = torch.is_grad_enabled() and (x.requires_grad or w.requires_grad)
+    key = (tuple(x.shape), x[0].stride(), tuple(w.shape), x.device, x.dtype, grad,
+           grad and x.requires_grad)
+    if key not in _BATCHED_EXACT:
+        _BATCHED_EXACT[key] = _batched_is_exact(x, w, grad, grad and x.requires_grad)
+    fn = StackedLinear.apply if _BATCHED_EXACT[key] else member_linear
+    return fn(x, w, b)
+
+
+def _batched_is_exact(x: torch.Tensor, w: torch.Tensor, grad: bool, grad_x: bool,
+                      draws: int = 4) -> bool:
+    """Whether ``StackedLinear`` equals ``member_linear`` bit for bit at these shapes, on
+    operands laid out as a population lays them out (``aligned_stack``). The values span
+    many orders of magnitude, so that sums taken in another order round differently (on
+    plain normal draws a short sum often comes out the same in any order), ``draws`` times."""
+    for draw_seed in range(draws):
+        results = []
+        for fn in (StackedLinear.apply, member_linear):
+            gen = torch.Generator().manual_seed(draw_seed)
+
+            def draw(*shape: int, gen: torch.Generator = gen) -> torch.Tensor:
+                scale = torch.exp(3 * torch.randn(shape, generator=gen, dtype=x.dtype))
+                return (torch.randn(shape, generator=gen, dtype=x.dtype) * scale).to(x.device)
+
+            with torch.enable_grad():
+                xs = aligned_stack([torch.empty_strided(x.shape[1:], x[0].stride(),
+                                                        dtype=x.dtype, device=x.device).copy_(m)
+                                    for m in draw(*x.shape)]).requires_grad_(grad_x)
+                ws = aligned_stack(draw(*w.shape)).requires_grad_(grad)
+                bs = aligned_stack(draw(len(w), 1, w.shape[1])).requires_grad_(grad)
+                out = fn(xs, ws, bs)
+                if grad:
+                    out.backward(draw(*out.shape))
+            results.append([out.detach(), *((ws.grad, bs.grad) if grad else ()),
+                            *((xs.grad,) if grad_x else ())])
+        if not all(torch.equal(a, b) for a, b in zip(*results, strict=True)):
+            return False
+    return True
 
 
 class StackedMLP:
@@ -236,15 +316,15 @@ class StackedMLP:
                     raise ValueError("stacked members need the same activation in every layer")
                 self.layers.append(first)
                 continue
-            w = torch.stack([m.weight.detach() for m in modules]).requires_grad_()
-            b = torch.stack([m.bias.detach()[None] for m in modules]).requires_grad_()
+            w = aligned_stack([m.weight.detach() for m in modules]).requires_grad_()
+            b = aligned_stack([m.bias.detach()[None] for m in modules]).requires_grad_()
             for k, m in enumerate(modules):
                 m.weight.data, m.bias.data = w.data[k], b.data[k, 0]
             self.layers.append((w, b, list(modules)))
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         for layer in self.layers:
-            x = StackedLinear.apply(x, *layer[:2]) if isinstance(layer, tuple) else layer(x)
+            x = stacked_linear(x, *layer[:2]) if isinstance(layer, tuple) else layer(x)
         return x
 
     def scatter_grads(self) -> None:

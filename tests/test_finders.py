@@ -154,7 +154,7 @@ def test_multi_seed_objective_is_the_mean_of_seeds_that_rerun_identically(tmp_pa
     assert trial["results"]["objective_std"] == pytest.approx(
         abs(objectives[0] - objectives[1]) / 2)
     assert results["env_steps"] == 2 * 512
-    # each seed trained in its own process and dir; one reruns alone to the same result
+    # each seed trained in its own dir (as one population); one reruns alone to the same result
     seed_dir = Path(trial["working_dir"]) / "seed-6"
     assert results_in(seed_dir)["hparams"]["lr"] == trial["params"]["/lr"]
     alone = run_script("ppo", "--epochs", "1", *FAST, "--seed", "6",
@@ -164,8 +164,9 @@ def test_multi_seed_objective_is_the_mean_of_seeds_that_rerun_identically(tmp_pa
     assert results_in(tmp_path / "alone")["objective"] == objectives[1]
 
 
-def test_sigterm_stops_every_seed_at_an_epoch_end_and_each_resumes(tmp_path):
-    args = ("--seeds", "2", *FAST)
+def test_sigterm_stops_every_seed_process_at_an_epoch_end_and_each_resumes(tmp_path):
+    """The process path (``--seed-processes``; a population's: tests/test_population.py)."""
+    args = ("--seeds", "2", "--seed-processes", "true", *FAST)
     proc = launch("ppo", *args, "--epochs", "200", workdir=tmp_path)
     wait_for(lambda: all((tmp_path / f"seed-{s}" / "last.ckpt").exists() for s in (0, 1)),
              proc, "a checkpoint of each seed", poll=0.1)

@@ -12,13 +12,14 @@ deterministic and named in the case's id, by phase:
 - ``checkpoint``: inside an atomic write (``write:<file>``: the temp file written and
   fsynced, not renamed; ``replaced:<file>``: renamed, its folder not yet fsynced).
 
-Each case: the first run must die by SIGKILL (exit -9; under ``--seeds`` each seed's
-process must, the parent then exits 2); the same command rerun without the failpoint must
-resume from the epoch the table states and exit 0. Its final ``last.ckpt`` (the whole payload:
-epoch, counters, hyperparameters, state, the run's bookkeeping), its ``best.ckpt`` where the
-run keeps one, and its ``results.json`` (all but where it resumed) must equal those of the
-configuration's uninterrupted reference run bit for bit. A task that is registered but not
-named in ``TASK_CASES`` still gets a case (killed while writing epoch 2's checkpoint).
+Each case: the first run must die by SIGKILL (exit -9; under ``--seeds --seed-processes``
+each seed's process must, the parent then exits 2); the same command rerun without the
+failpoint must resume from the epoch the table states and exit 0. Its final ``last.ckpt``
+(the whole payload: epoch, counters, hyperparameters, state, the run's bookkeeping), its
+``best.ckpt`` where the run keeps one, and its ``results.json`` (all but where it resumed)
+must equal those of the configuration's uninterrupted reference run bit for bit. A task that
+is registered but not named in ``TASK_CASES`` still gets a case (killed while writing epoch
+2's checkpoint).
 
 The runs are started up front by a module fixture, a few at a time, each reference run once
 however many cases share it; the tests then check what came back. Each run is its own process
@@ -73,13 +74,15 @@ RESUME_KEYS = ("workdir", "resumed_from", "env_steps_run", "hparams_adopted")
 class Config:
     """A trial's command: ``task`` on ``env`` (its default env) with the tiny settings, the
     matrix's epochs and seed, and ``args``. ``seeds``: ``--seeds 2`` through ``python -m
-    rltasks.trial``. ``parent``: PBT, the working dir is first trained to epoch 1 by the same
+    rltasks.trial`` (trained as one population; ``processes``: ``--seed-processes``, one
+    process per seed). ``parent``: PBT, the working dir is first trained to epoch 1 by the same
     command with ``parent`` instead of ``args``, and ``args`` adopt it."""
 
     task: str
     args: tuple[str, ...] = ()
     env: str | None = None
     seeds: bool = False
+    processes: bool = False
     parent: tuple[str, ...] | None = None
 
     def argv(self, args: tuple[str, ...] | None = None, epochs: int = EPOCHS) -> list[str]:
@@ -92,7 +95,8 @@ class Config:
                 epochs: int = EPOCHS) -> list[str]:
         if self.seeds:
             return [sys.executable, "-m", "rltasks.trial", self.task,
-                    *self.argv(args, epochs), "--seeds", "2", "--workdir", str(workdir)]
+                    *self.argv(args, epochs), "--seeds", "2", "--workdir", str(workdir),
+                    *(["--seed-processes", "true"] if self.processes else [])]
         return script_command(self.task, *self.argv(args, epochs), workdir=workdir)
 
 
@@ -118,6 +122,7 @@ CONFIGS: dict[str, Config] = {
                                     "--seed", "14")),
     "ppo-early-stop": Config("ppo", ("--criterion", "20", "--trial-count", "4")),
     "ppo-seeds": Config("ppo", seeds=True),
+    "ppo-seed-processes": Config("ppo", seeds=True, processes=True),
     "ppo-pbt": Config("ppo", ("--lr", "0.002", "--allow-hparam-change", "true"),
                       parent=("--lr", "0.0005")),
     # Atari pixels through ale-py's vector env (reset mode): uint8 frames in the rollout and
@@ -131,11 +136,14 @@ CONFIGS: dict[str, Config] = {
 @dataclass(frozen=True)
 class Case:
     """``config`` killed at failpoint ``spec``; the rerun resumes from epoch ``resumes``
-    (None: before any checkpoint)."""
+    (None: before any checkpoint; under ``--seeds`` a tuple: each seed's)."""
 
     config: str
     spec: str
-    resumes: int | None
+    resumes: int | None | tuple[int | None, ...]
+
+    def resumes_of(self, i: int) -> int | None:
+        return self.resumes[i] if isinstance(self.resumes, tuple) else self.resumes
 
     @property
     def phase(self) -> str:
@@ -176,8 +184,12 @@ CASES += [
     Case("ppo-eval-best", "replaced:best.ckpt:1", None),  # best.ckpt written, last.ckpt not
     Case("ppo-early-stop", "collect:40", 1),
     Case("ppo-early-stop", "replaced:last.ckpt:2", 2),  # the stopping epoch's checkpoint
-    Case("ppo-seeds", "collect:40", 1),
-    Case("ppo-seeds", "write:last.ckpt:3", 2),
+    # one population: the two seeds count their passes in one process (per epoch 64 env
+    # steps, 8 updates, 2 checkpoints: seed 7's, then seed 8's)
+    Case("ppo-seeds", "collect:80", 1),
+    Case("ppo-seeds", "replaced:last.ckpt:3", (2, 1)),  # seed 8 catches up alone, then both
+    Case("ppo-seed-processes", "collect:40", 1),
+    Case("ppo-seed-processes", "write:last.ckpt:3", 2),
     Case("ppo-pbt", "update:3", 1),  # before the adopting run's first checkpoint
     Case("ppo-pbt", "collect:40", 2),  # after it: the rerun continues the adopted lr
     Case("ppo", "write:results.json:1", EPOCHS),  # trained, evaluated, results not written
@@ -435,7 +447,7 @@ def assert_same_checkpoints(resumed: Path, reference: Path) -> None:
 def assert_killed(case: Case, run: Run) -> None:
     """The first run died by its failpoint: SIGKILL, where the case says."""
     line = f"failpoint {case.spec}: SIGKILL"
-    if CONFIGS[case.config].seeds:  # each seed's process died; the parent reports it
+    if CONFIGS[case.config].processes:  # each seed's process died; the parent reports it
         assert run.code == 2 and "exit codes [-9]" in run.log, (run.code, run.log[-3000:])
         assert run.log.count(line) == 2, run.log[-3000:]
     else:
@@ -457,9 +469,10 @@ def test_sigkilled_at_a_failpoint_then_rerun_ends_exactly_as_uninterrupted(case,
     assert not outcome.cleaned, f"the rerun left the killed run's temp files: {outcome.cleaned}"
     reference = matrix.references[case.config].result()
     assert reference.code == 0, reference.log[-3000:]
-    for resumed, ref in zip(workdirs(rerun, config), workdirs(reference, config), strict=True):
+    for i, (resumed, ref) in enumerate(zip(workdirs(rerun, config), workdirs(reference, config),
+                                           strict=True)):
         assert_same_checkpoints(resumed, ref)
-        assert results_in(resumed)["resumed_from"] == case.resumes, rerun.log[-3000:]
+        assert results_in(resumed)["resumed_from"] == case.resumes_of(i), rerun.log[-3000:]
         assert comparable(results_in(resumed)) == comparable(results_in(ref))
         if not config.seeds:
             assert results_in(ref)["resumed_from"] == (1 if config.parent else None)

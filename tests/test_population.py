@@ -3,13 +3,16 @@ bits of their solo runs, fail alone, stop alone and resume."""
 
 from __future__ import annotations
 
+import json
+import signal
 from typing import Any
 
 import pytest
-from helpers import assert_same_state
+import torch
+from helpers import assert_same_state, finish_process, launch, run_script, wait_for
 
 import rltasks
-from rltasks import checkpoint
+from rltasks import checkpoint, nets
 from rltasks.population import Population, lockstep_keys
 from rltasks.task import BadResume, NonFiniteError
 
@@ -20,8 +23,10 @@ MEMBERS = [(0, {"lr": 3e-4, "gamma": 0.99}), (1, {"lr": 1e-3, "gamma": 0.95}),
 
 def member(algo: str, seed: int, hp: dict[str, Any], env: str = "CartPole-v1",
            observers: tuple = (), steps: int = 256) -> Any:
+    hp = dict(hp)
+    num_envs = hp.pop("num_envs", None)
     return rltasks.make_task(algo, env=env, seed=seed, steps_per_epoch=steps,
-                             observers=observers).init(**hp)
+                             num_envs=num_envs, observers=observers).init(**hp)
 
 
 def solo_states(algo: str, members: list[tuple[int, dict]], epochs: int, **kw: Any) -> list:
@@ -36,6 +41,9 @@ def solo_states(algo: str, members: list[tuple[int, dict]], epochs: int, **kw: A
 
 @pytest.mark.parametrize("algo, env, extra", [
     ("ppo", "CartPole-v1", {}),
+    # two envs (F-ordered observation batches of two rows), 16 units: shapes where the
+    # batched product is not the solo one's and runs member by member
+    ("ppo", "CartPole-v1", {"num_envs": 2, "n_steps": 16, "batch_size": 32, "hidden": 16}),
     ("ppo", "Pendulum-v1", {"n_steps": 16, "batch_size": 64, "update_epochs": 2}),
     ("a2c", "CartPole-v1", {}),
     ("pg", "CartPole-v1", {}),
@@ -133,3 +141,86 @@ def test_a_population_resumes_from_its_members_checkpoints(tmp_path):
     Population(resumed).fit(3)
     for want, got in zip(solo_states("ppo", MEMBERS, 3), resumed, strict=True):
         assert_same_state(want, got.state_dict())
+
+
+def test_aligned_stack_keeps_each_members_layout_and_alignment():
+    f_ordered = torch.arange(6.0).reshape(3, 2).T  # [2, 3] with strides (1, 2)
+    stacked = nets.aligned_stack([f_ordered, f_ordered + 10, f_ordered + 20])
+    assert torch.equal(stacked, torch.stack([f_ordered, f_ordered + 10, f_ordered + 20]))
+    for k in range(3):
+        assert stacked[k].stride() == f_ordered.stride()
+        assert stacked[k].data_ptr() % nets.ALIGN == 0
+    # the batched product is used where it gives the solo bits, member by member elsewhere:
+    # both give the solo layer's output
+    layers = [torch.nn.Linear(3, 5) for _ in range(2)]
+    w = nets.aligned_stack([lin.weight.detach() for lin in layers])
+    b = nets.aligned_stack([lin.bias.detach()[None] for lin in layers])
+    x = nets.aligned_stack([f_ordered, f_ordered * 2])  # two members' F-ordered batches
+    for fn in (nets.StackedLinear.apply, nets.member_linear, nets.stacked_linear):
+        out = fn(x, w, b)
+        assert torch.allclose(out[1], layers[1](f_ordered * 2))
+    assert torch.equal(nets.member_linear(x, w, b)[1], layers[1](f_ordered * 2))
+
+
+SEEDS_ARGS = ("--env", "CartPole-v1", "--epochs", "2", "--steps-per-epoch", "256",
+              "--num-envs", "4", "--n-steps", "16", "--batch-size", "64", "--update-epochs", "2",
+              "--eval-episodes", "2")
+
+
+def seed_run(workdir: Any) -> tuple[dict, dict]:
+    """A seed's results (without its working dir) and its last checkpoint's state."""
+    results = json.loads((workdir / "results.json").read_text())
+    results.pop("workdir")
+    return results, checkpoint.load(workdir / "last.ckpt")["state"]
+
+
+def test_seeds_train_as_one_population_and_each_seed_ends_as_its_solo_run(tmp_path):
+    done = run_script("ppo", *SEEDS_ARGS, "--seeds", "2", "--seed", "3",
+                      workdir=tmp_path / "pop")
+    assert done.returncode == 0, done.stderr[-2000:]
+    mean = json.loads((tmp_path / "pop" / "results.json").read_text())
+    assert mean["seeds"] == [3, 4] and mean["seeds_trained"] == "as one population"
+    procs = run_script("ppo", *SEEDS_ARGS, "--seeds", "2", "--seed", "3",
+                       "--seed-processes", "true", workdir=tmp_path / "procs")
+    assert procs.returncode == 0, procs.stderr[-2000:]
+    by_procs = json.loads((tmp_path / "procs" / "results.json").read_text())
+    assert by_procs["seeds_trained"] == "in 2 processes"
+    assert by_procs["objective"] == mean["objective"]
+    for seed in (3, 4):
+        solo = run_script("ppo", *SEEDS_ARGS, "--seed", seed, workdir=tmp_path / f"solo{seed}")
+        assert solo.returncode == 0, solo.stderr[-2000:]
+        want_results, want_state = seed_run(tmp_path / f"solo{seed}")
+        for mode in ("pop", "procs"):
+            results, state = seed_run(tmp_path / mode / f"seed-{seed}")
+            assert results == want_results
+            assert_same_state(want_state, state)
+
+
+def test_seeds_of_an_image_env_train_as_processes(tmp_path):
+    done = run_script("ppo", "--env", "rltasks/Catch-v0", "--epochs", "1", "--steps-per-epoch",
+                      "64", "--num-envs", "2", "--n-steps", "32", "--eval-episodes", "1",
+                      "--seeds", "2", workdir=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "has images: train its trials alone; one process per seed instead" in done.stderr
+    assert json.loads((tmp_path / "results.json").read_text())["seeds_trained"] == \
+        "in 2 processes"
+
+
+def test_sigterm_stops_a_population_at_an_epoch_end_and_it_resumes(tmp_path):
+    args = ("--seeds", "2", *SEEDS_ARGS[:2], "--steps-per-epoch", "256")
+    proc = launch("ppo", *args, "--epochs", "200", workdir=tmp_path)
+    wait_for(lambda: all((tmp_path / f"seed-{s}" / "last.ckpt").exists() for s in (0, 1)),
+             proc, "a checkpoint of each seed", poll=0.1)
+    proc.send_signal(signal.SIGTERM)
+    code, err = finish_process(proc)
+    assert code == 130, err[-3000:]
+    assert err.count("SIGTERM received: finishing the current epoch") == 1  # one process
+    assert "interrupted: SIGTERM received: seeds [0, 1] stopped at an epoch end" in err
+    stopped = [checkpoint.load(tmp_path / f"seed-{s}" / "last.ckpt")["state"]["epoch"]
+               for s in (0, 1)]
+    assert stopped[0] == stopped[1]  # in lockstep
+    again = run_script("ppo", *args, "--epochs", str(stopped[0] + 1), workdir=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert [s["resumed_from"] for s in results["per_seed"]] == stopped
+    assert results["epoch"] == stopped[0] + 1

@@ -32,7 +32,7 @@ from rltasks.safeio import MIB, load_yaml, read_regular
 from rltasks.task import NonFiniteError, Task
 from rltasks.tasks import REGISTRY
 from rltasks.trial.options import resolve
-from rltasks.trial.run import build_task
+from rltasks.trial.prepare import build_task
 
 #: env steps per chunk of an off-policy task, unless --steps-per-epoch says otherwise
 OFF_POLICY_CHUNK = 1000

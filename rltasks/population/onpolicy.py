@@ -26,7 +26,7 @@ import torch
 
 from rltasks.device import cpu_numerics
 from rltasks.envs.images import is_image_space
-from rltasks.nets import StackedMLP
+from rltasks.nets import StackedMLP, aligned_stack
 from rltasks.tasks.onpolicy import OnPolicyTask, add_mean, select
 
 #: the loader settings every member must share (``Task.fixed``)
@@ -154,7 +154,7 @@ class Lockstep:
         bufs = self.each(lambda k, m: m.start_rollout(n))
         obs = {k: m.tensor(m.obs) for k, m in enumerate(self.members)}
         for t in range(n):
-            x = torch.stack(list(obs.values()))
+            x = aligned_stack(list(obs.values()))
             out, value = self.actor(x), self.critic(x).squeeze(-1)
             obs.update(self.each(lambda k, m, t=t, out=out, value=value: m.record_step(
                 bufs[k], t, obs[k], *m.draw(out[k], value[k]))))
@@ -173,8 +173,8 @@ class Lockstep:
                 break
             mbs = {k: select(batches[k], idx) for k, idx in idxs.items()}
             # a member out since its rollout still fills its slice (its rows are not used)
-            x = torch.stack([mbs[k]["obs"] if k in mbs else mbs[next(iter(mbs))]["obs"]
-                             for k in range(len(self.members))])
+            x = aligned_stack([mbs[k]["obs"] if k in mbs else mbs[next(iter(mbs))]["obs"]
+                               for k in range(len(self.members))])
             out, value = self.actor(x), self.critic(x).squeeze(-1)
             losses = self.each(lambda k, m, mbs=mbs, out=out, value=value: m.loss(
                 mbs[k], *m.judge(out[k], value[k], mbs[k]["actions"]), ctxs[k]))
@@ -190,15 +190,19 @@ class Lockstep:
         return self.each(lambda k, m: m.end_update(batches[k], totals[k] / count, ctxs[k]))
 
 
+class CannotJoin(ValueError):
+    """The task or its env cannot train in a population (its trials train alone)."""
+
+
 def check_members(members: list[OnPolicyTask]) -> None:
     """Refuse, in one line, members that cannot train in lockstep."""
     if not members:
         raise ValueError("a population needs at least one member")
     first = members[0]
     if not isinstance(first, OnPolicyTask):
-        raise ValueError(f"task {first.name!r} cannot join a population; ppo, a2c and pg can")
+        raise CannotJoin(f"task {first.name!r} cannot join a population; ppo, a2c and pg can")
     if is_image_space(first.observation_space):
-        raise ValueError("a population trains MLP members on vector observations; "
+        raise CannotJoin("a population trains MLP members on vector observations; "
                          f"{first.env_id} has images: train its trials alone")
     for m in members:
         if type(m) is not type(first):

@@ -67,8 +67,12 @@ RUN_OPTIONS: dict[str, tuple[Any, Any, str]] = {
     "trial_count": (int, 100, "episodes the early-stopping mean runs over"),
     "tensorboard": (bool, False, "also write TensorBoard event files to WORKDIR/tb/ "
                                  "(needs tensorboard)"),
-    "seeds": (int, 1, "train N seeds (--seed, --seed+1, ...) of this configuration in "
-                      "parallel processes, in WORKDIR/seed-K, and report their mean"),
+    "seeds": (int, 1, "train N seeds (--seed, --seed+1, ...) of this configuration, in "
+                      "WORKDIR/seed-K, and report their mean: as one population in this "
+                      "process where the task can (ppo, a2c, pg on vector observations), "
+                      "else in parallel processes"),
+    "seed_processes": (bool, False, "with --seeds, train one process per seed even where "
+                                    "the seeds could train as one population"),
     "allow_hparam_change": (bool, False, "continue a checkpoint written with other "
                                          "hyperparameters under these ones (PBT, PB2)"),
 }

@@ -1,4 +1,6 @@
-"""``--seeds N``: one configuration trained on N seeds, one process per seed, their mean reported.
+"""``--seeds N``: one configuration trained on N seeds, one process per seed, their mean reported
+(where the seeds cannot train as one population, ``rltasks.trial.together``, or
+``--seed-processes`` asks for processes).
 
 Each seed is a plain trial (``python -m rltasks.trial``) in ``WORKDIR/seed-K``, so each one
 checkpoints and resumes on its own; at most one per core runs at a time. The parent holds the
@@ -137,7 +139,8 @@ def run_seeds(script: str, argv: list[str], task_name: str, options: dict[str, A
                     f"{sorted(set(failed.values()))}); see their errors above and "
                     f"{workdir / f'seed-{first}'}")
     per_seed = [read_results(workdir / f"seed-{s}") for s in seeds]
-    results = mean_results(per_seed, task_name, options, workdir)
+    results = {**mean_results(per_seed, task_name, options, workdir),
+               "seeds_trained": f"in {len(seeds)} processes"}
     write_results(workdir, results)
     report_to_orion(results, extra=SEED_STATISTICS)
     return results
