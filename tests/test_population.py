@@ -194,6 +194,13 @@ def test_seeds_train_as_one_population_and_each_seed_ends_as_its_solo_run(tmp_pa
             results, state = seed_run(tmp_path / mode / f"seed-{seed}")
             assert results == want_results
             assert_same_state(want_state, state)
+    # a member's working dir is a solo trial's: a solo run resumes it, as it resumes its own
+    for workdir in (tmp_path / "pop" / "seed-4", tmp_path / "solo4"):
+        more = run_script("ppo", *SEEDS_ARGS, "--seed", 4, "--epochs", 3, workdir=workdir)
+        assert more.returncode == 0, more.stderr[-2000:]
+    resumed, alone = seed_run(tmp_path / "pop" / "seed-4"), seed_run(tmp_path / "solo4")
+    assert resumed[0]["resumed_from"] == alone[0]["resumed_from"] == 2
+    assert_same_state(alone[1], resumed[1])
 
 
 def test_seeds_of_an_image_env_train_as_processes(tmp_path):

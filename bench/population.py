@@ -1,0 +1,74 @@
+"""Populations (issue 16): K members trained in one lockstep against the same K trained one
+after the other, in this process, on one torch thread.
+
+For K in ``--members`` this builds K PPO (or A2C) tasks on CartPole-v1 that differ in seed
+and lr, trains them ``--epochs`` epochs solo (one after the other) and as one
+``rltasks.population.Population``, checks that every member ends with the bits of its solo
+run, and prints the aggregate env steps per second of both and their ratio (the issue's
+target: >= 3x at K = 16 for PPO). The per-shape checks of ``nets.stacked_linear`` run in
+the population's first epoch, inside the timing, as in a real run.
+
+    .venv/bin/python bench/population.py [--algo ppo] [--members 1 4 16] [--epochs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from helpers import state_diffs  # noqa: E402  (the tests' state comparison)
+
+import rltasks  # noqa: E402
+from rltasks.population import Population  # noqa: E402
+
+
+def members(algo: str, k: int, steps: int) -> list:
+    return [rltasks.make_task(algo, env="CartPole-v1", seed=s, steps_per_epoch=steps)
+            .init(lr=3e-4 * (1 + s / 4)) for s in range(k)]
+
+
+def timed(algo: str, k: int, epochs: int, steps: int) -> tuple[float, float, bool]:
+    """(solo seconds, population seconds, whether every member equals its solo run)."""
+    solos = members(algo, k, steps)
+    start = time.perf_counter()
+    for task in solos:
+        task.fit(epochs)
+    solo = time.perf_counter() - start
+    pop = Population(members(algo, k, steps))
+    start = time.perf_counter()
+    pop.fit(epochs)
+    together = time.perf_counter() - start
+    same = all(not state_diffs(a.state_dict(), b.state_dict())
+               for a, b in zip(solos, pop.members, strict=True))
+    for task in [*solos, *pop.members]:
+        task.close()
+    return solo, together, same
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--algo", default="ppo", choices=("ppo", "a2c", "pg"))
+    parser.add_argument("--members", type=int, nargs="+", default=[1, 4, 16])
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--steps-per-epoch", type=int, default=4096)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    print(f"{args.algo} on CartPole-v1, {args.epochs} epochs of {args.steps_per_epoch} env "
+          f"steps per member, the task's CartPole defaults, one torch thread")
+    print("| members | solo, one after the other (env steps/s) | population (env steps/s) "
+          "| ratio | members == solo |")
+    print("| ---: | ---: | ---: | ---: | --- |")
+    for k in args.members:
+        solo, together, same = timed(args.algo, k, args.epochs, args.steps_per_epoch)
+        steps = k * args.epochs * args.steps_per_epoch
+        print(f"| {k} | {steps / solo:,.0f} | {steps / together:,.0f} | "
+              f"{solo / together:.2f}x | {'yes' if same else 'NO'} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
