@@ -234,6 +234,17 @@ def wait_for(predicate: Callable[[], Any], proc: subprocess.Popen, what: str,
     return found
 
 
+def sigterm_seeds(script: str, args: Sequence[Any], workdir: Path,
+                  seeds: Sequence[int] = (0, 1)) -> tuple[int, str]:
+    """Start ``script`` with ``args`` (a ``--seeds`` run) for 200 epochs, SIGTERM it once every
+    seed has a checkpoint, and return its exit code and stderr."""
+    proc = launch(script, *args, "--epochs", "200", workdir=workdir)
+    wait_for(lambda: all((workdir / f"seed-{s}" / "last.ckpt").exists() for s in seeds),
+             proc, "a checkpoint of each seed", poll=0.1)
+    proc.send_signal(signal.SIGTERM)
+    return finish_process(proc)
+
+
 def last_json(proc: subprocess.CompletedProcess) -> dict:
     """The JSON object on the last line of a successful process's stdout."""
     assert proc.returncode == 0, proc.stderr

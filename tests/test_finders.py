@@ -5,7 +5,6 @@ across Hyperband/ASHA fidelities, and PBT/PB2 children continuing their parents.
 from __future__ import annotations
 
 import shlex
-import signal
 import subprocess
 import sys
 import time
@@ -17,13 +16,12 @@ from helpers import (
     ROOT,
     Orion,
     cli,
-    finish_process,
     hunted,
     last_json,
-    launch,
     results_in,
     run_script,
     script_command,
+    sigterm_seeds,
     wait_for,
 )
 
@@ -167,11 +165,7 @@ def test_multi_seed_objective_is_the_mean_of_seeds_that_rerun_identically(tmp_pa
 def test_sigterm_stops_every_seed_process_at_an_epoch_end_and_each_resumes(tmp_path):
     """The process path (``--seed-processes``; a population's: tests/test_population.py)."""
     args = ("--seeds", "2", "--seed-processes", "true", *FAST)
-    proc = launch("ppo", *args, "--epochs", "200", workdir=tmp_path)
-    wait_for(lambda: all((tmp_path / f"seed-{s}" / "last.ckpt").exists() for s in (0, 1)),
-             proc, "a checkpoint of each seed", poll=0.1)
-    proc.send_signal(signal.SIGTERM)
-    code, err = finish_process(proc)
+    code, err = sigterm_seeds("ppo", args, tmp_path)
     assert code == 130, err[-3000:]
     assert err.count("SIGTERM received: finishing the current epoch") == 3  # parent, 2 seeds
     assert "stopped at once" not in err  # each seed got one signal and finished its epoch

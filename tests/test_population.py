@@ -4,12 +4,11 @@ bits of their solo runs, fail alone, stop alone and resume."""
 from __future__ import annotations
 
 import json
-import signal
 from typing import Any
 
 import pytest
 import torch
-from helpers import assert_same_state, finish_process, launch, run_script, wait_for
+from helpers import assert_same_state, run_script, sigterm_seeds
 
 import rltasks
 from rltasks import checkpoint, nets
@@ -215,11 +214,7 @@ def test_seeds_of_an_image_env_train_as_processes(tmp_path):
 
 def test_sigterm_stops_a_population_at_an_epoch_end_and_it_resumes(tmp_path):
     args = ("--seeds", "2", *SEEDS_ARGS[:2], "--steps-per-epoch", "256")
-    proc = launch("ppo", *args, "--epochs", "200", workdir=tmp_path)
-    wait_for(lambda: all((tmp_path / f"seed-{s}" / "last.ckpt").exists() for s in (0, 1)),
-             proc, "a checkpoint of each seed", poll=0.1)
-    proc.send_signal(signal.SIGTERM)
-    code, err = finish_process(proc)
+    code, err = sigterm_seeds("ppo", args, tmp_path)
     assert code == 130, err[-3000:]
     assert err.count("SIGTERM received: finishing the current epoch") == 1  # one process
     assert "interrupted: SIGTERM received: seeds [0, 1] stopped at an epoch end" in err
