@@ -209,6 +209,9 @@ def check_members(members: list[OnPolicyTask]) -> None:
             raise ValueError(f"a population holds one task; got {first.name!r} and {m.name!r}")
         if not m.hp:
             raise ValueError("call init() on every member before building the population")
+        if m.device != first.device:
+            raise ValueError(f"population members run on one device; got {first.device} and "
+                             f"{m.device}")
         for key in SHARED_FIXED:
             if m.fixed.get(key) != first.fixed.get(key):
                 raise ValueError(f"population members differ in {key} ({first.fixed.get(key)!r} "
