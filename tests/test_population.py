@@ -66,6 +66,10 @@ def test_members_that_cannot_share_a_lockstep_are_refused_in_one_line():
         Population([ppo, member("ppo", 1, {"hidden": 32})])
     with pytest.raises(ValueError, match="differ in steps_per_epoch"):
         Population([ppo, member("ppo", 1, {}, steps=512)])
+    elsewhere = member("ppo", 1, {})
+    elsewhere.device = torch.device("meta")  # no second device on a CPU machine
+    with pytest.raises(ValueError, match="run on one device; got cpu and meta"):
+        Population([ppo, elsewhere])
     with pytest.raises(ValueError, match="one task; got 'ppo' and 'a2c'"):
         Population([ppo, member("a2c", 1, {})])
     with pytest.raises(ValueError, match="'dqn' cannot join a population; ppo, a2c and pg can"):
