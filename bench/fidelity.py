@@ -72,11 +72,15 @@ def runners(pair: str, steps: int | None) -> dict[str, Callable[[int], Result]]:
             "sb3": lambda seed: bench.run_sb3(seed, epochs)}
 
 
-def run_pair(pair: str, seeds: list[int], steps: int | None) -> dict[str, list[Result]]:
-    """Every seed of both implementations of ``pair``, sequentially, printed as they end."""
+def run_pair(pair: str, seeds: list[int], steps: int | None,
+             impls: tuple[str, ...] = ("rltasks", "sb3")) -> dict[str, list[Result]]:
+    """Every seed of the implementations ``impls`` of ``pair``, sequentially, printed as
+    they end."""
     results: dict[str, list[Result]] = {"rltasks": [], "sb3": []}
     for seed in seeds:
         for impl, run in runners(pair, steps).items():
+            if impl not in impls:
+                continue
             result = run(seed)
             results[impl].append(result)
             print(f"  {pair} {impl:<7} seed {seed}: final {result.final_return:.1f} after "
@@ -131,13 +135,19 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None,
                         help="env steps per run (default: each pair's bench budget)")
     parser.add_argument("--out", type=Path, default=Path("bench/out"))
+    parser.add_argument("--impls", nargs="+", choices=("rltasks", "sb3"),
+                        default=["rltasks", "sb3"],
+                        help="run only these sides (each side's runs are deterministic on one "
+                             "machine: the other side's finals of the same day can be reused)")
     args = parser.parse_args()
     header = ("| pair | seeds | env steps | rltasks final, median [IQR] | SB3 final, median "
               "[IQR] | one-sided Mann-Whitney U, 5% | curves |\n"
               "| --- | ---: | ---: | --- | --- | --- | --- |")
     rows = []
     for pair in args.pairs:
-        results = run_pair(pair, args.seeds, args.steps)
+        results = run_pair(pair, args.seeds, args.steps, tuple(args.impls))
+        if len(args.impls) < 2:
+            continue  # one side: its per-seed lines above, no verdict
         ours = [r.final_return for r in results["rltasks"]]
         theirs = [r.final_return for r in results["sb3"]]
         rows.append(f"| {pair} | {len(args.seeds)} | {results['rltasks'][0].env_steps} | "
