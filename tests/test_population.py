@@ -101,6 +101,31 @@ def test_a_member_whose_loss_turns_nan_breaks_alone():
         assert_same_state(want, got.state_dict())
 
 
+def test_a_member_whose_env_fails_mid_rollout_breaks_alone():
+    pop = Population([member("ppo", seed, hp) for seed, hp in MEMBERS])
+    broken, calls = pop.members[2].loader, []
+    real_step = broken.step
+
+    def failing_step(actions: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 40:  # epoch 2 (32 steps of 8 envs an epoch)
+            raise RuntimeError("the simulator crashed")
+        return real_step(actions)
+    broken.step = failing_step
+    pop.fit(3)
+    assert list(pop.errors) == [2] and "simulator crashed" in str(pop.errors[2])
+    assert pop.members[2].epoch == 1
+    for want, got in zip(solo_states("ppo", MEMBERS[:2], 3), pop.members[:2], strict=True):
+        assert_same_state(want, got.state_dict())
+    # every member out of one lockstep: the population records them, it does not crash
+    pop = Population([member("ppo", seed, hp) for seed, hp in MEMBERS[:2]])
+    for m in pop.members:
+        m.loss = lambda *args: 1 / 0
+    pop.fit(1)
+    assert sorted(pop.errors) == [0, 1]
+    assert all(isinstance(e, ZeroDivisionError) for e in pop.errors.values())
+
+
 class StopAfter:
     """An early-stopping observer: stop after epoch ``n``."""
 

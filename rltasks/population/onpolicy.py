@@ -181,6 +181,8 @@ class Lockstep:
             for k, (_, stats) in losses.items():
                 totals[k] = totals[k] + stats if k in totals else stats
                 self.members[k].optimizers["opt"].zero_grad(set_to_none=True)
+            if not losses:
+                break  # every member is out
             # each member's gradient is its own loss's alone
             torch.stack([loss for loss, _ in losses.values()]).sum().backward()
             self.actor.scatter_grads()
