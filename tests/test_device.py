@@ -33,7 +33,7 @@ from rltasks.tasks.offpolicy import NoisyActorTask, OffPolicyTask
 from rltasks.tasks.onpolicy import OnPolicyTask
 from rltasks.trial.options import resolve
 from rltasks.trial.payload import make_payload, same_run_checker
-from rltasks.trial.run import build_task
+from rltasks.trial.prepare import build_task
 
 # every skip here is hardware this machine lacks (or has): allowed in CI too
 pytestmark = pytest.mark.may_skip
