@@ -11,7 +11,7 @@ prints which results are bit-identical to the solo ones:
 
 - the forward, with the stacked weights laid out ``[K, in, out]`` (the natural ``bmm``
   layout) and ``[K, out, in]`` (``nn.Linear``'s own, used through a transposed view);
-- the gradients of autograd's ``baddbmm`` backward, and of ``StackedLinear`` below, whose
+- the gradients of autograd's ``baddbmm`` backward, and of ``rltasks.nets.StackedLinear``, whose
   backward computes what ``nn.Linear``'s does in the same order (``grad_out @ W``,
   ``grad_out^T @ x``, ``grad_out.sum(0)``) member by member in one ``bmm`` each;
 - each member's global gradient norm (``clip_grad_norm_``'s, over the layers in order);
@@ -32,22 +32,7 @@ import time
 import torch
 from torch import nn
 
-from rltasks.nets import mlp
-
-
-class StackedLinear(torch.autograd.Function):
-    """``x @ W^T + b`` for K members at once (``x`` [K, B, in], ``W`` [K, out, in], ``b``
-    [K, 1, out]), with ``nn.Linear``'s backward computed member by member in one ``bmm``."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(x, w)
-        return torch.baddbmm(b, x, w.transpose(1, 2))
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        x, w = ctx.saved_tensors
-        return grad.bmm(w), grad.transpose(1, 2).bmm(x), grad.sum(1, keepdim=True)
+from rltasks.nets import StackedLinear, mlp
 
 
 def stacked_forward(x: torch.Tensor, layers: list[tuple[torch.Tensor, torch.Tensor]],
