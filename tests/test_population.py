@@ -208,6 +208,8 @@ def test_seeds_train_as_one_population_and_each_seed_ends_as_its_solo_run(tmp_pa
     assert done.returncode == 0, done.stderr[-2000:]
     mean = json.loads((tmp_path / "pop" / "results.json").read_text())
     assert mean["seeds"] == [3, 4] and mean["seeds_trained"] == "as one population"
+    # each member's progress line says whose it is (plain lines, even on a terminal)
+    assert "[ppo seed 3] epoch 2/2" in done.stderr and "[ppo seed 4] epoch 2/2" in done.stderr
     procs = run_script("ppo", *SEEDS_ARGS, "--seeds", "2", "--seed", "3",
                        "--seed-processes", "true", workdir=tmp_path / "procs")
     assert procs.returncode == 0, procs.stderr[-2000:]

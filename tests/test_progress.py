@@ -17,6 +17,9 @@ def test_a_terminal_gets_a_bar_and_pipes_or_orion_get_lines(monkeypatch):
     monkeypatch.delenv("ORION_TRIAL_ID", raising=False)
     assert isinstance(progress_observer(3, Tty()), ProgressBar)
     assert isinstance(progress_observer(3, io.StringIO()), ProgressLog)
+    # a population's member: labelled lines even on a terminal (bars would share a line)
+    labelled = progress_observer(3, Tty(), label="ppo seed 3")
+    assert isinstance(labelled, ProgressLog) and labelled.label == "ppo seed 3"
     monkeypatch.setenv("ORION_TRIAL_ID", "abc")
     assert isinstance(progress_observer(3, Tty()), ProgressLog)
 

@@ -125,10 +125,12 @@ class MetricsLog:
 
 
 class ProgressLog:
-    """One plain line per epoch on a stream (stderr by default, so stdout stays parseable)."""
+    """One plain line per epoch on a stream (stderr by default, so stdout stays parseable),
+    headed ``[label]`` (default: the task's name)."""
 
-    def __init__(self, epochs: int, stream: TextIO | None = None) -> None:
-        self.epochs, self.stream = epochs, stream or sys.stderr
+    def __init__(self, epochs: int, stream: TextIO | None = None,
+                 label: str | None = None) -> None:
+        self.epochs, self.stream, self.label = epochs, stream or sys.stderr, label
 
     def on_epoch_end(self, task: Any, metrics: dict[str, Any]) -> None:
         ret = metrics.get("return_mean")
@@ -138,7 +140,7 @@ class ProgressLog:
             parts.append(f"eval {metrics['eval_return_mean']:.1f}")
         if "sps" in metrics:
             parts.append(f"sps {metrics['sps']:.0f}")
-        print(f"[{task.name}] " + "  ".join(parts), file=self.stream, flush=True)
+        print(f"[{self.label or task.name}] " + "  ".join(parts), file=self.stream, flush=True)
 
 
 class TensorBoardLog:
@@ -197,10 +199,14 @@ class ProgressBar:
             self.bar = None
 
 
-def progress_observer(epochs: int, stream: TextIO | None = None) -> ProgressLog | ProgressBar:
+def progress_observer(epochs: int, stream: TextIO | None = None,
+                      label: str | None = None) -> ProgressLog | ProgressBar:
     """A tqdm bar when ``stream`` (stderr) is a terminal and no Orion trial runs; plain lines
-    otherwise (logs, pipes, tests, ``orion hunt``)."""
+    otherwise (logs, pipes, tests, ``orion hunt``), and always with a ``label`` (one of a
+    population's members: several bars on one terminal line would overwrite each other)."""
     stream = stream or sys.stderr
+    if label is not None:
+        return ProgressLog(epochs, stream, label)
     try:
         tty = stream.isatty()
     except (AttributeError, ValueError):

@@ -117,7 +117,7 @@ def _resume(build: Callable[[], Task], checkpointer: Checkpointer, workdir: Path
 
 
 def _observe(task: Task, checkpointer: Checkpointer, workdir: Path, options: dict[str, Any],
-             signals: StopSignals, board: TensorBoardLog | None) -> None:
+             signals: StopSignals, board: TensorBoardLog | None, label: str | None) -> None:
     """Attach the trial's observers, in order: early stop, checkpoints, logs, pre-emption."""
     epochs = options["epochs"]
     if options["criterion"] is not None:
@@ -128,7 +128,7 @@ def _observe(task: Task, checkpointer: Checkpointer, workdir: Path, options: dic
                       save_best=options["save_best"]),
         MetricsLog(workdir / METRICS),
         *([board] if board else []),
-        progress_observer(epochs),
+        progress_observer(epochs, label=label),
         StopAtEpochEnd(signals, checkpointer, options["save_freq"], epochs),
     ]
 
@@ -149,9 +149,10 @@ def _results(task: Task, options: dict[str, Any], final: dict[str, Any],
 
 
 def prepare(task_name: str, options: dict[str, Any], hparams: dict[str, Any], log: Log,
-            workdir: Path, signals: StopSignals) -> Prepared:
+            workdir: Path, signals: StopSignals, label: str | None = None) -> Prepared:
     """The trial's task, resumed from its working dir's newest usable checkpoint and with
-    its observers attached: everything before ``fit``."""
+    its observers attached: everything before ``fit``. ``label`` heads its progress lines
+    (a population's member: "ppo seed 3")."""
     board = TensorBoardLog(workdir / "tb") if options.get("tensorboard") else None
     checkpointer = Checkpointer(workdir, keep=options["keep"])
     env_state, why = env_state_of(checkpointer, options["env_state"])
@@ -169,7 +170,7 @@ def prepare(task_name: str, options: dict[str, Any], hparams: dict[str, Any], lo
             log(f"epoch: {task.epoch_steps():,} env steps, {asked} {task.steps_per_epoch:,} "
                 f"rounded up ({task.epoch_unit()[1]})")
         resumed["env_state_reason"] = why
-        _observe(task, checkpointer, workdir, options, signals, board)
+        _observe(task, checkpointer, workdir, options, signals, board, label)
     except BaseException:
         task.close()
         if board:

@@ -48,7 +48,8 @@ def run_together(task_name: str, options: dict[str, Any], hparams: dict[str, Any
             for seed in seeds:
                 one = {**options, "seed": seed, "seeds": 1, "workdir": workdir / f"seed-{seed}"}
                 locks.enter_context(WorkdirLock(one["workdir"], log=log))
-                trials.append(prepare(task_name, one, hparams, log, one["workdir"], signals))
+                trials.append(prepare(task_name, one, hparams, log, one["workdir"], signals,
+                                      label=f"{task_name} seed {seed}"))
             population = Population([t.task for t in trials])
         except CannotJoin as err:
             log(f"--seeds: {err}; one process per seed instead")
