@@ -3,6 +3,7 @@
     .venv/bin/python bench/atari.py [--env PongNoFrameskip-v4] [--ppo-rollouts 3]
         [--dqn-steps 6000] [--replay 100000] [--env-steps 8000]
         [--parts envs ppo dqn replay] [--vectorizations ale envpool]
+        [--precisions float32 bfloat16]
 
 - **envs**: 8 envs stepped with random actions, preprocessing included: rltasks' loader on
   ale-py's vector env and on EnvPool's against SB3's ``make_atari_env`` + ``VecFrameStack``.
@@ -54,9 +55,10 @@ DQN = {"buffer_size": 10_000, "learning_starts": 1000, "train_freq": 4, "gradien
        "eps_min": 0.01, "double": False, "n_step": 1}
 
 
-def ppo_rltasks(env: str, rollouts: int, vectorization: str) -> float:
+def ppo_rltasks(env: str, rollouts: int, vectorization: str, precision: str) -> float:
     task = rltasks.make_task("ppo", env=env, num_envs=8, seed=0, vectorization=vectorization,
-                             steps_per_epoch=rollouts * 8 * PPO["n_steps"]).init(**PPO)
+                             steps_per_epoch=rollouts * 8 * PPO["n_steps"]
+                             ).init(**PPO, precision=precision)
     start = time.perf_counter()
     task.fit(1)
     seconds = time.perf_counter() - start
@@ -82,9 +84,9 @@ def ppo_sb3(env: str, rollouts: int) -> float:
     return steps / (time.perf_counter() - start)
 
 
-def dqn_rltasks(env: str, steps: int, vectorization: str) -> float:
+def dqn_rltasks(env: str, steps: int, vectorization: str, precision: str) -> float:
     task = rltasks.make_task("dqn", env=env, num_envs=1, seed=0, vectorization=vectorization,
-                             steps_per_epoch=steps).init(**DQN)
+                             steps_per_epoch=steps).init(**DQN, precision=precision)
     start = time.perf_counter()
     task.fit(1)
     seconds = time.perf_counter() - start
@@ -193,6 +195,8 @@ def main() -> None:
     parser.add_argument("--env-steps", type=int, default=8000)
     parser.add_argument("--parts", nargs="+", default=["envs", "ppo", "dqn", "replay"])
     parser.add_argument("--vectorizations", nargs="+", default=["ale", "envpool"])
+    parser.add_argument("--precisions", nargs="+", default=["float32", "bfloat16"],
+                        choices=["float32", "bfloat16"])
     args = parser.parse_args()
     torch.set_num_threads(1)
     print(f"atari bench on {args.env}, load average {os.getloadavg()[0]:.2f}", flush=True)
@@ -208,9 +212,10 @@ def main() -> None:
         if part in args.parts:
             sb3 = sb3_of(args.env, size)
             for vec in args.vectorizations:
-                ours = ours_of(args.env, size, vec)
-                print(f"{part} ({vec}): rltasks {ours:.0f} steps/s, SB3 {sb3:.0f} steps/s, "
-                      f"ratio {ours / sb3:.2f}", flush=True)
+                for precision in args.precisions:
+                    ours = ours_of(args.env, size, vec, precision)
+                    print(f"{part} ({vec}, {precision}): rltasks {ours:.0f} steps/s, SB3 "
+                          f"{sb3:.0f} steps/s, ratio {ours / sb3:.2f}", flush=True)
     if "replay" in args.parts:
         r = replay(args.replay)
         print(f"replay: {r['transitions']} transitions, {r['bytes_per_transition']:.0f} bytes "

@@ -1,7 +1,7 @@
 """Atari scores at an equal budget: PPO of rltasks and of SB3, the same settings, the same seeds.
 
     .venv/bin/python bench/atari_scores.py [--env PongNoFrameskip-v4] [--epochs 2]
-        [--seeds 0 1] [--episodes 5] [--workers 2]
+        [--seeds 0 1] [--episodes 5] [--workers 2] [--libs sb3 rltasks rltasks-bfloat16]
 
 Both train rl-zoo3's Atari PPO set (8 envs, 128 steps, 4 epochs of minibatch 256, lr 2.5e-4
 and clip 0.1 annealed linearly to 0 over the budget, entropy 0.01, value weight 0.5) for
@@ -31,12 +31,12 @@ PUBLISHED = {"PongNoFrameskip-v4": (20.989, 0.105), "BreakoutNoFrameskip-v4": (3
 EPOCH = 216_064
 
 
-def rltasks_run(env: str, seed: int, steps: int, episodes: int, epoch_steps: int
-                ) -> tuple[float, float]:
+def rltasks_run(env: str, seed: int, steps: int, episodes: int, epoch_steps: int,
+                precision: str = "float32") -> tuple[float, float]:
     import rltasks
 
     task = rltasks.make_task("ppo", env=env, seed=seed, steps_per_epoch=epoch_steps,
-                             horizon=steps // epoch_steps).init()
+                             horizon=steps // epoch_steps).init(precision=precision)
     try:
         games: list[float] = []
         for epoch in range(1, steps // epoch_steps + 1):
@@ -76,8 +76,11 @@ def one(job: tuple[str, str, int, int, int, int]) -> dict[str, Any]:
 
     torch.set_num_threads(1)
     start = time.perf_counter()
-    run = rltasks_run if lib == "rltasks" else sb3_run
-    score, games = run(env, seed, steps, episodes, epoch_steps)
+    if lib == "sb3":
+        score, games = sb3_run(env, seed, steps, episodes, epoch_steps)
+    else:  # rltasks or rltasks-bfloat16
+        score, games = rltasks_run(env, seed, steps, episodes, epoch_steps,
+                                   lib.partition("-")[2] or "float32")
     return {"lib": lib, "seed": seed, "score": score, "last_games": games,
             "minutes": (time.perf_counter() - start) / 60}
 
@@ -99,18 +102,21 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--episodes", type=int, default=5)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--libs", nargs="+", default=["sb3", "rltasks"],
+                        choices=["sb3", "rltasks", "rltasks-bfloat16"],
+                        help="rltasks-bfloat16: rltasks with precision='bfloat16'")
     args = parser.parse_args()
     steps = args.epochs * args.steps_per_epoch
     print(f"atari scores: PPO on {args.env}, {steps} steps ({4 * steps} frames) a run, seeds "
           f"{args.seeds}, load average {os.getloadavg()[0]:.2f}", flush=True)
     jobs = [(lib, args.env, seed, steps, args.episodes, args.steps_per_epoch)  # SB3's first
-            for lib in ("sb3", "rltasks") for seed in args.seeds]
+            for lib in args.libs for seed in args.seeds]
     runs = []
     with multiprocessing.get_context("spawn").Pool(args.workers) as pool:
         for run in pool.imap_unordered(one, jobs):
             print(json.dumps(run), flush=True)
             runs.append(run)
-    for lib in ("rltasks", "sb3"):
+    for lib in args.libs:
         mine = [r for r in runs if r["lib"] == lib]
         print(f"{lib}: final {spread(r['score'] for r in mine)}, last 10 training games "
               f"{spread(r['last_games'] for r in mine)}, over {len(mine)} seeds, "

@@ -14,6 +14,7 @@ its ``device``, so a run draws the same random numbers on every device (``rltask
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import torch
@@ -33,6 +34,13 @@ class Policy:
     def select(self, q: torch.Tensor, steps: int, gen: torch.Generator) -> torch.Tensor:
         return q.argmax(-1)
 
+    def act(self, q_of: Callable[[], torch.Tensor], shape: tuple[int, int], steps: int,
+            gen: torch.Generator) -> torch.Tensor:
+        """``select`` on the Q-values ``q_of()`` (``shape``: envs x actions) computes, which a
+        policy may skip when it needs none (epsilon-greedy when every env explores: a
+        network's forward pass saved, as SB3's DQN saves it). Same draws, same actions."""
+        return self.select(q_of(), steps, gen)
+
     def scale(self, steps: int) -> float:
         """The exploration level to log (epsilon, temperature...)."""
         return 0.0
@@ -47,10 +55,6 @@ class Policy:
 def _with_prob(eps: float, like: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     """True with probability ``eps`` for each action of the Q-values ``like``."""
     return torch.rand(like.shape[:-1], generator=gen).to(like.device) < eps
-
-
-def _random_actions(q: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    return torch.randint(q.shape[-1], q.shape[:-1], generator=gen).to(q.device)
 
 
 def _uniform(like: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
@@ -81,8 +85,16 @@ class EpsilonGreedy(Policy):
         return self.hp["epsilon"]
 
     def select(self, q: torch.Tensor, steps: int, gen: torch.Generator) -> torch.Tensor:
-        explore = _with_prob(self.scale(steps), q, gen)
-        return torch.where(explore, _random_actions(q, gen), q.argmax(-1))
+        return self.act(lambda: q, q.shape, steps, gen).to(q.device)
+
+    def act(self, q_of: Callable[[], torch.Tensor], shape: tuple[int, int], steps: int,
+            gen: torch.Generator) -> torch.Tensor:
+        explore = torch.rand(shape[:-1], generator=gen) < self.scale(steps)
+        random = torch.randint(shape[-1], shape[:-1], generator=gen)
+        if bool(explore.all()):
+            return random
+        q = q_of()
+        return torch.where(explore.to(q.device), random.to(q.device), q.argmax(-1))
 
 
 class AdaptiveEpsilonGreedy(EpsilonGreedy):

@@ -359,12 +359,36 @@ class ImageInput(nn.Module):
         return x.contiguous(memory_format=torch.channels_last) / 255.0
 
 
-def nature_cnn(c: int, h: int, w: int, last: bool = False, orthogonal: bool = True
-               ) -> tuple[nn.Sequential, int]:
+#: the ``precision`` hyperparameter of an image task: the dtype its CNN body computes in
+#: (``None``: float32 throughout; bfloat16: autocast, ``ImageBody``)
+PRECISIONS: dict[str, torch.dtype | None] = {"float32": None, "bfloat16": torch.bfloat16}
+
+
+class ImageBody(nn.Sequential):
+    """A CNN torso (``ImageInput``, convolutions, a linear layer) whose convolutions and
+    linear layers compute in ``low`` (bfloat16) under ``torch.autocast`` when it is set, and
+    whose output is float32 either way: the heads, the losses, the parameters, their
+    gradients and the optimizer stay float32 (mixed precision). Its state dict is a plain
+    ``nn.Sequential``'s, so a checkpoint loads whatever the precision."""
+
+    def __init__(self, *layers: nn.Module, low: torch.dtype | None = None) -> None:
+        super().__init__(*layers)
+        self.low = low
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        if self.low is None:
+            return super().forward(obs)
+        with torch.autocast(obs.device.type, dtype=self.low):
+            return super().forward(obs).float()
+
+
+def nature_cnn(c: int, h: int, w: int, last: bool = False, orthogonal: bool = True,
+               low: torch.dtype | None = None) -> tuple[nn.Sequential, int]:
     """Mnih et al. (2015)'s torso for ``c`` x ``h`` x ``w`` frames (``last``: given as
     H x W x C): 32x8x8/4, 64x4x4/2, 64x3x3/1 convolutions, a 512-unit layer, ReLUs.
     ``orthogonal`` init as CleanRL's ``ppo_atari.py``; PyTorch's default init otherwise, as
-    its ``dqn_atari.py`` and SB3's DQN. Returns it and its width."""
+    its ``dqn_atari.py`` and SB3's DQN; ``low``: the dtype it computes in (``ImageBody``).
+    Returns it and its width."""
     init = layer_init if orthogonal else (lambda layer: layer)
     convs = nn.Sequential(
         init(nn.Conv2d(c, 32, 8, stride=4)), nn.ReLU(),
@@ -372,7 +396,7 @@ def nature_cnn(c: int, h: int, w: int, last: bool = False, orthogonal: bool = Tr
         init(nn.Conv2d(64, 64, 3, stride=1)), nn.ReLU(), nn.Flatten())
     n_flat = _flat_size(convs, c, h, w, "nature", 36)
     convs.to(memory_format=torch.channels_last)
-    body = nn.Sequential(ImageInput(last), convs, init(nn.Linear(n_flat, 512)), nn.ReLU())
+    body = ImageBody(ImageInput(last), convs, init(nn.Linear(n_flat, 512)), nn.ReLU(), low=low)
     return body, 512
 
 
@@ -386,11 +410,12 @@ class _ResidualBlock(nn.Module):
         return x + self.conv1(torch.relu(self.conv0(torch.relu(x))))
 
 
-def impala_cnn(c: int, h: int, w: int, last: bool = False, orthogonal: bool = True
-               ) -> tuple[nn.Sequential, int]:
+def impala_cnn(c: int, h: int, w: int, last: bool = False, orthogonal: bool = True,
+               low: torch.dtype | None = None) -> tuple[nn.Sequential, int]:
     """Espeholt et al. (2018)'s torso: three stacks of conv, 3x3/2 max-pool and two residual
     blocks (16, 32, 32 channels), then a 256-unit layer (CleanRL's ``ppo_procgen.py``:
-    PyTorch's default init for the convolutions; ``orthogonal`` for the last layer)."""
+    PyTorch's default init for the convolutions; ``orthogonal`` for the last layer); ``low``
+    as ``nature_cnn``'s."""
     stacks: list[nn.Module] = []
     channels = c
     for out in (16, 32, 32):
@@ -401,7 +426,8 @@ def impala_cnn(c: int, h: int, w: int, last: bool = False, orthogonal: bool = Tr
     n_flat = _flat_size(convs, c, h, w, "impala", 8)
     convs.to(memory_format=torch.channels_last)
     fc = nn.Linear(n_flat, 256)
-    body = nn.Sequential(ImageInput(last), convs, layer_init(fc) if orthogonal else fc, nn.ReLU())
+    body = ImageBody(ImageInput(last), convs, layer_init(fc) if orthogonal else fc, nn.ReLU(),
+                     low=low)
     return body, 256
 
 

@@ -26,6 +26,7 @@ from rltasks.envs.protocol import Loader
 from rltasks.envs.registry import is_ale_id
 from rltasks.failpoints import failpoint
 from rltasks.hparams import HP, namespaced
+from rltasks.nets import BODIES, PRECISIONS
 from rltasks.optim import (
     NAMESPACED_OPTIM_HPARAMS,
     OPTIM_HPARAMS,
@@ -225,12 +226,14 @@ class Task:
         rl-zoo3's sampler ranges, that apply to this env and to the task's other choices
         (``applies``: no ``log_std_init`` without Box actions, no ``her*`` without a goal env
         and ``her``, no parameters of a noise or an exploration policy that is not the one in
-        use). ``scope="all"``: every hyperparameter, each with its own prior. Either way
-        those fixed at ``make_task`` are left out.
+        use). ``scope="all"``: every hyperparameter, each with its own prior (``precision``
+        on image envs only). Either way those fixed at ``make_task`` are left out.
         """
         specs = self.hparam_specs()
-        if scope == "all":
-            space = {k: hp.prior for k, hp in specs.items() if k not in self.fixed}
+        if scope == "all":  # precision only on images: a bfloat16 draw is refused elsewhere
+            images = is_image_space(self.observation_space)
+            space = {k: hp.prior for k, hp in specs.items()
+                     if k not in self.fixed and (k != "precision" or images)}
         elif scope == "curated":
             values = {**self.defaults(), **self.fixed}
             space = {k: prior or specs[k].prior for k, prior in self.CURATED.items()
@@ -246,7 +249,7 @@ class Task:
         if name == "log_std_init":
             return isinstance(self.action_space, spaces.Box)
         images = is_image_space(self.observation_space)
-        if name == "body":  # the CNN's kind; its widths are fixed, not hidden x layers
+        if name in ("body", "precision"):  # the CNN's kind and dtype (fixed widths)
             return images
         if name in ("hidden", "layers", "activation") and self.IMAGES:
             return not images
@@ -305,6 +308,22 @@ class Task:
         self.epoch, self.env_steps, self.history = 0, 0, []
         self.obs = None  # a new run: its first epoch resets the envs
         return self
+
+    def image_torso(self, orthogonal: bool = True) -> tuple[nn.Module, int] | None:
+        """The CNN torso of an image task on image observations (``body``, computing in
+        ``precision``) and its width; ``None`` on vector observations, where a precision
+        other than float32 is a one-line ``ValueError`` (it would change nothing)."""
+        hp, space = self.hp, self.observation_space
+        if not is_image_space(space):
+            if hp.get("precision", "float32") != "float32":
+                raise ValueError(
+                    f"precision={hp['precision']!r} applies to the CNN body of image "
+                    f"observations; {self.env_id}'s are {space.shape} vectors: leave "
+                    f"precision at 'float32'")
+            return None
+        c, h, w, last = image_layout(space.shape)
+        return BODIES[hp["body"]](c, h, w, last, orthogonal=orthogonal,
+                                  low=PRECISIONS[hp["precision"]])
 
     def hparams(self) -> dict[str, Any]:
         """The hyperparameters in force (after ``init``), without those the chosen optimizer

@@ -263,6 +263,28 @@ def test_eval_best_reads_best_ckpt_and_episodes_sets_how_many(run_with_best):
         assert {k: info[k] for k in expected} == expected
 
 
+def test_a_bfloat16_run_exports_to_both_formats_onnx_in_float32(tmp_path):
+    """onnxruntime has no bfloat16 convolutions: the ONNX file of a run trained in bfloat16
+    holds no bfloat16 tensor and acts as the task computed in float32; the TorchScript file
+    acts as the task does."""
+    import onnx
+
+    import rltasks
+    from rltasks import checkpoint
+    from rltasks.commands.export import export_run
+    from rltasks.trial.payload import make_payload
+
+    task = rltasks.make_task("ppo", env="rltasks/Catch-v0", num_envs=1, steps_per_epoch=64)
+    task.init(precision="bfloat16", n_steps=16, batch_size=16).fit(1)
+    checkpoint.save(tmp_path / "last.ckpt", make_payload(task))
+    task.close()
+    for fmt in ("torchscript", "onnx"):
+        assert export_run(tmp_path, fmt)["parity"]
+    graph = onnx.load(str(tmp_path / "policy.onnx")).graph
+    casts = [a.i for n in graph.node if n.op_type == "Cast" for a in n.attribute]
+    assert casts and onnx.TensorProto.BFLOAT16 not in casts
+
+
 def test_export_best_writes_the_best_checkpoints_policy(run_with_best, tmp_path):
     import numpy as np
     import torch

@@ -73,6 +73,20 @@ def test_no_gradient_step_before_learning_starts():
     assert task.history[-1]["buffer"] == 512
 
 
+def test_acting_skips_the_q_network_while_every_env_explores():
+    """With epsilon at 1 the network computes only the updates; at 0 it also acts once per
+    step after ``learning_starts`` (random actions before it, as always)."""
+    def forwards(eps):
+        task = dqn().init(**{**FAST, "eps_initial": eps, "eps_min": eps})
+        calls = []
+        task.q.register_forward_hook(lambda *_: calls.append(1))
+        task.fit(1)
+        assert task.history[-1]["gradient_steps"] > 0
+        return len(calls)
+
+    assert forwards(0.0) - forwards(1.0) == 256 - FAST["learning_starts"]
+
+
 @pytest.mark.parametrize(("num_envs", "train_freq", "subsample", "learning_starts", "updates"), [
     (1, 4, 2, 64, (256 - 60) // 2),  # one per 2 env steps from the period ending at 64
     (1, 256, 2, 0, 128),  # DQN's defaults: 128 per 256, rl-zoo3's CartPole set

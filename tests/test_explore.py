@@ -203,3 +203,30 @@ def test_registry_and_hparams():
     assert set(POLICY_HPARAMS) == {k for cls in POLICIES.values() for k in cls.HPARAMS}
     for key in POLICY_HPARAMS:
         assert sum(c.isalpha() for c in key) >= 2 and len(key) >= 2, key
+
+
+@pytest.mark.parametrize(("name", "hp"), [("epsilon_greedy", {"epsilon": 1.0}),
+                                          ("adaptive_epsilon", {"eps_initial": 1.0,
+                                                                "eps_min": 1.0})])
+def test_epsilon_greedy_acts_without_q_values_while_every_env_explores(name, hp):
+    """``act`` computes the Q-values only when some env acts greedily, and draws what the
+    epsilon-greedy ``select`` always drew (explore flags, then random actions): the same
+    actions, so a run's actions do not change with the saving."""
+    calls = []
+
+    def q_of(rows):
+        def q():
+            calls.append(rows)
+            return QB[:rows]
+        return q
+
+    policy = _policy(name, **hp)
+    actions = policy.act(q_of(8), (8, N_ACT), 0, _gen(3))
+    assert calls == [] and torch.equal(actions, policy.select(QB[:8], 0, _gen(3)))
+    mixed = _policy("epsilon_greedy", epsilon=0.5)
+    actions = mixed.act(q_of(64), (64, N_ACT), 0, _gen(3))
+    gen = _gen(3)
+    explore = torch.rand(64, generator=gen) < 0.5
+    expected = torch.where(explore, torch.randint(N_ACT, (64,), generator=gen), GREEDY)
+    assert calls == [64] and torch.equal(actions, expected)
+    assert torch.equal(mixed.select(QB[:64], 0, _gen(3)), expected)

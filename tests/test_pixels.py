@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import assert_resumes_exactly
+
 import rltasks
 
 
@@ -78,6 +80,59 @@ def test_the_body_switch_builds_a_nature_or_an_impala_torso(name):
     assert [(c.out_channels, c.kernel_size, c.stride) for c in nature] == [
         (32, (8, 8), (4, 4)), (64, (4, 4), (2, 2)), (64, (3, 3), (1, 1))]
     assert len(impala) == 15 and {c.kernel_size for c in impala} == {(3, 3)}
+
+
+SMALL = {"ppo": {"n_steps": 16, "batch_size": 16}, "dqn": {"learning_starts": 16,
+         "buffer_size": 128, "train_freq": 16, "gradient_steps": 2, "batch_size": 16}}
+
+
+def small_image_task(name, precision, epoch=64):
+    return rltasks.make_task(name, env="rltasks/Catch-v0", seed=0, num_envs=2,
+                             steps_per_epoch=epoch).init(precision=precision, **SMALL[name])
+
+
+def torso_of(task):
+    return task.modules["torso"] if "torso" in task.modules else task.modules["q"][0]
+
+
+@pytest.mark.parametrize("name", ["ppo", "dqn"])
+def test_bfloat16_runs_the_cnn_in_bfloat16_and_the_rest_in_float32(name, tmp_path):
+    """``precision='bfloat16'``: the torso's convolutions and linear layer compute in
+    bfloat16, its output, the heads, the parameters and their gradients stay float32; the
+    float32 run computes in float32 and ends elsewhere; the state dicts have the same keys;
+    a bfloat16 run resumes exactly."""
+    dtypes = {}
+    for precision in ("float32", "bfloat16"):
+        task = small_image_task(name, precision)
+        torso = torso_of(task)
+        conv = next(m for m in torso.modules() if isinstance(m, torch.nn.Conv2d))
+        conv.register_forward_hook(lambda m, i, o, p=precision: dtypes.update({p: o.dtype}))
+        torso.register_forward_hook(lambda m, i, o: assert_float32(o))
+        task.fit(1)
+        params = [p for module in task.modules.values() for p in module.parameters()]
+        assert {p.dtype for p in params} == {torch.float32}
+        assert {p.grad.dtype for p in params if p.grad is not None} == {torch.float32}
+        assert np.isfinite(task.history[-1]["loss"]) and task.history[-1]["loss"] != 0
+        dtypes[precision + " state"] = {k: v.detach().clone()
+                                        for k, v in torso.state_dict().items()}
+    assert dtypes["float32"] == torch.float32 and dtypes["bfloat16"] == torch.bfloat16
+    single, mixed = dtypes["float32 state"], dtypes["bfloat16 state"]
+    assert single.keys() == mixed.keys()
+    assert any(not torch.equal(single[k], mixed[k]) for k in single)
+    assert_resumes_exactly(lambda: small_image_task(name, "bfloat16", 32), tmp_path)
+
+
+def assert_float32(out) -> None:
+    assert out.dtype == torch.float32
+
+
+def test_bfloat16_on_vector_observations_is_refused_in_one_line():
+    with pytest.raises(ValueError, match=r"^precision='bfloat16' applies to the CNN body of "
+                                         r"image observations; CartPole-v1's are \(4,\) "
+                                         r"vectors: leave precision at 'float32'$"):
+        rltasks.make_task("dqn", env="CartPole-v1").init(precision="bfloat16")
+    assert "precision" not in rltasks.make_task("ppo", env="CartPole-v1").get_space(scope="all")
+    assert "precision" not in rltasks.make_task("ppo", env="rltasks/Catch-v0").get_space()
 
 
 def test_ppo_on_images_shares_one_torso_between_actor_and_critic():

@@ -4,7 +4,10 @@ The module maps a batch of raw flat observations to env actions (``Task.policy_m
 observation normalisation, network, action rescaling or argmax). Before the file is kept its
 actions are checked against the task's own ``act`` on sample observations; an ONNX file is
 checked by running it in onnxruntime. The run is loaded on the CPU (whatever device trained
-it: checkpoints are device-independent), so the exported policy is a CPU module.
+it: checkpoints are device-independent), so the exported policy is a CPU module. A run
+trained with ``precision='bfloat16'`` exports as TorchScript in bfloat16 and as ONNX in float32
+(onnxruntime has no bfloat16 convolutions; its actions are checked against the task's own
+computed in float32 too).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from rltasks.nets import ImageBody
 from rltasks.trial.payload import load_task
 
 FORMATS = ("torchscript", "onnx")
@@ -41,6 +45,10 @@ def export_run(run: str | Path, fmt: str = "torchscript", out: str | Path | None
     try:
         out = Path(out) if out else Path(run if Path(run).is_dir() else Path(run).parent) / (
             "policy.pt" if fmt == "torchscript" else "policy.onnx")
+        if fmt == "onnx":  # onnxruntime has no bfloat16 convolutions: export in float32
+            for body in (m for net in task.modules.values() for m in net.modules()
+                         if isinstance(m, ImageBody)):
+                body.low = None
         module = task.policy_module().eval()
         obs = sample_observations(task)
         expected = np.asarray(task.act(task.loader.normalize_obs(obs)))

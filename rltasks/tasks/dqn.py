@@ -18,10 +18,10 @@ import torch
 from gymnasium import spaces
 from torch import nn
 
-from rltasks.envs.images import image_layout, is_image_space
+from rltasks.envs.images import image_layout
 from rltasks.explore import POLICIES, POLICY_HPARAMS, make_policy
-from rltasks.hparams import BODY, HP, ZOO_NET, choices
-from rltasks.nets import BODIES, QNetwork, polyak_update
+from rltasks.hparams import BODY, HP, PRECISION, ZOO_NET, choices
+from rltasks.nets import QNetwork, polyak_update
 from rltasks.optim import make_optimizer
 from rltasks.task import ATARI, ATARI_GAME_STEPS
 from rltasks.tasks.offpolicy import (
@@ -70,6 +70,7 @@ class DQN(OffPolicyTask):
                           choices=tuple(POLICIES), shape=True, help="exploration policy"),
         **POLICY_HPARAMS,
         "body": BODY,
+        "precision": PRECISION,
     }
     IMAGES = True
     DEFAULTS = {"lr": 2.3e-3}
@@ -115,9 +116,10 @@ class DQN(OffPolicyTask):
     def setup(self) -> None:
         hp, space = self.hp, self.observation_space
         n_act = int(self.action_space.n)
-        if is_image_space(space):  # Nature DQN: a CNN torso, then the (dueling) heads
-            c, h, w, last = image_layout(space.shape)
-            torso, width = BODIES[hp["body"]](c, h, w, last, orthogonal=False)
+        image = self.image_torso(orthogonal=False)
+        if image is not None:  # Nature DQN: a CNN torso, then the (dueling) heads
+            torso, width = image
+            c, _, _, last = image_layout(space.shape)
             self.q = nn.Sequential(torso, QNetwork(width, [], n_act, dueling=hp["dueling"],
                                                    orthogonal=hp["ortho_init"]))
             # uint8 frames, each distinct frame once (a stack of c shares c - 1 with the next)
@@ -139,7 +141,9 @@ class DQN(OffPolicyTask):
 
     @torch.no_grad()
     def explore(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        a = self.policy.select(self.q(self.tensor(obs)), self.env_steps, self.gen).cpu().numpy()
+        shape = (self.num_envs, int(self.action_space.n))
+        a = self.policy.act(lambda: self.q(self.tensor(obs)), shape, self.env_steps,
+                            self.gen).cpu().numpy()
         return a, a
 
     @torch.inference_mode()

@@ -16,9 +16,9 @@ from gymnasium import spaces
 from torch import nn
 
 from rltasks.buffers import RolloutBuffer
-from rltasks.envs.images import image_layout, is_image_space
-from rltasks.hparams import BODY, HP, ZOO_GAE_LAMBDA, ZOO_GAMMA, ZOO_NET, choices
-from rltasks.nets import BODIES, CategoricalHead, GaussianHead, layer_init, mlp
+from rltasks.envs.images import is_image_space
+from rltasks.hparams import BODY, HP, PRECISION, ZOO_GAE_LAMBDA, ZOO_GAMMA, ZOO_NET, choices
+from rltasks.nets import CategoricalHead, GaussianHead, layer_init, mlp
 from rltasks.optim import make_optimizer, set_lr
 from rltasks.task import Task
 
@@ -40,6 +40,7 @@ ONPOLICY_HPARAMS: dict[str, HP] = {
     "log_std_init": HP(0.0, "uniform(-2.0, 1.0)", low=-20.0, high=5.0,
                        help="initial log std of a Gaussian policy, in the env's action units"),
     "body": BODY,
+    "precision": PRECISION,
 }
 
 #: what every on-policy task's curated space hunts: rl-zoo3's PPO/A2C sampler ranges
@@ -87,9 +88,9 @@ class OnPolicyTask(Task):
         torso (``body``) under a linear policy head and a linear value head, so that actor
         and critic share it (CleanRL's ``ppo_atari.py``)."""
         hp, space = self.hp, self.observation_space
-        if is_image_space(space):
-            c, h, w, last = image_layout(space.shape)
-            torso, width = BODIES[hp["body"]](c, h, w, last)
+        image = self.image_torso()
+        if image is not None:
+            torso, width = image
             return (torso, layer_init(nn.Linear(width, n_act), gain=0.01),
                     layer_init(nn.Linear(width, 1), gain=1.0))
         n_obs, hidden = int(np.prod(space.shape)), [hp["hidden"]] * hp["layers"]

@@ -170,7 +170,7 @@ def identity(payload: dict[str, Any], hparams: bool = True,
 LATER_HPARAMS = ("body", "subsample_steps", "sde_sample_freq", "log_std_init")
 #: hyperparameters added after a release, with the value its checkpoints behaved as: a run
 #: continued with another value is another run
-LATER_AS = {"auto_ent_coef": True, "use_sde": False, "ortho_init": True}
+LATER_AS = {"auto_ent_coef": True, "use_sde": False, "ortho_init": True, "precision": "float32"}
 
 
 def with_later(previous: dict[str, Any], ours: dict[str, Any]) -> dict[str, Any]:
