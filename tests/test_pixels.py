@@ -8,7 +8,6 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-
 from helpers import assert_resumes_exactly
 
 import rltasks

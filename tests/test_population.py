@@ -243,6 +243,22 @@ def test_seeds_of_an_image_env_train_as_processes(tmp_path):
         "in 2 processes"
 
 
+def test_an_image_env_leaves_the_population_path_after_preparing_one_seed(tmp_path,
+                                                                         monkeypatch):
+    """The env is checked on the first seed: an Atari ``--seeds 8`` builds one seed's envs,
+    not eight, before falling back to processes."""
+    from rltasks.trial import together
+    from rltasks.trial.options import resolve
+
+    prepared, real = [], together.prepare
+    monkeypatch.setattr(together, "prepare", lambda *a, **k: prepared.append(1) or real(*a, **k))
+    options, hparams = resolve("ppo", ["--env", "rltasks/Catch-v0", "--num-envs", "2",
+                                       "--seeds", "3", "--workdir", str(tmp_path)])
+    messages = []
+    assert together.run_together("ppo", options, hparams, messages.append) is None
+    assert prepared == [1] and "one process per seed instead" in messages[-1]
+
+
 def test_sigterm_stops_a_population_at_an_epoch_end_and_it_resumes(tmp_path):
     args = ("--seeds", "2", *SEEDS_ARGS[:2], "--steps-per-epoch", "256")
     code, err = sigterm_seeds("ppo", args, tmp_path)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from rltasks.population import CannotJoin, Population
+from rltasks.population import CannotJoin, Population, check_members
 from rltasks.task import NonFiniteError
 from rltasks.tasks import REGISTRY
 from rltasks.tasks.onpolicy import OnPolicyTask
@@ -50,6 +50,7 @@ def run_together(task_name: str, options: dict[str, Any], hparams: dict[str, Any
                 locks.enter_context(WorkdirLock(one["workdir"], log=log))
                 trials.append(prepare(task_name, one, hparams, log, one["workdir"], signals,
                                       label=f"{task_name} seed {seed}"))
+                check_members([trials[0].task])  # an image env: processes after one seed
             population = Population([t.task for t in trials])
         except CannotJoin as err:
             log(f"--seeds: {err}; one process per seed instead")
