@@ -637,10 +637,14 @@ class Task:
 
     def clip_and_step(self, name: str, clip: Iterable[torch.Tensor] | None = None,
                       max_grad_norm: float | None = None) -> None:
-        """The end of ``optimizer_step``, once the gradients are in: clip, step."""
+        """The end of ``optimizer_step``, once the gradients are in: clip, step. Clipped
+        gradients of infinite or NaN norm raise ``NonFiniteError`` before the step, so the
+        networks stay finite (a NaN policy would fail mid-epoch in its sampling instead)."""
         if clip is not None:
-            nn.utils.clip_grad_norm_(clip, self.hp["max_grad_norm"] if max_grad_norm is None
-                                     else max_grad_norm)
+            norm = nn.utils.clip_grad_norm_(clip, self.hp["max_grad_norm"] if max_grad_norm
+                                            is None else max_grad_norm)
+            if not bool(torch.isfinite(norm)):
+                _check_finite({"gradient norm": float(norm)}, self.epoch + 1, self.hp)
         failpoint("update")
         self.optimizers[name].step()
 

@@ -92,7 +92,7 @@ def test_a_member_whose_loss_turns_nan_breaks_alone():
     sick.loss = nan_loss
     pop.fit(3)
     assert list(pop.errors) == [1] and isinstance(pop.errors[1], NonFiniteError)
-    assert sick.epoch == 0 and "loss became nan in epoch 1" in str(pop.errors[1])
+    assert sick.epoch == 0 and "gradient norm became nan in epoch 1" in str(pop.errors[1])
     with pytest.raises(BadResume):
         sick.fit(3)
     healthy = [MEMBERS[0], MEMBERS[2]]

@@ -119,7 +119,8 @@ def test_a_pbt_resume_with_another_lr_logs_hparams_changed(tmp_path):
 
 # DQN with plain SGD at lr 10, a squared loss and no effective gradient clip: the first
 # epoch only collects (learning_starts 300 > 256 steps), the second one's updates blow the
-# Q-values up to a NaN loss. No mock: the numbers really diverge.
+# Q-values up to NaN gradients, caught before the step that would put them in the network.
+# No mock: the numbers really diverge.
 DIVERGES = ["--env", "CartPole-v1", "--steps-per-epoch", "256", "--eval-episodes", "2",
             "--learning-starts", "300", "--optimizer", "sgd", "--lr", "10", "--momentum", "0",
             "--max-grad-norm", "1e38", "--loss", "mse", "--hidden", "16", "--train-freq", "4",
@@ -131,7 +132,8 @@ def test_a_real_divergence_exits_3_in_one_line_and_keeps_the_last_good_checkpoin
     workdir = tmp_path / "run"
     assert main("dqn", [*DIVERGES, "--epochs", "4", "--workdir", str(workdir)]) == 3
     assert error_lines(capsys) == [
-        "error: loss became nan in epoch 2: training diverged; lower lr or max_grad_norm, or "
+        "error: gradient norm became nan in epoch 2: training diverged; lower lr or "
+        "max_grad_norm, or "
         "enable norm_obs/norm_reward (the last good checkpoint is kept)"]
     good = checkpoint.load(workdir / "last.ckpt")
     assert good["epoch"] == 1 and good["state"]["history"][0]["loss"] == 0.0

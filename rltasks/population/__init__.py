@@ -5,6 +5,12 @@
 sits between trial and tasks: trial may import it; it imports tasks and below.
 """
 
-from rltasks.population.onpolicy import CannotJoin, Population, check_members, lockstep_keys
+from rltasks.population.onpolicy import (
+    CannotJoin,
+    Population,
+    check_members,
+    lockstep_group,
+    lockstep_keys,
+)
 
-__all__ = ["CannotJoin", "Population", "check_members", "lockstep_keys"]
+__all__ = ["CannotJoin", "Population", "check_members", "lockstep_group", "lockstep_keys"]

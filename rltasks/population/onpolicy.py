@@ -196,6 +196,17 @@ class CannotJoin(ValueError):
     """The task or its env cannot train in a population (its trials train alone)."""
 
 
+def lockstep_group(task: Any) -> tuple[str, ...] | None:
+    """What ``task`` shares with every other member of a population it joins (its kind,
+    device, env settings and ``lockstep_keys``), or None when it cannot join one."""
+    try:
+        check_members([task])
+    except CannotJoin:
+        return None
+    return (task.name, str(task.device), *(repr(task.fixed.get(k)) for k in SHARED_FIXED),
+            *(f"{k}={task.hp.get(k)!r}" for k in lockstep_keys(task)))
+
+
 def check_members(members: list[OnPolicyTask]) -> None:
     """Refuse, in one line, members that cannot train in lockstep."""
     if not members:

@@ -65,12 +65,15 @@ def report_to_orion(results: dict[str, Any], extra: tuple[str, ...] = ()) -> Non
     importing Orion in every trial (which costs start-up time and import-time warnings).
     """
     path = os.environ.get("ORION_RESULTS_PATH")
-    if not path:
-        return
+    if path:
+        Path(path).write_text(json.dumps(orion_results(results, extra)), encoding="utf8")
+
+
+def orion_results(results: dict[str, Any], extra: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """A trial's results as Orion records them: the objective, then the statistics."""
     data = [{"name": "objective", "type": "objective", "value": results["objective"]}]
-    data += [{"name": k, "type": "statistic", "value": results[k]}
-             for k in (*STATISTICS, *extra)]
-    Path(path).write_text(json.dumps(data), encoding="utf8")
+    return data + [{"name": k, "type": "statistic", "value": results[k]}
+                   for k in (*STATISTICS, *extra)]
 
 
 def read_curve(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:

@@ -42,7 +42,7 @@ def run(task_name: str, options: dict[str, Any], hparams: dict[str, Any],
         return _train(task_name, options, hparams, log, workdir, signals)
 
 
-def _fit(task: Task, epochs: int, signals: StopSignals) -> None:
+def fit_trial(task: Task, epochs: int, signals: StopSignals) -> None:
     """``task.fit(epochs)``, turning a signal's consequences into ``Preempted``."""
     if signals.received:
         raise Preempted(signals.received, f"stopped before training (epoch {task.epoch} "
@@ -61,12 +61,27 @@ def _train(task_name: str, options: dict[str, Any], hparams: dict[str, Any], log
            workdir: Path, signals: StopSignals) -> dict[str, Any]:
     trial = prepare(task_name, options, hparams, log, workdir, signals)
     try:
-        _fit(trial.task, options["epochs"], signals)
+        fit_trial(trial.task, options["epochs"], signals)
     except BaseException:
         trial.close()
         raise
     results = finish(trial, options, log)
     report_to_orion(results)
+    return results
+
+
+def train(script: str, argv: list[str], task_name: str, options: dict[str, Any],
+          hparams: dict[str, Any]) -> dict[str, Any]:
+    """Train the trial of ``scripts/<script>.py argv`` (resolved: ``task_name``, ``options``,
+    ``hparams``) as its script does: ``--seeds N`` as one population where the task and env
+    can join one, else one process per seed; one seed alone. Its results."""
+    results = None
+    if options["seeds"] > 1 and joins_population(task_name, options):
+        results = run_together(task_name, options, hparams)  # None: it cannot join
+    if results is None and options["seeds"] > 1:
+        results = run_seeds(script, argv, task_name, options)
+    elif results is None:
+        results = run(task_name, options, hparams)
     return results
 
 
@@ -88,13 +103,7 @@ def main(task_name: str, argv: list[str] | None = None) -> int:
         if task_name == AGENT:
             task_name, argv, config = resolve_agent(argv)
         options, hparams = resolve(task_name, argv, config)
-        results = None
-        if options["seeds"] > 1 and joins_population(task_name, options):
-            results = run_together(task_name, options, hparams)  # None: it cannot join
-        if results is None and options["seeds"] > 1:
-            results = run_seeds(script, original, task_name, options)
-        elif results is None:
-            results = run(task_name, options, hparams)
+        results = train(script, original, task_name, options, hparams)
     except (ValueError, CheckpointError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 3 if isinstance(err, NonFiniteError) else 2

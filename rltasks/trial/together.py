@@ -14,6 +14,7 @@ seed instead.
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 from typing import Any
 
 from rltasks.population import CannotJoin, Population, check_members
@@ -41,17 +42,16 @@ def run_together(task_name: str, options: dict[str, Any], hparams: dict[str, Any
     log = log or stderr_log
     workdir = default_workdir(task_name, options)
     seeds = [options["seed"] + i for i in range(options["seeds"])]
+    each = [{**options, "seed": seed, "seeds": 1, "workdir": workdir / f"seed-{seed}"}
+            for seed in seeds]
     with StopSignals(log) as signals, contextlib.ExitStack() as locks:
         locks.enter_context(WorkdirLock(workdir, log=log))
         trials: list[Prepared] = []
         try:
-            for seed in seeds:
-                one = {**options, "seed": seed, "seeds": 1, "workdir": workdir / f"seed-{seed}"}
-                locks.enter_context(WorkdirLock(one["workdir"], log=log))
-                trials.append(prepare(task_name, one, hparams, log, one["workdir"], signals,
-                                      label=f"{task_name} seed {seed}"))
+            for one in each:
+                trials.append(prepare_locked(locks, task_name, one, hparams, log, signals,
+                                             label=f"{task_name} seed {one['seed']}"))
                 check_members([trials[0].task])  # an image env: processes after one seed
-            population = Population([t.task for t in trials])
         except CannotJoin as err:
             log(f"--seeds: {err}; one process per seed instead")
             _close(trials)
@@ -59,42 +59,61 @@ def run_together(task_name: str, options: dict[str, Any], hparams: dict[str, Any
         except BaseException:
             _close(trials)
             raise
-        per_seed = _train(population, trials, seeds, options, signals, log)
-    results = {**mean_results(per_seed, task_name, options, workdir),
+        outcomes = train_population(trials, each, signals, log, f"seeds {seeds}")
+    failed = [k for k, outcome in enumerate(outcomes) if isinstance(outcome, BaseException)]
+    if failed:
+        first = outcomes[failed[0]]
+        error = NonFiniteError if isinstance(first, NonFiniteError) else ValueError
+        raise error(f"seed(s) {[seeds[k] for k in failed]} of --seeds {len(seeds)} failed "
+                    f"({type(first).__name__}: {first}); the others trained on; see "
+                    f"{workdir}/seed-{seeds[failed[0]]}")
+    results = {**mean_results(outcomes, task_name, options, workdir),
                "seeds_trained": "as one population"}
     write_results(workdir, results)
     report_to_orion(results, extra=SEED_STATISTICS)
     return results
 
 
-def _train(population: Population, trials: list[Prepared], seeds: list[int],
-           options: dict[str, Any], signals: StopSignals, log: Log) -> list[dict[str, Any]]:
-    """Fit the population, then evaluate each seed and write its results. A signal stops
-    every seed at an epoch end (checkpointed); a failed seed leaves the others to finish and
-    write their results, then raises, as the process path does."""
+def prepare_locked(locks: contextlib.ExitStack, task_name: str, options: dict[str, Any],
+                   hparams: dict[str, Any], log: Log, signals: StopSignals,
+                   label: str | None = None) -> Prepared:
+    """``prepare`` a trial in ``options['workdir']``, whose lock ``locks`` then holds."""
+    workdir = Path(options["workdir"])
+    locks.enter_context(WorkdirLock(workdir, log=log))
+    return prepare(task_name, options, hparams, log, workdir, signals, label=label)
+
+
+def train_population(trials: list[Prepared], options: list[dict[str, Any]],
+                     signals: StopSignals, log: Log, what: str
+                     ) -> list[dict[str, Any] | BaseException]:
+    """Fit prepared trials as one population to their ``epochs`` (one for all), then
+    evaluate each and write its results: each trial's results, or the exception that ended
+    it (the others train on). A signal stops every member at an epoch end (checkpointed)
+    and raises ``Preempted`` (its message names them as ``what``: "seeds [0, 1]").
+    Anything that ends the whole population propagates, every trial closed."""
     try:
+        population = Population([t.task for t in trials])
         if signals.received is None:
-            population.fit(options["epochs"])
+            population.fit(options[0]["epochs"])
     except BaseException:
         _close(trials)
         raise
     if signals.received is not None:
         _close(trials)
         epochs = sorted({m.epoch for m in population.members})
-        raise Preempted(signals.received, f"seeds {seeds} stopped at an epoch end (epoch "
-                                          f"{', '.join(map(str, epochs))})")
-    _close([trials[k] for k in population.errors])
-    per_seed = [finish(trial, {**options, "seed": seed}, log)
-                for k, (trial, seed) in enumerate(zip(trials, seeds, strict=True))
-                if k not in population.errors]
-    if population.errors:
-        failed = sorted(seeds[k] for k in population.errors)
-        first = population.errors[min(population.errors)]
-        error = NonFiniteError if isinstance(first, NonFiniteError) else ValueError
-        raise error(f"seed(s) {failed} of --seeds {len(seeds)} failed ({type(first).__name__}: "
-                    f"{first}); the others trained on; see {trials[0].workdir.parent}"
-                    f"/seed-{failed[0]}")
-    return per_seed
+        raise Preempted(signals.received, f"{what} stopped at an epoch end "
+                                          f"(epoch {', '.join(map(str, epochs))})")
+    outcomes: list[dict[str, Any] | BaseException] = []
+    for k, (trial, one) in enumerate(zip(trials, options, strict=True)):
+        if k in population.errors:
+            trial.close()
+            outcomes.append(population.errors[k])
+            continue
+        try:
+            outcomes.append(finish(trial, one, log))
+        except Exception as err:  # its evaluation failed: the others still finish
+            outcomes.append(err)
+    return outcomes
 
 
 def _close(trials: list[Prepared]) -> None:

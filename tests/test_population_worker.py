@@ -1,0 +1,101 @@
+"""The population worker (``python -m rltasks.orion.population``) on real hunts in the test's
+own Orion database (the ``orion`` fixture): every trial completed once, each as its solo run
+would end, a plain ``orion hunt`` worker sharing the experiment, a NaN member breaking only
+its trial, and its one-line errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import ROOT, assert_same_state, results_in, run_script
+
+from rltasks import checkpoint
+from rltasks.orion import population
+
+FAST = ["--epochs", "2", "--steps-per-epoch", "512", "--num-envs", "2", "--n-steps", "32",
+        "--eval-episodes", "2"]
+SPACE = "lr: 'orion~loguniform(1e-4, 1e-2)'\ngamma: 'orion~choices([0.95, 0.99])'\n"
+#: seeded random search: the same trials every run
+RANDOM = "experiment:\n  algorithms:\n    random:\n      seed: 3\n"
+
+
+def worker_command(orion: Any, name: str, size: int, max_trials: int,
+                   orion_args: tuple[str, ...] = ()) -> list[str]:
+    config = orion.root / "orion.yaml"
+    config.write_text(RANDOM)
+    hunt = orion.hunt_command(name, SPACE, *FAST, max_trials=max_trials,
+                              orion_args=("--config", str(config), *orion_args))
+    return ["--population", str(size), *hunt[2:]]  # without `orion hunt`
+
+
+def trial_state(trial: dict[str, Any]) -> tuple[dict, dict]:
+    results = results_in(trial["working_dir"])
+    results.pop("workdir")
+    return results, checkpoint.load(Path(trial["working_dir"]) / "last.ckpt")["state"]
+
+
+def test_a_population_worker_trains_trials_as_their_solo_runs_and_shares_a_hunt(orion,
+                                                                                tmp_path):
+    argv = worker_command(orion, "pop", 4, 4, ("--worker-max-trials", "3"))
+    done = subprocess.run([sys.executable, "-m", "rltasks.orion.population", *argv],
+                          cwd=ROOT, env=orion.env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "population of 3: trials" in done.stderr and "Warning" not in done.stderr
+    ours = orion.trials("pop")
+    assert [t["status"] for t in ours] == ["completed"] * 3
+    # a plain orion hunt worker on the same experiment does the rest
+    proc = orion.hunt("pop", SPACE, *FAST, max_trials=4,
+                      orion_args=("--config", str(orion.root / "orion.yaml")))
+    found = orion.trials("pop")
+    assert sorted(t["status"] for t in found) == ["completed"] * 4, proc.stdout[-3000:]
+    assert len({t["id"] for t in found}) == 4
+    for trial in ours:
+        results, state = trial_state(trial)
+        assert trial["objective"] == results["objective"] == -results["return_mean"]
+        assert trial["results"]["env_steps"] == results["env_steps"] == 1024
+        assert (results["hparams"]["lr"], results["hparams"]["gamma"]) == (
+            trial["params"]["/lr"], trial["params"]["/gamma"])
+        solo = run_script("ppo", *FAST, "--lr", trial["params"]["/lr"], "--gamma",
+                          trial["params"]["/gamma"], workdir=tmp_path / trial["id"])
+        assert solo.returncode == 0, solo.stderr[-2000:]
+        alone = trial_state({"working_dir": tmp_path / trial["id"]})
+        assert results == alone[0]
+        assert_same_state(alone[1], state)
+
+
+def test_a_member_whose_loss_turns_nan_breaks_only_its_trial(orion, monkeypatch, capsys):
+    """In this process, so that the loss of the trials with gamma 0.95 can be made NaN."""
+    from rltasks.tasks.ppo import PPO
+
+    real = PPO.loss
+
+    def loss(self: Any, *args: Any) -> Any:
+        value, stats = real(self, *args)
+        sick = float("nan") if self.hp["gamma"] == 0.95 else 1.0
+        return value * sick, stats * sick
+
+    monkeypatch.setattr(PPO, "loss", loss)
+    monkeypatch.chdir(ROOT)
+    assert population.main(worker_command(orion, "nan", 5, 5)) == 0
+    err = capsys.readouterr().err
+    assert "population of 5: trials" in err  # one population: gamma is not a shape
+    found = orion.trials("nan")
+    statuses = {t["params"]["/gamma"]: set() for t in found}
+    for t in found:
+        statuses[t["params"]["/gamma"]].add(t["status"])
+    assert statuses == {0.95: {"broken"}, 0.99: {"completed"}}
+    broken = sum(t["status"] == "broken" for t in found)
+    assert err.count("broken: NonFiniteError: gradient norm became nan") == broken
+
+
+def test_bad_input_is_one_line(orion, capsys):
+    with pytest.raises(ValueError, match=r"^--population K: K trials trained at a time"):
+        population.population_option(["-n", "x", "python", "scripts/ppo.py"])
+    with pytest.raises(ValueError, match=r"^train\.py is not an rltasks script"):
+        population.script_of(["python", "train.py", "--lr", "1"])
+    assert population.main(["--population", "0", "-n", "x"]) == 2
+    assert capsys.readouterr().err.startswith("error: --population K")
