@@ -5,13 +5,23 @@ its trial, and its one-line errors."""
 
 from __future__ import annotations
 
+import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import ROOT, assert_same_state, results_in, run_script
+from helpers import (
+    ROOT,
+    assert_same_state,
+    finish_process,
+    results_in,
+    run_script,
+    start,
+    wait_for,
+)
 
 from rltasks import checkpoint
 from rltasks.orion import population
@@ -99,3 +109,76 @@ def test_bad_input_is_one_line(orion, capsys):
         population.script_of(["python", "train.py", "--lr", "1"])
     assert population.main(["--population", "0", "-n", "x"]) == 2
     assert capsys.readouterr().err.startswith("error: --population K")
+
+
+SMALL = ("--steps-per-epoch", "256", "--num-envs", "2", "--eval-episodes", "2")
+
+
+def test_promotions_of_an_asha_hunt_resume_their_rung_in_a_population(orion, monkeypatch,
+                                                                       capsys):
+    """ASHA with epochs as the fidelity and the fidelity-free working dir template: a trial
+    promoted to 2 epochs resumes its 1-epoch rung's checkpoint (trains 1 more epoch)."""
+    monkeypatch.chdir(ROOT)
+    hunt = orion.hunt_command(
+        "asha", "spaces/lr.yaml", "--epochs~fidelity(1, 2, 2)", "--workdir",
+        "{exp.working_dir}/{trial.hash_params}", "--horizon", "2", *SMALL, max_trials=5,
+        orion_args=("-c", str(ROOT / "spaces" / "algos" / "asha.yaml")))
+    assert population.main(["--population", "4", *hunt[2:]]) == 0
+    assert re.search(r"population of [234]: trials", capsys.readouterr().err)
+    found = orion.trials("asha")
+    assert found and all(t["status"] == "completed" for t in found)
+    rungs: dict[str, list[int]] = {}
+    for trial in found:
+        rungs.setdefault(trial["hash_params"], []).append(round(trial["params"]["/epochs"]))
+    promoted = 0
+    for trial in found:
+        epochs, stats = round(trial["params"]["/epochs"]), trial["results"]
+        lower = [e for e in rungs[trial["hash_params"]] if e < epochs]
+        assert stats["env_steps"] == epochs * 256
+        assert stats["env_steps_run"] == (epochs - max(lower, default=0)) * 256
+        promoted += bool(lower)
+    assert promoted >= 1
+
+
+def test_pbt_children_continue_their_parents_in_a_population(orion, monkeypatch, tmp_path):
+    import yaml
+
+    monkeypatch.chdir(ROOT)
+    config = yaml.safe_load((ROOT / "spaces" / "algos" / "pbt.yaml").read_text())
+    algo = config["experiment"]["algorithm"]["pbt"]
+    algo.update(population_size=3, generations=2)  # children fork in the second
+    for exploit in algo["exploit"]["exploit_configs"]:
+        exploit.update(min_forking_population=3, candidate_pool_ratio=0.34)
+    path = tmp_path / "pbt.yaml"
+    path.write_text(yaml.safe_dump(config))
+    hunt = orion.hunt_command("pbt", "spaces/pbt.yaml", "--epochs~fidelity(1, 2, 1)",
+                              "--allow-hparam-change", "--horizon", "2", *SMALL,
+                              max_trials=None, orion_args=("-c", str(path)))
+    assert population.main(["--population", "3", *hunt[2:]]) == 0
+    found = orion.trials("pbt")
+    assert found and all(t["status"] == "completed" for t in found)
+    forked = [results_in(t["working_dir"]) for t in found if t["parent"] is not None]
+    assert forked and all(r["resumed_from"] >= 1 for r in forked)
+
+
+def test_sigterm_releases_the_trials_as_interrupted_and_a_worker_resumes_them(orion):
+    argv = worker_command(orion, "stop", 2, 2)
+    argv[argv.index("--epochs") + 1] = "8"
+    proc = start([sys.executable, "-m", "rltasks.orion.population", *argv], env=orion.vars)
+    work = orion.root / "work"
+    wait_for(lambda: len(list(work.glob("*/last.ckpt"))) == 2, proc, "both trials' checkpoints",
+             poll=0.05)
+    proc.send_signal(signal.SIGTERM)
+    code, err = finish_process(proc)
+    assert code == 130, err[-3000:]
+    assert re.search(r"interrupted: SIGTERM received: trials \['\w{8}', '\w{8}'\] stopped "
+                     r"at an epoch end", err), err[-3000:]
+    assert [t["status"] for t in orion.trials("stop")] == ["interrupted"] * 2
+    again = subprocess.run([sys.executable, "-m", "rltasks.orion.population", *argv], cwd=ROOT,
+                           env=orion.env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    found = orion.trials("stop")
+    assert [t["status"] for t in found] == ["completed"] * 2
+    for trial in found:
+        results = results_in(trial["working_dir"])
+        assert results["resumed_from"] >= 1 and results["env_steps"] == 8 * 512
