@@ -182,3 +182,18 @@ def test_sigterm_releases_the_trials_as_interrupted_and_a_worker_resumes_them(or
     for trial in found:
         results = results_in(trial["working_dir"])
         assert results["resumed_from"] >= 1 and results["env_steps"] == 8 * 512
+
+
+def test_trials_with_bad_hyperparameters_break_and_the_worker_exits_1(orion, monkeypatch,
+                                                                       capsys):
+    """Every trial broke: exit 1 (not orion hunt's 0), each trial's error in one line, and
+    the experiment's --exp-max-broken ends the worker without a traceback."""
+    monkeypatch.chdir(ROOT)
+    hunt = orion.hunt_command("bad", "lr: 'orion~uniform(-1.0, -0.5)'\n", *FAST, max_trials=4,
+                              orion_args=("--exp-max-broken", "2"))
+    assert population.main(["--population", "1", *hunt[2:]]) == 1
+    err = capsys.readouterr().err
+    found = orion.trials("bad")
+    assert [t["status"] for t in found] == ["broken"] * 2
+    assert err.count("broken: ValueError: hyperparameter lr=-0.") == 2
+    assert "the experiment is broken" in err and "Traceback" not in err

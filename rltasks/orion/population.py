@@ -149,6 +149,7 @@ class Worker:
         """Up to ``count`` trials, each released by ``reserved`` on the way out if nothing
         else released it (an exception: broken, as Orion's own worker does)."""
         from orion.core.utils.exceptions import (
+            BrokenExperiment,
             CompletedExperiment,
             ReservationRaceCondition,
             WaitingForTrials,
@@ -166,6 +167,10 @@ class Worker:
                     break
                 time.sleep(0.5)
             except CompletedExperiment:
+                break
+            except BrokenExperiment as err:  # --exp-max-broken trials broke
+                self.log(f"the experiment is broken ({err}): no more trials; `orion status` "
+                         f"shows them, their errors are above")
                 break
         return trials
 
