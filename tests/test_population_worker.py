@@ -197,3 +197,19 @@ def test_trials_with_bad_hyperparameters_break_and_the_worker_exits_1(orion, mon
     assert [t["status"] for t in found] == ["broken"] * 2
     assert err.count("broken: ValueError: hyperparameter lr=-0.") == 2
     assert "the experiment is broken" in err and "Traceback" not in err
+
+
+def test_trials_of_a_task_that_cannot_join_train_alone(orion, monkeypatch, capsys):
+    """DQN has no population: its trials train one after the other, as solo trials."""
+    monkeypatch.chdir(ROOT)
+    hunt = orion.hunt_command("dqn", SPACE, "--epochs", "1", "--steps-per-epoch", "256",
+                              "--learning-starts", "64", "--eval-episodes", "2",
+                              max_trials=2, script="scripts/dqn.py")
+    assert population.main(["--population", "2", *hunt[2:]]) == 0
+    assert "population of" not in capsys.readouterr().err
+    found = orion.trials("dqn")
+    assert [t["status"] for t in found] == ["completed"] * 2
+    for trial in found:
+        results = results_in(trial["working_dir"])
+        assert results["task"] == "dqn" and trial["objective"] == results["objective"]
+        assert results["env_steps"] == 256

@@ -38,8 +38,8 @@ from rltasks.trial.agent import AGENT, resolve_agent
 from rltasks.trial.files import orion_results
 from rltasks.trial.options import resolve
 from rltasks.trial.preempt import Preempted, StopSignals, interrupt_code
-from rltasks.trial.prepare import Log, Prepared, finish, stderr_log
-from rltasks.trial.run import fit_trial, train
+from rltasks.trial.prepare import Log, Prepared, stderr_log
+from rltasks.trial.run import fit_and_finish, train
 from rltasks.trial.seeds import SEED_STATISTICS
 from rltasks.trial.together import prepare_locked, train_population
 
@@ -191,8 +191,9 @@ class Worker:
                     self.report(job, outcome)
                 else:
                     prepared[job.trial.id] = outcome
-            for group in self.groups([j for j in jobs if j.trial.id in prepared], prepared):
-                self.train_group(group, [prepared[j.trial.id] for j in group], signals)
+            for joins, group in self.groups([j for j in jobs if j.trial.id in prepared],
+                                            prepared):
+                self.train_group(joins, group, [prepared[j.trial.id] for j in group], signals)
 
     def resolve(self, trial: Any) -> Job | None:
         """The trial's command as Orion's consumer formats it, resolved here; None (the
@@ -217,25 +218,26 @@ class Worker:
             return None
         return Job(trial, script, argv, task_name, options, hparams)
 
-    def groups(self, jobs: list[Job], prepared: dict[str, Prepared]) -> list[list[Job]]:
-        """Jobs that train together: one population per lockstep group and epochs; a job
-        whose task cannot join one, alone."""
+    def groups(self, jobs: list[Job], prepared: dict[str, Prepared]
+               ) -> list[tuple[bool, list[Job]]]:
+        """Jobs that train together, each group with whether it is a population: one per
+        lockstep group and epochs; a job whose task cannot join one, alone."""
         together: dict[tuple[Any, ...], list[Job]] = {}
         alone = []
         for job in jobs:
             key = lockstep_group(prepared[job.trial.id].task)
             if key is None:
-                alone.append([job])
+                alone.append((False, [job]))
             else:
                 together.setdefault((*key, job.options["epochs"]), []).append(job)
-        return [*together.values(), *alone]
+        return [*((True, group) for group in together.values()), *alone]
 
-    def train_group(self, group: list[Job], trials: list[Prepared],
+    def train_group(self, joins: bool, group: list[Job], trials: list[Prepared],
                     signals: StopSignals) -> None:
         try:
-            if len(group) == 1 and lockstep_group(trials[0].task) is None:
-                outcomes = [self.guarded(group[0], lambda: self.alone(group[0], trials[0],
-                                                                      signals))]
+            if not joins:
+                outcomes = [self.guarded(group[0], lambda: fit_and_finish(
+                    trials[0], group[0].options, signals, self.log))]
             else:
                 ids = [j.trial.id[:8] for j in group]
                 self.log(f"population of {len(group)}: trials {', '.join(ids)}")
@@ -246,14 +248,6 @@ class Worker:
             raise
         for job, outcome in zip(group, outcomes, strict=True):
             self.report(job, outcome)
-
-    def alone(self, job: Job, trial: Prepared, signals: StopSignals) -> dict[str, Any]:
-        try:
-            fit_trial(trial.task, job.options["epochs"], signals)
-        except BaseException:
-            trial.close()
-            raise
-        return finish(trial, job.options, self.log)
 
     def guarded(self, job: Job, work: Any) -> Any:
         """``work()``, or the exception that ended it (an interruption propagates)."""

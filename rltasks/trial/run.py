@@ -21,7 +21,7 @@ from rltasks.trial.agent import AGENT, resolve_agent
 from rltasks.trial.files import report_to_orion
 from rltasks.trial.options import default_workdir, resolve
 from rltasks.trial.preempt import Preempted, StopSignals, interrupt_code
-from rltasks.trial.prepare import Log, finish, prepare, stderr_log
+from rltasks.trial.prepare import Log, Prepared, finish, prepare, stderr_log
 from rltasks.trial.seeds import run_seeds
 from rltasks.trial.together import joins_population, run_together
 from rltasks.trial.workdir import WorkdirLock
@@ -42,7 +42,7 @@ def run(task_name: str, options: dict[str, Any], hparams: dict[str, Any],
         return _train(task_name, options, hparams, log, workdir, signals)
 
 
-def fit_trial(task: Task, epochs: int, signals: StopSignals) -> None:
+def _fit(task: Task, epochs: int, signals: StopSignals) -> None:
     """``task.fit(epochs)``, turning a signal's consequences into ``Preempted``."""
     if signals.received:
         raise Preempted(signals.received, f"stopped before training (epoch {task.epoch} "
@@ -59,15 +59,22 @@ def fit_trial(task: Task, epochs: int, signals: StopSignals) -> None:
 
 def _train(task_name: str, options: dict[str, Any], hparams: dict[str, Any], log: Log,
            workdir: Path, signals: StopSignals) -> dict[str, Any]:
-    trial = prepare(task_name, options, hparams, log, workdir, signals)
+    results = fit_and_finish(prepare(task_name, options, hparams, log, workdir, signals),
+                             options, signals, log)
+    report_to_orion(results)
+    return results
+
+
+def fit_and_finish(trial: Prepared, options: dict[str, Any], signals: StopSignals,
+                   log: Log) -> dict[str, Any]:
+    """Train a prepared trial to ``options['epochs']`` (``_fit``), then evaluate it and
+    write its results (``finish``); closed if training raises."""
     try:
-        fit_trial(trial.task, options["epochs"], signals)
+        _fit(trial.task, options["epochs"], signals)
     except BaseException:
         trial.close()
         raise
-    results = finish(trial, options, log)
-    report_to_orion(results)
-    return results
+    return finish(trial, options, log)
 
 
 def train(script: str, argv: list[str], task_name: str, options: dict[str, Any],
