@@ -122,6 +122,8 @@ CONFIGS: dict[str, Config] = {
                                     "--seed", "14")),
     "ppo-early-stop": Config("ppo", ("--criterion", "20", "--trial-count", "4")),
     "ppo-seeds": Config("ppo", seeds=True),
+    # DQN seeds as one population: replay buffers, priorities, n-step windows of both
+    "dqn-seeds": Config("dqn", ("--replay", "prioritized", "--n-step", "3"), seeds=True),
     "ppo-seed-processes": Config("ppo", seeds=True, processes=True),
     "ppo-pbt": Config("ppo", ("--lr", "0.002", "--allow-hparam-change", "true"),
                       parent=("--lr", "0.0005")),
@@ -188,6 +190,9 @@ CASES += [
     # steps, 8 updates, 2 checkpoints: seed 7's, then seed 8's)
     Case("ppo-seeds", "collect:80", 1),
     Case("ppo-seeds", "replaced:last.ckpt:3", (2, 1)),  # seed 8 catches up alone, then both
+    # two DQN seeds of 64 env steps an epoch: 128 env steps per epoch in the process
+    Case("dqn-seeds", "collect:180", 1),
+    Case("dqn-seeds", "replaced:last.ckpt:3", (2, 1)),
     Case("ppo-seed-processes", "collect:40", 1),
     Case("ppo-seed-processes", "write:last.ckpt:3", 2),
     Case("ppo-pbt", "update:3", 1),  # before the adopting run's first checkpoint

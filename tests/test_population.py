@@ -18,6 +18,10 @@ from rltasks.task import BadResume, NonFiniteError
 #: three members that differ in seed, lr, gamma (and, for A2C, the optimizer's family)
 MEMBERS = [(0, {"lr": 3e-4, "gamma": 0.99}), (1, {"lr": 1e-3, "gamma": 0.95}),
            (2, {"lr": 5e-4, "gamma": 0.98})]
+#: DQN members' replay loop within a 256-step epoch: updates from step 100, one per 2 steps
+#: every 4, the target copied every 50
+DQN = {"learning_starts": 100, "train_freq": 4, "gradient_steps": -1, "subsample_steps": 2,
+       "target_update": 50}
 
 
 def member(algo: str, seed: int, hp: dict[str, Any], env: str = "CartPole-v1",
@@ -46,6 +50,7 @@ def solo_states(algo: str, members: list[tuple[int, dict]], epochs: int, **kw: A
     ("ppo", "Pendulum-v1", {"n_steps": 16, "batch_size": 64, "update_epochs": 2}),
     ("a2c", "CartPole-v1", {}),
     ("pg", "CartPole-v1", {}),
+    ("dqn", "CartPole-v1", DQN),
 ])
 def test_each_member_ends_with_the_bits_of_its_solo_run(algo, env, extra):
     members = [(seed, {**hp, **extra}) for seed, hp in MEMBERS]
@@ -60,6 +65,40 @@ def test_each_member_ends_with_the_bits_of_its_solo_run(algo, env, extra):
     assert pop.members[0].history[-1]["loss"] != pop.members[1].history[-1]["loss"]
 
 
+def test_dqn_members_may_differ_in_replay_ratio_targets_loss_and_optimizer():
+    """Members with different numbers of gradient steps per env step (train_freq,
+    subsample_steps, learning_starts) step together where their steps fall together; each
+    ends as its solo run, prioritized replay, n-step returns and two envs included."""
+    common = {"replay": "prioritized", "double": True, "n_step": 3, "gradient_steps": -1,
+              "batch_size": 32, "hidden": 32, "num_envs": 2}
+    members = [
+        (0, {"lr": 3e-4, "train_freq": 4, "learning_starts": 100, "subsample_steps": 1}),
+        (1, {"lr": 1e-3, "gamma": 0.95, "train_freq": 16, "learning_starts": 0,
+             "subsample_steps": 4, "tau": 0.1, "target_update": 1}),
+        (2, {"lr": 5e-4, "train_freq": 1, "learning_starts": 200, "subsample_steps": 2,
+             "double": False, "loss": "mse", "optimizer": "sgd"})]
+    members = [(seed, {**common, **hp}) for seed, hp in members]
+    pop = Population([member("dqn", seed, hp) for seed, hp in members])
+    pop.fit(3)
+    assert not pop.errors
+    # 768 steps of 2 envs: 1 update per 4 steps from step 100, 4 per 16, 1 per 2 from 200
+    assert [m.history[-1]["gradient_steps"] for m in pop.members] == [256, 64, 128]
+    for want, got in zip(solo_states("dqn", members, 3), pop.members, strict=True):
+        assert_same_state(want, got.state_dict())
+
+
+def test_a_dqn_member_whose_loss_turns_nan_breaks_alone():
+    members = [(seed, {**hp, **DQN}) for seed, hp in MEMBERS]
+    pop = Population([member("dqn", seed, hp) for seed, hp in members])
+    sick = pop.members[0]
+    real = sick.td_loss
+    sick.td_loss = lambda *args: (real(*args)[0] * float("nan"), real(*args)[1])
+    pop.fit(2)
+    assert list(pop.errors) == [0] and isinstance(pop.errors[0], NonFiniteError)
+    for want, got in zip(solo_states("dqn", members[1:], 2), pop.members[1:], strict=True):
+        assert_same_state(want, got.state_dict())
+
+
 def test_members_that_cannot_share_a_lockstep_are_refused_in_one_line():
     ppo = member("ppo", 0, {})
     with pytest.raises(ValueError, match=r"differ in hidden \(64 and 32\).*group trials by it"):
@@ -72,13 +111,21 @@ def test_members_that_cannot_share_a_lockstep_are_refused_in_one_line():
         Population([ppo, elsewhere])
     with pytest.raises(ValueError, match="one task; got 'ppo' and 'a2c'"):
         Population([ppo, member("a2c", 1, {})])
-    with pytest.raises(ValueError, match="'dqn' cannot join a population; ppo, a2c and pg can"):
-        Population([rltasks.make_task("dqn", env="CartPole-v1").init()])
+    with pytest.raises(ValueError, match="'sac' cannot join a population; ppo, a2c, pg and dqn"):
+        Population([rltasks.make_task("sac", env="Pendulum-v1").init()])
+    with pytest.raises(ValueError, match="dueling DQN cannot join a population yet"):
+        Population([rltasks.make_task("dqn", env="CartPole-v1").init(dueling=True)])
+    with pytest.raises(ValueError, match=r"differ in batch_size \(64 and 32\)"):
+        Population([member("dqn", 0, {}), member("dqn", 1, {"batch_size": 32})])
     with pytest.raises(ValueError, match="vector observations; rltasks/Catch-v0 has images"):
         Population([rltasks.make_task("ppo", env="rltasks/Catch-v0").init()])
     assert {"hidden", "layers", "n_steps", "batch_size", "update_epochs"} <= set(
         lockstep_keys(ppo))
     assert not {"lr", "gamma", "clip_range", "ent_coef"} & set(lockstep_keys(ppo))
+    dqn = set(lockstep_keys(member("dqn", 0, {})))
+    assert {"hidden", "layers", "batch_size", "buffer_size", "replay", "exploration"} <= dqn
+    assert not {"lr", "gamma", "train_freq", "learning_starts", "target_update", "tau",
+                "double", "eps_min"} & dqn
 
 
 def test_a_member_whose_loss_turns_nan_breaks_alone():
@@ -149,25 +196,27 @@ def test_a_member_that_stops_early_leaves_the_lockstep_and_the_rest_go_on():
         assert_same_state(state, got.state_dict())
 
 
-def test_a_population_resumes_from_its_members_checkpoints(tmp_path):
+@pytest.mark.parametrize("algo, extra", [("ppo", {}), ("dqn", DQN)])
+def test_a_population_resumes_from_its_members_checkpoints(tmp_path, algo, extra):
     """Members saved at different epochs (a population killed while its members wrote their
     checkpoints): the laggards catch up alone, then the lockstep goes on; every member ends
-    as its uninterrupted solo run."""
-    first = Population([member("ppo", seed, hp) for seed, hp in MEMBERS])
+    as its uninterrupted solo run (DQN's replay buffers and target networks included)."""
+    members = [(seed, {**hp, **extra}) for seed, hp in MEMBERS]
+    first = Population([member(algo, seed, hp) for seed, hp in members])
     first.fit(1)
     checkpoint.save(tmp_path / "m1.ckpt", first.members[1].state_dict())
     first.fit(2)
     resumed = []
-    for k, (seed, hp) in enumerate(MEMBERS):
+    for k, (seed, hp) in enumerate(members):
         path = tmp_path / f"m{k}.ckpt"
         if k != 1:
             checkpoint.save(path, first.members[k].state_dict())
-        task = member("ppo", seed, hp)
+        task = member(algo, seed, hp)
         task.load_state_dict(checkpoint.load(path))
         resumed.append(task)
     assert [m.epoch for m in resumed] == [2, 1, 2]
     Population(resumed).fit(3)
-    for want, got in zip(solo_states("ppo", MEMBERS, 3), resumed, strict=True):
+    for want, got in zip(solo_states(algo, members, 3), resumed, strict=True):
         assert_same_state(want, got.state_dict())
 
 

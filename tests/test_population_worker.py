@@ -199,17 +199,38 @@ def test_trials_with_bad_hyperparameters_break_and_the_worker_exits_1(orion, mon
     assert "the experiment is broken" in err and "Traceback" not in err
 
 
-def test_trials_of_a_task_that_cannot_join_train_alone(orion, monkeypatch, capsys):
-    """DQN has no population: its trials train one after the other, as solo trials."""
+def test_dqn_trials_train_as_a_population_and_each_ends_as_its_solo_run(orion, monkeypatch,
+                                                                        capsys, tmp_path):
     monkeypatch.chdir(ROOT)
-    hunt = orion.hunt_command("dqn", SPACE, "--epochs", "1", "--steps-per-epoch", "256",
-                              "--learning-starts", "64", "--eval-episodes", "2",
-                              max_trials=2, script="scripts/dqn.py")
+    args = ("--epochs", "1", "--steps-per-epoch", "256", "--learning-starts", "64",
+            "--train-freq", "4", "--eval-episodes", "2")
+    hunt = orion.hunt_command("dqn", SPACE, *args, max_trials=2, script="scripts/dqn.py")
     assert population.main(["--population", "2", *hunt[2:]]) == 0
-    assert "population of" not in capsys.readouterr().err
+    assert "population of 2: trials" in capsys.readouterr().err
     found = orion.trials("dqn")
     assert [t["status"] for t in found] == ["completed"] * 2
     for trial in found:
-        results = results_in(trial["working_dir"])
+        results, state = trial_state(trial)
         assert results["task"] == "dqn" and trial["objective"] == results["objective"]
-        assert results["env_steps"] == 256
+        solo = run_script("dqn", *args, "--lr", trial["params"]["/lr"], "--gamma",
+                          trial["params"]["/gamma"], workdir=tmp_path / trial["id"])
+        assert solo.returncode == 0, solo.stderr[-2000:]
+        alone = trial_state({"working_dir": tmp_path / trial["id"]})
+        assert results == alone[0]
+        assert_same_state(alone[1], state)
+
+
+def test_trials_of_a_task_that_cannot_join_train_alone(orion, monkeypatch, capsys):
+    """SAC has no population: its trials train one after the other, as solo trials."""
+    monkeypatch.chdir(ROOT)
+    hunt = orion.hunt_command("sac", SPACE, "--epochs", "1", "--steps-per-epoch", "200",
+                              "--learning-starts", "100", "--eval-episodes", "1",
+                              max_trials=2, script="scripts/sac.py")
+    assert population.main(["--population", "2", *hunt[2:]]) == 0
+    assert "population of" not in capsys.readouterr().err
+    found = orion.trials("sac")
+    assert [t["status"] for t in found] == ["completed"] * 2
+    for trial in found:
+        results = results_in(trial["working_dir"])
+        assert results["task"] == "sac" and trial["objective"] == results["objective"]
+        assert results["env_steps"] == 200

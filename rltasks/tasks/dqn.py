@@ -11,6 +11,7 @@ prioritized replay (``replay='prioritized'``, beta annealed to 1).
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -140,9 +141,12 @@ class DQN(OffPolicyTask):
         return a, a
 
     @torch.no_grad()
-    def explore(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def explore(self, obs: np.ndarray, q_of: Callable[[], torch.Tensor] | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
+        """The exploration policy's actions; ``q_of`` computes the Q-values of ``obs`` when
+        the policy needs them (a population's: the member's slice of a stacked forward)."""
         shape = (self.num_envs, int(self.action_space.n))
-        a = self.policy.act(lambda: self.q(self.tensor(obs)), shape, self.env_steps,
+        a = self.policy.act(q_of or (lambda: self.q(self.tensor(obs))), shape, self.env_steps,
                             self.gen).cpu().numpy()
         return a, a
 
@@ -154,22 +158,38 @@ class DQN(OffPolicyTask):
         return self.q(obs).argmax(-1)
 
     def train_step(self) -> dict[str, torch.Tensor]:
+        b = self.sample()
+        with torch.no_grad():
+            online = self.q(b["next_obs"]) if self.hp["double"] else None
+            target = self.td_target(b, self.target(b["next_obs"]), online)
+        loss, td_error = self.td_loss(b, self.q(b["obs"]), target)
+        self.optimizer_step("opt", loss, clip=self.q.parameters())
+        self.buffer.update_priorities(b["indices"], td_error)
+        return {"loss": loss.detach()}
+
+    def sample(self) -> dict[str, torch.Tensor]:
+        """A replay batch, with importance weights at beta annealed to 1 (prioritized)."""
         hp = self.hp
         beta = hp["per_beta"] + (1 - hp["per_beta"]) * min(1.0, self.env_steps
                                                            / hp["per_beta_steps"])
-        b = self.buffer.sample(hp["batch_size"], self.np_rng, beta)
-        with torch.no_grad():
-            next_q = self.target(b["next_obs"])
-            if hp["double"]:
-                next_v = next_q.gather(1, self.q(b["next_obs"]).argmax(1, keepdim=True))
-            else:
-                next_v = next_q.max(1, keepdim=True).values
-            target = b["returns"] + b["discounts"] * next_v.squeeze(1)
-        q = self.q(b["obs"]).gather(1, b["actions"].unsqueeze(1)).squeeze(1)
-        loss = (b["weights"] * LOSSES[hp["loss"]](q, target, reduction="none")).mean()
-        self.optimizer_step("opt", loss, clip=self.q.parameters())
-        self.buffer.update_priorities(b["indices"], (q - target).detach())
-        return {"loss": loss.detach()}
+        return self.buffer.sample(hp["batch_size"], self.np_rng, beta)
+
+    def td_target(self, b: dict[str, torch.Tensor], next_q: torch.Tensor,
+                  online_next_q: torch.Tensor | None) -> torch.Tensor:
+        """n-step TD targets from the target network's next Q-values (double DQN: at the
+        online network's argmax, ``online_next_q``)."""
+        if self.hp["double"]:
+            next_v = next_q.gather(1, online_next_q.argmax(1, keepdim=True))
+        else:
+            next_v = next_q.max(1, keepdim=True).values
+        return b["returns"] + b["discounts"] * next_v.squeeze(1)
+
+    def td_loss(self, b: dict[str, torch.Tensor], q_all: torch.Tensor, target: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(the importance-weighted TD loss of the taken actions' Q-values, the TD errors)."""
+        q = q_all.gather(1, b["actions"].unsqueeze(1)).squeeze(1)
+        loss = (b["weights"] * LOSSES[self.hp["loss"]](q, target, reduction="none")).mean()
+        return loss, (q - target).detach()
 
     def after_env_step(self, before: int) -> None:
         if crossed(before, self.num_envs, self.hp["target_update"]):

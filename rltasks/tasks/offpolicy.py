@@ -143,34 +143,54 @@ class OffPolicyTask(Task):
         return max(periods * hp["train_freq"] // hp["subsample_steps"], 1)
 
     def train_epoch(self) -> dict[str, float]:
-        hp, m = self.hp, self.num_envs
-        obs, done_steps, rows, epoch_steps = self.obs, 0, [], self.epoch_steps()
-        if self.epoch_reset:  # the loader reset every env for this epoch: new episodes
-            self.episode_ended(np.ones(m, bool))
-        while done_steps < epoch_steps:
-            if self.env_steps < hp["learning_starts"]:
-                stored, env_actions = self.random_actions()
-            else:
-                stored, env_actions = self.explore(obs)
-            next_obs, reward, term, trunc, final = self.loader.step(env_actions)
-            real_next = final if final is not None else next_obs
-            self.buffer.add(obs, stored, reward, real_next, term, term | trunc)
-            self.episode_ended(term | trunc)
-            obs = next_obs
-            before, self.env_steps = self.env_steps, self.env_steps + m
-            done_steps += m
-            # hindsight replay stores an episode when it ends: nothing to sample before that
-            updates = self.updates_due(before)
+        rows = []
+        for _ in range(self.begin_collect()):
+            updates = self.env_step(*self.choose(self.obs))
             if updates:
-                lr = self.scheduled("lr", "lr_schedule")
-                for opt in self.optimizers.values():
-                    set_lr(opt, lr)
+                self.set_scheduled_lr()
                 rows += [self.train_step() for _ in range(updates)]
-            self.after_env_step(before)
+            self.after_env_step(self.env_steps - self.num_envs)
+        return self.end_collect(rows)
+
+    # -- the loop's parts (a population runs them member by member: rltasks.population) ----
+    def begin_collect(self) -> int:
+        """Start an epoch's collection; the vector env steps it takes."""
+        if self.epoch_reset:  # the loader reset every env for this epoch: new episodes
+            self.episode_ended(np.ones(self.num_envs, bool))
+        return -(-self.epoch_steps() // self.num_envs)
+
+    def choose(self, obs: np.ndarray, **explore: Any) -> tuple[np.ndarray, np.ndarray]:
+        """(actions to store, actions for the env): uniformly random until
+        ``learning_starts``, then the exploring policy's (``explore``'s keyword arguments:
+        DQN's ``q_of``)."""
+        if self.env_steps < self.hp["learning_starts"]:
+            return self.random_actions()
+        return self.explore(obs, **explore)
+
+    def env_step(self, stored: np.ndarray, env_actions: np.ndarray) -> int:
+        """Step the envs from ``self.obs``, store the transitions, count the steps; the
+        gradient steps now due."""
+        obs = self.obs
+        next_obs, reward, term, trunc, final = self.loader.step(env_actions)
+        real_next = final if final is not None else next_obs
+        self.buffer.add(obs, stored, reward, real_next, term, term | trunc)
+        self.episode_ended(term | trunc)
+        self.obs = next_obs
+        before, self.env_steps = self.env_steps, self.env_steps + self.num_envs
+        # hindsight replay stores an episode when it ends: nothing to sample before that
+        return self.updates_due(before)
+
+    def set_scheduled_lr(self) -> None:
+        """Every optimizer's lr as its schedule says now."""
+        lr = self.scheduled("lr", "lr_schedule")
+        for opt in self.optimizers.values():
+            set_lr(opt, lr)
+
+    def end_collect(self, rows: list[dict[str, torch.Tensor]]) -> dict[str, float]:
+        """End the epoch's collection: the epoch's metrics from the updates' ``rows``."""
         # the epoch ends every n-step window as a truncation, bootstrapped from ``obs``; in
         # snapshot mode the episode runs on and its next transitions start new windows
-        self.buffer.flush(obs)
-        self.obs = obs
+        self.buffer.flush(self.obs)
         metrics = {key: float(torch.stack([r[key] for r in rows]).mean()) if rows else 0.0
                    for key in self.LOSSES}
         return {**metrics, "gradient_steps": len(rows), "buffer": len(self.buffer),
@@ -180,7 +200,7 @@ class OffPolicyTask(Task):
         """(actions to store, actions for the env) before ``learning_starts``."""
         raise NotImplementedError
 
-    def explore(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def explore(self, obs: np.ndarray, **kw: Any) -> tuple[np.ndarray, np.ndarray]:
         """(actions to store, actions for the env) of the exploring policy."""
         raise NotImplementedError
 

@@ -69,7 +69,7 @@ RUN_OPTIONS: dict[str, tuple[Any, Any, str]] = {
                                  "(needs tensorboard)"),
     "seeds": (int, 1, "train N seeds (--seed, --seed+1, ...) of this configuration, in "
                       "WORKDIR/seed-K, and report their mean: as one population in this "
-                      "process where the task can (ppo, a2c, pg on vector observations), "
+                      "process where the task can (ppo, a2c, pg, dqn on vector observations), "
                       "else in parallel processes"),
     "seed_processes": (bool, False, "with --seeds, train one process per seed even where "
                                     "the seeds could train as one population"),

@@ -1,6 +1,6 @@
 """``--seeds N`` as one population: the seeds of one configuration trained in this process.
 
-Where the task can join a population (ppo, a2c, pg on vector observations:
+Where the task can join a population (ppo, a2c, pg, dqn on vector observations:
 ``rltasks.population``), each seed is prepared exactly as a solo trial in
 ``WORKDIR/seed-K`` (its lock, its resume from its own checkpoints, its observers: checkpoints,
 ``metrics.jsonl``, early stop, pre-emption), the seeds train together in lockstep, and each
@@ -17,10 +17,9 @@ import contextlib
 from pathlib import Path
 from typing import Any
 
-from rltasks.population import CannotJoin, Population, check_members
+from rltasks.population import CannotJoin, Population, check_members, joins
 from rltasks.task import NonFiniteError
 from rltasks.tasks import REGISTRY
-from rltasks.tasks.onpolicy import OnPolicyTask
 from rltasks.trial.files import report_to_orion, write_results
 from rltasks.trial.options import default_workdir
 from rltasks.trial.preempt import Preempted, StopSignals
@@ -32,7 +31,7 @@ from rltasks.trial.workdir import WorkdirLock
 def joins_population(task_name: str, options: dict[str, Any]) -> bool:
     """Whether ``--seeds`` trains this task's seeds as one population (the env is checked
     when the members are built: an image env falls back to processes)."""
-    return not options["seed_processes"] and issubclass(REGISTRY[task_name], OnPolicyTask)
+    return not options["seed_processes"] and joins(REGISTRY[task_name])
 
 
 def run_together(task_name: str, options: dict[str, Any], hparams: dict[str, Any],
