@@ -417,5 +417,6 @@ class Orion:
         return [{"id": t.id, "status": t.status, "working_dir": t.working_dir,
                  "params": t.params, "hash_params": t.hash_params, "parent": t.parent,
                  "objective": None if t.objective is None else t.objective.value,
+                 "heartbeat": t.heartbeat,
                  "results": {r.name: r.value for r in t.results}}
                 for t in exp.fetch_trials()]

@@ -162,12 +162,20 @@ def test_pbt_children_continue_their_parents_in_a_population(orion, monkeypatch,
 
 
 def test_sigterm_releases_the_trials_as_interrupted_and_a_worker_resumes_them(orion):
-    argv = worker_command(orion, "stop", 2, 2)
-    argv[argv.index("--epochs") + 1] = "8"
+    """While a population trains, the pacemakers keep every reserved trial's heartbeat alive
+    at the worker's --heartbeat (Orion 0.2.7's client beats every 60 s whatever it is told,
+    so a worker with a short ORION_HEARTBEAT would take them for lost); SIGTERM then
+    releases them as interrupted and another worker resumes them."""
+    argv = worker_command(orion, "stop", 2, 2, ("--heartbeat", "1"))
+    argv[argv.index("--epochs") + 1] = "20"
     proc = start([sys.executable, "-m", "rltasks.orion.population", *argv], env=orion.vars)
     work = orion.root / "work"
     wait_for(lambda: len(list(work.glob("*/last.ckpt"))) == 2, proc, "both trials' checkpoints",
              poll=0.05)
+    first = {t["id"]: t["heartbeat"] for t in orion.trials("stop")}
+    wait_for(lambda: all(t["status"] == "reserved" and t["heartbeat"] > first[t["id"]]
+                         for t in orion.trials("stop")), proc, "both heartbeats to beat",
+             poll=0.2)
     proc.send_signal(signal.SIGTERM)
     code, err = finish_process(proc)
     assert code == 130, err[-3000:]
@@ -181,7 +189,7 @@ def test_sigterm_releases_the_trials_as_interrupted_and_a_worker_resumes_them(or
     assert [t["status"] for t in found] == ["completed"] * 2
     for trial in found:
         results = results_in(trial["working_dir"])
-        assert results["resumed_from"] >= 1 and results["env_steps"] == 8 * 512
+        assert results["resumed_from"] >= 1 and results["env_steps"] == 20 * 512
 
 
 def test_trials_with_bad_hyperparameters_break_and_the_worker_exits_1(orion, monkeypatch,

@@ -121,7 +121,24 @@ def open_hunt(hunt_args: list[str]) -> tuple[Any, Any, dict[str, Any]]:
               else branching.get("ignore_code_changes"))
     consumer = Consumer(experiment, worker["user_script_config"],
                         worker["interrupt_signal_code"], ignore)
-    return ExperimentClient(experiment, heartbeat=worker["heartbeat"]), consumer, worker
+    client = ExperimentClient(experiment, heartbeat=worker["heartbeat"])
+    beat_at_heartbeat(client)
+    return client, consumer, worker
+
+
+def beat_at_heartbeat(client: Any) -> None:
+    """Make ``client``'s pacemakers beat every ``client.heartbeat`` seconds. Orion 0.2.7's
+    client starts each reserved trial's pacemaker at the pacemaker's own 60 s default
+    whatever its heartbeat, so a worker whose ``ORION_HEARTBEAT`` is under 12 s (it takes a
+    trial for lost after 5 heartbeats) would take this worker's trials from it."""
+    from orion.core.worker.trial_pacemaker import TrialPacemaker
+
+    def maintain(trial: Any) -> None:
+        pacemaker = TrialPacemaker(trial, client.storage, wait_time=client.heartbeat)
+        client._pacemakers[trial.id] = pacemaker
+        pacemaker.start()
+
+    client._maintain_reservation = maintain
 
 
 class Worker:
