@@ -115,8 +115,12 @@ class QNetwork(nn.Module):
         if not self.dueling:
             return self.net(obs)
         h = self.act(self.net(obs))
-        adv = self.advantage(h)
-        return self.value(h) + adv - adv.mean(-1, keepdim=True)
+        return self.combine(self.value(h), self.advantage(h))
+
+    @staticmethod
+    def combine(value: torch.Tensor, adv: torch.Tensor) -> torch.Tensor:
+        """Dueling Q-values from the value and advantage heads' outputs."""
+        return value + adv - adv.mean(-1, keepdim=True)
 
 
 class SDEActor(nn.Module):

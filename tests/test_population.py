@@ -51,6 +51,7 @@ def solo_states(algo: str, members: list[tuple[int, dict]], epochs: int, **kw: A
     ("a2c", "CartPole-v1", {}),
     ("pg", "CartPole-v1", {}),
     ("dqn", "CartPole-v1", DQN),
+    ("dqn", "CartPole-v1", {**DQN, "dueling": True, "layers": 1}),
 ])
 def test_each_member_ends_with_the_bits_of_its_solo_run(algo, env, extra):
     members = [(seed, {**hp, **extra}) for seed, hp in MEMBERS]
@@ -113,8 +114,6 @@ def test_members_that_cannot_share_a_lockstep_are_refused_in_one_line():
         Population([ppo, member("a2c", 1, {})])
     with pytest.raises(ValueError, match="'sac' cannot join a population; ppo, a2c, pg and dqn"):
         Population([rltasks.make_task("sac", env="Pendulum-v1").init()])
-    with pytest.raises(ValueError, match="dueling DQN cannot join a population yet"):
-        Population([rltasks.make_task("dqn", env="CartPole-v1").init(dueling=True)])
     with pytest.raises(ValueError, match=r"differ in batch_size \(64 and 32\)"):
         Population([member("dqn", 0, {}), member("dqn", 1, {"batch_size": 32})])
     with pytest.raises(ValueError, match="vector observations; rltasks/Catch-v0 has images"):

@@ -134,9 +134,6 @@ def kind_of(task: Task) -> Any:
     if isinstance(task, OnPolicyTask):
         return onpolicy
     if isinstance(task, DQN):
-        if task.hp.get("dueling"):
-            raise CannotJoin("dueling DQN cannot join a population yet (its two heads are "
-                             "not stacked): train its trials alone")
         return replay
     raise CannotJoin(f"task {task.name!r} cannot join a population; ppo, a2c, pg and dqn can")
 

@@ -1,15 +1,16 @@
 """The lockstep epoch of DQN members (vector observations) with stacked Q-networks.
 
-Each member's Q-network and target network become slices of one ``StackedMLP`` each
-(``rltasks.nets``): one stacked forward gives every member's acting Q-values (computed only
-when some member's policy needs them, as a solo run skips it while every env explores), and
-each gradient step is one stacked forward of the target network (and, for double DQN, of
-the online one) on every member's next observations, one stacked forward and one backward.
-Everything member-specific runs member by member with the task's own methods: the choice of
-actions with the member's generator, env steps, storing, sampling from its own replay
-buffer with its own generator, the TD targets with its gamma, the loss, clipping, the
-optimizer step with its lr, priorities, target updates with its interval and tau. So
-member k ends with the bits of the same trial run alone (``tests/test_population.py``).
+Each member's Q-network and target network become slices of one ``StackedQ`` each (a
+``StackedMLP`` body, ``rltasks.nets``, and dueling heads stacked alike): one stacked forward
+gives every member's acting Q-values (computed only when some member's policy needs them, as
+a solo run skips it while every env explores), and each gradient step is one stacked forward
+of the target network (and, for double DQN, of the online one) on every member's next
+observations, one stacked forward and one backward. Everything member-specific runs member
+by member with the task's own methods: the choice of actions with the member's generator,
+env steps, storing, sampling from its own replay buffer with its own generator, the TD
+targets with its gamma, the loss, clipping, the optimizer step with its lr, priorities,
+target updates with its interval and tau. So member k ends with the bits of the same trial
+run alone (``tests/test_population.py``).
 
 Members share the env settings, the networks' shapes, the buffer's kind and size, the
 exploration policy's kind and ``batch_size`` (``lockstep_keys``); they may differ in every
@@ -21,8 +22,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from torch import nn
 
-from rltasks.nets import StackedMLP, aligned_stack
+from rltasks.nets import QNetwork, StackedMLP, aligned_stack
 from rltasks.population.members import Members
 from rltasks.tasks.dqn import DQN
 
@@ -51,8 +53,8 @@ class Lockstep(Members):
 
     def __init__(self, members: list[DQN]) -> None:
         super().__init__(members)
-        self.q = StackedMLP([m.q.net for m in members])
-        self.target = StackedMLP([m.target.net for m in members])
+        self.q = StackedQ([m.q for m in members])
+        self.target = StackedQ([m.target for m in members])
 
     @torch.no_grad()
     def act(self) -> dict[int, tuple[np.ndarray, np.ndarray]]:
@@ -111,3 +113,28 @@ class Lockstep(Members):
             return {"loss": losses[k][0].detach()}
 
         return self.each(finish, only=losses)
+
+
+class StackedQ:
+    """K members' ``QNetwork``s run as one: the body a ``StackedMLP`` and, with dueling
+    heads, the value and advantage heads two more, combined as ``QNetwork`` combines them."""
+
+    def __init__(self, nets: list[QNetwork]) -> None:
+        self.dueling = nets[0].dueling
+        self.parts = [StackedMLP([n.net for n in nets])]
+        if self.dueling:
+            self.act = nets[0].act
+            self.parts += [StackedMLP([nn.Sequential(n.value) for n in nets]),
+                           StackedMLP([nn.Sequential(n.advantage) for n in nets])]
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.parts[0](x)
+        if not self.dueling:
+            return out
+        h = self.act(out)
+        return QNetwork.combine(self.parts[1](h), self.parts[2](h))
+
+    def scatter_grads(self) -> None:
+        for part in self.parts:
+            part.scatter_grads()
+
