@@ -35,7 +35,7 @@ def train_epoch(members: list[OnPolicyTask]) -> list[dict[str, float] | BaseExce
     for _ in range(rollouts):
         for k, metrics in step.update(step.collect(n)).items():
             add_mean(sums[k], metrics, rollouts)
-    return [step.failed.get(k, sums[k]) for k in range(len(members))]
+    return step.results(dict(enumerate(sums)))
 
 
 class Lockstep(Members):

@@ -149,7 +149,7 @@ def check_members(members: list[Task]) -> None:
     if not members:
         raise ValueError("a population needs at least one member")
     first = members[0]
-    if not first.hp:
+    if any(not m.hp for m in members):
         raise ValueError("call init() on every member before building the population")
     kind_of(first)
     if is_image_space(first.observation_space):
@@ -158,8 +158,6 @@ def check_members(members: list[Task]) -> None:
     for m in members:
         if type(m) is not type(first):
             raise ValueError(f"a population holds one task; got {first.name!r} and {m.name!r}")
-        if not m.hp:
-            raise ValueError("call init() on every member before building the population")
         if m.device != first.device:
             raise ValueError(f"population members run on one device; got {first.device} and "
                              f"{m.device}")
