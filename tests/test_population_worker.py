@@ -9,6 +9,7 @@ import re
 import signal
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,18 @@ def trial_state(trial: dict[str, Any]) -> tuple[dict, dict]:
     return results, checkpoint.load(Path(trial["working_dir"]) / "last.ckpt")["state"]
 
 
+def assert_solo_rerun_equal(task: str, args: Sequence[str], trial: dict[str, Any],
+                            tmp_path: Path) -> None:
+    """A solo run of ``trial``'s lr and gamma ends with its results and state, to the bit."""
+    solo = run_script(task, *args, "--lr", trial["params"]["/lr"], "--gamma",
+                      trial["params"]["/gamma"], workdir=tmp_path / trial["id"])
+    assert solo.returncode == 0, solo.stderr[-2000:]
+    results, state = trial_state(trial)
+    alone = trial_state({"working_dir": tmp_path / trial["id"]})
+    assert results == alone[0] and results["task"] == task
+    assert_same_state(alone[1], state)
+
+
 def test_a_population_worker_trains_trials_as_their_solo_runs_and_shares_a_hunt(orion,
                                                                                 tmp_path):
     argv = worker_command(orion, "pop", 4, 4, ("--worker-max-trials", "3"))
@@ -64,17 +77,12 @@ def test_a_population_worker_trains_trials_as_their_solo_runs_and_shares_a_hunt(
     assert sorted(t["status"] for t in found) == ["completed"] * 4, proc.stdout[-3000:]
     assert len({t["id"] for t in found}) == 4
     for trial in ours:
-        results, state = trial_state(trial)
+        results = results_in(trial["working_dir"])
         assert trial["objective"] == results["objective"] == -results["return_mean"]
         assert trial["results"]["env_steps"] == results["env_steps"] == 1024
         assert (results["hparams"]["lr"], results["hparams"]["gamma"]) == (
             trial["params"]["/lr"], trial["params"]["/gamma"])
-        solo = run_script("ppo", *FAST, "--lr", trial["params"]["/lr"], "--gamma",
-                          trial["params"]["/gamma"], workdir=tmp_path / trial["id"])
-        assert solo.returncode == 0, solo.stderr[-2000:]
-        alone = trial_state({"working_dir": tmp_path / trial["id"]})
-        assert results == alone[0]
-        assert_same_state(alone[1], state)
+        assert_solo_rerun_equal("ppo", FAST, trial, tmp_path)
 
 
 def test_a_member_whose_loss_turns_nan_breaks_only_its_trial(orion, monkeypatch, capsys):
@@ -218,14 +226,8 @@ def test_dqn_trials_train_as_a_population_and_each_ends_as_its_solo_run(orion, m
     found = orion.trials("dqn")
     assert [t["status"] for t in found] == ["completed"] * 2
     for trial in found:
-        results, state = trial_state(trial)
-        assert results["task"] == "dqn" and trial["objective"] == results["objective"]
-        solo = run_script("dqn", *args, "--lr", trial["params"]["/lr"], "--gamma",
-                          trial["params"]["/gamma"], workdir=tmp_path / trial["id"])
-        assert solo.returncode == 0, solo.stderr[-2000:]
-        alone = trial_state({"working_dir": tmp_path / trial["id"]})
-        assert results == alone[0]
-        assert_same_state(alone[1], state)
+        assert trial["objective"] == results_in(trial["working_dir"])["objective"]
+        assert_solo_rerun_equal("dqn", args, trial, tmp_path)
 
 
 def test_trials_of_a_task_that_cannot_join_train_alone(orion, monkeypatch, capsys):
