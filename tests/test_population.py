@@ -98,6 +98,12 @@ def test_a_dqn_member_whose_loss_turns_nan_breaks_alone():
     assert list(pop.errors) == [0] and isinstance(pop.errors[0], NonFiniteError)
     for want, got in zip(solo_states("dqn", members[1:], 2), pop.members[1:], strict=True):
         assert_same_state(want, got.state_dict())
+    # every member out of one lockstep: recorded, the epoch ends, nothing crashes
+    pop = Population([member("dqn", seed, hp) for seed, hp in members[:2]])
+    for m in pop.members:
+        m.td_loss = lambda *args: 1 / 0
+    pop.fit(1)
+    assert sorted(pop.errors) == [0, 1] and [m.epoch for m in pop.members] == [0, 0]
 
 
 def test_members_that_cannot_share_a_lockstep_are_refused_in_one_line():

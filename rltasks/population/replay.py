@@ -41,6 +41,8 @@ def train_epoch(members: list[DQN]) -> list[dict[str, float] | BaseException]:
     counts = step.each(lambda k, m: m.begin_collect())
     for _ in range(max(counts.values(), default=0)):
         actions = step.act()
+        if not actions:  # every member is out
+            break
         due = step.each(lambda k, m, a=actions: m.env_step(*a[k]), only=actions)
         for k, done in step.train(due).items():
             rows[k] += done
