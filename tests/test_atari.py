@@ -131,6 +131,14 @@ def test_an_atari_id_without_ale_py_names_the_extra(monkeypatch):
         registry.check_env_id("ALE/NoSuchGame-v5")
     with pytest.raises(ValueError, match="vectorization='ale' is ale-py's Atari vector env"):
         VecLoader("CartPole-v1", 1, vectorization="ale")
+    # ale-py not found once is looked for again: the process can still register it (this
+    # test, run first in a worker, left every later ALE id unknown there)
+    monkeypatch.setattr(registry, "_OPTIONAL_ENV_PACKAGES", ["ale_py"])
+    assert registry._register_optional_envs() is False
+    assert registry._OPTIONAL_ENV_PACKAGES == ["ale_py"]
+    monkeypatch.setattr(registry.importlib.util, "find_spec", real)
+    assert registry._register_optional_envs() is True
+    assert registry._OPTIONAL_ENV_PACKAGES == []
 
 
 @pytest.mark.parametrize(("name", "key", "value"), [

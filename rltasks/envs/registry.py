@@ -114,12 +114,13 @@ _OPTIONAL_ENV_PACKAGES = ["ale_py", "gymnasium_robotics"]
 
 
 def _register_optional_envs() -> bool:
-    """Register the envs of installed optional packages, once; True if any was new."""
+    """Register the envs of installed optional packages, once each; True if any was new. A
+    package not found is looked for again next time (installed since, or found then)."""
     registered = False
-    while _OPTIONAL_ENV_PACKAGES:
-        name = _OPTIONAL_ENV_PACKAGES.pop()
+    for name in list(_OPTIONAL_ENV_PACKAGES):
         if importlib.util.find_spec(name) is None:
             continue
+        _OPTIONAL_ENV_PACKAGES.remove(name)
         # gymnasium-robotics warns about old Adroit versions, and prints a notice about
         # them to stderr on import (farama_notifications): neither is the user's business
         with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
