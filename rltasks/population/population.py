@@ -122,19 +122,22 @@ def lockstep_group(task: Any) -> tuple[str, ...] | None:
             *(f"{k}={task.hp.get(k)!r}" for k in lockstep_keys(task)))
 
 
+#: the task classes that join populations and their lockstep modules
+KINDS: tuple[tuple[type[Task], Any], ...] = ((OnPolicyTask, onpolicy), (DQN, replay))
+
+
 def joins(task_class: type[Task]) -> bool:
     """Whether tasks of this class can join a population (their env and settings are checked
     when the members are built: ``check_members``)."""
-    return issubclass(task_class, (OnPolicyTask, DQN))
+    return any(issubclass(task_class, cls) for cls, _ in KINDS)
 
 
 def kind_of(task: Task) -> Any:
     """The lockstep module of ``task``'s kind (``onpolicy`` or ``replay``); ``CannotJoin``
     for a task or an env that has none."""
-    if isinstance(task, OnPolicyTask):
-        return onpolicy
-    if isinstance(task, DQN):
-        return replay
+    for cls, module in KINDS:
+        if isinstance(task, cls):
+            return module
     raise CannotJoin(f"task {task.name!r} cannot join a population; ppo, a2c, pg and dqn can")
 
 
