@@ -94,6 +94,39 @@ def test_life_loss_and_reward_clipping_apply_to_training_only(vectorization):
 
 
 @both
+@pytest.mark.parametrize("train", [True, False])
+def test_a_lost_life_is_followed_by_fire(vectorization, train):
+    """Breakout's next ball is launched by FIRE: a policy that never presses it loses its
+    first ball (launched by FIRE on reset) and, without a FIRE after each lost life, would
+    wait out the game's 27,000-step cap on its second. The loader fires for it, in training
+    and evaluation (as SB3's ``FireResetEnv`` after ``EpisodicLifeEnv``), so a NOOP policy
+    plays whole 5-life games. No sticky actions here (``NoFrameskip-v4``): with them ALE may
+    repeat the previous action instead of FIRE, and the agent must learn to fire itself."""
+    loader = VecLoader("BreakoutNoFrameskip-v4", 2, vectorization)
+    noop = np.zeros(2, np.int64)
+    lost = []
+    try:
+        assert registry.fire_action(registry.check_env_id("BreakoutNoFrameskip-v4")) == 1
+        loader.reset(0)
+        for _ in range(1000):
+            loader.step(noop, train=train)
+            lost.append(loader._venv.life_lost.copy())
+            if len(loader.episodes) >= 4:
+                break
+        episodes = loader.pop_episodes()
+    finally:
+        loader.close()
+    assert len(episodes) >= 4, f"{len(episodes)} games ended in {len(lost)} NOOP steps"
+    assert all(length < 300 for _, length, _ in episodes)
+    assert np.sum(lost) >= 4 * 4  # 4 lives lost in a game before its last
+
+
+def test_fire_is_found_in_the_games_action_set_where_it_has_one():
+    assert registry.fire_action(registry.check_env_id("ALE/Pong-v5")) == 1
+    assert registry.fire_action(registry.check_env_id("ALE/Freeway-v5")) is None  # no FIRE
+
+
+@both
 @pytest.mark.parametrize("name", ["ppo", "dqn"])
 def test_one_short_epoch_on_pong_and_an_unclipped_evaluation(name, vectorization):
     hp = ({"learning_starts": 32, "buffer_size": 256, "train_freq": 16, "replay": "prioritized",

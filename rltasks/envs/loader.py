@@ -28,7 +28,7 @@ from rltasks.envs import snapshot
 from rltasks.envs.goal import is_goal_space
 from rltasks.envs.images import is_image_space
 from rltasks.envs.pool import EnvPoolSameStep
-from rltasks.envs.registry import atari_settings, check_env_id, is_ale_id, make_env
+from rltasks.envs.registry import atari_settings, check_env_id, fire_action, is_ale_id, make_env
 from rltasks.failpoints import failpoint
 
 VECTORIZATIONS = ("auto", "sync", "async", "native", "ale", "envpool")
@@ -255,6 +255,10 @@ class VecLoader:
         # lost life and clips rewards; gymnasium's own raw env ('sync') is left as it is
         self.atari = _is_ale(spec) and vectorization in ("ale", "envpool")
         self.env_kwargs = dict(env_kwargs or {})
+        # a lost life is followed by FIRE where the game has it (it launches Breakout's next
+        # ball), in training and evaluation alike, as SB3's and CleanRL's wrappers do
+        self._fire = fire_action(spec) if self.atari else None
+        self._fire_next = np.zeros(num_envs, bool)
         venv = self._vector_env(spec)
         try:
             self.env_state, self.env_state_reason = snapshot.resolve(
@@ -316,6 +320,7 @@ class VecLoader:
     def reset(self, seed: int) -> np.ndarray:
         """Reset every env from ``seed`` (derived per env) and forget running episodes."""
         obs = self._venv.reset(seed)
+        self._fire_next[:] = False
         self._returns[:] = 0.0
         self._ep_return[:] = 0.0
         self._ep_length[:] = 0
@@ -331,10 +336,16 @@ class VecLoader:
         observations are normalised when asked; statistics update only when ``train``. On
         Atari (``vectorization='ale'`` or ``'envpool'``), when ``train``, a lost life is
         terminal and rewards are clipped to their sign; the episode statistics are always
-        the true game's.
+        the true game's. An Atari env that lost a life in the last step takes FIRE in this
+        one, whatever its action (when the game has FIRE): the first step of each new life
+        launches it, in training and evaluation.
         """
         failpoint("collect")
+        if self._fire is not None and self._fire_next.any():
+            actions = np.where(self._fire_next, self._fire, actions)
         obs, rew, term, trunc, final, success = self._venv.step(actions)
+        if self._fire is not None:
+            self._fire_next = self._venv.life_lost.copy()
         rew = np.asarray(rew, np.float64)
         self._ep_return += rew
         self._ep_length += 1

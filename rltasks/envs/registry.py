@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import functools
 import importlib
 import importlib.util
 import io
@@ -83,6 +84,29 @@ def atari_settings(spec: gym.envs.registration.EnvSpec) -> dict[str, Any]:
             "full_action_space": spec.kwargs.get("full_action_space", False),
             "max_num_frames_per_episode": spec.kwargs.get("max_num_frames_per_episode",
                                                           108_000)}
+
+
+@functools.cache
+def _action_set(game: str, full_action_space: bool) -> tuple[int, ...]:
+    import ale_py
+
+    ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)  # as ale-py's AtariEnv does
+    ale = ale_py.ALEInterface()
+    ale.loadROM(ale_py.roms.get_rom_path(game))
+    actions = ale.getLegalActionSet() if full_action_space else ale.getMinimalActionSet()
+    return tuple(a.value for a in actions)
+
+
+def fire_action(spec: gym.envs.registration.EnvSpec) -> int | None:
+    """The index of FIRE in an ALE id's action set (minimal or full, as the spec says), or
+    None when the game has no FIRE: the action a lost life is followed by, as SB3's and
+    CleanRL's ``FireResetEnv`` after ``EpisodicLifeEnv`` do."""
+    import ale_py
+
+    full = bool(atari_settings(spec)["full_action_space"])
+    actions = _action_set(str(spec.kwargs["game"]), full)
+    fire = ale_py.Action.FIRE.value
+    return actions.index(fire) if fire in actions else None
 
 
 #: the extra that installs what the envs of an entry-point package need
