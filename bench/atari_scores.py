@@ -1,9 +1,9 @@
-"""Atari scores at an equal budget: PPO of rltasks and of SB3, the same settings, the same seeds.
+"""Atari scores at an equal budget: PPO or DQN of rltasks and of SB3, the same settings and seeds.
 
-    .venv/bin/python bench/atari_scores.py [--env PongNoFrameskip-v4] [--epochs 2]
+    .venv/bin/python bench/atari_scores.py [--algo ppo] [--env PongNoFrameskip-v4] [--epochs 2]
         [--seeds 0 1] [--episodes 5] [--workers 2] [--libs sb3 rltasks rltasks-bfloat16]
 
-Both train rl-zoo3's Atari PPO set (8 envs, 128 steps, 4 epochs of minibatch 256, lr 2.5e-4
+PPO: both train rl-zoo3's Atari PPO set (8 envs, 128 steps, 4 epochs of minibatch 256, lr 2.5e-4
 and clip 0.1 annealed linearly to 0 over the budget, entropy 0.01, value weight 0.5) for
 ``--epochs`` of rltasks' default Atari epoch (216,064 env steps of 4 frames) on each seed,
 one process per run (``--workers`` at a time, one torch thread each). rltasks runs its ALE
@@ -13,6 +13,13 @@ library's env (rltasks' ``evaluate``; SB3's ``evaluate_policy`` on a Monitor-wra
 true game scores both). Printed: every run's final score, the mean score of its last 10
 training games (stochastic policy) and its wall time, and per library the mean and spread
 over seeds, next to rl-zoo3's published score after 10M steps.
+
+DQN (``--algo dqn``): both train rl-zoo3's Atari DQN set (1 env, a 100,000-transition
+buffer, lr 1e-4, batch 32, an update every 4 steps, the target copied every 1,000, epsilon
+to 0.01, Huber loss, gradients clipped at norm 10) for ``--epochs`` epochs of
+``--steps-per-epoch`` (25,000 by default), with the two settings the zoo ties to its 10M-step
+budget scaled to this one: learning starts after 10% of it (the zoo's 100,000 of 10M would
+leave nothing here) and epsilon decays over 10% of it (the zoo's ``exploration_fraction``).
 """
 
 from __future__ import annotations
@@ -27,16 +34,22 @@ from typing import Any
 
 #: rl-zoo3's benchmark.md, PPO after 10M steps (40M frames), stochastic policy
 PUBLISHED = {"PongNoFrameskip-v4": (20.989, 0.105), "BreakoutNoFrameskip-v4": (398.033, 33.328)}
-#: rltasks' default Atari epoch for PPO: 8 envs x 27,008 steps
-EPOCH = 216_064
+#: rltasks' default Atari epoch for PPO: 8 envs x 27,008 steps; the DQN rows' epoch
+EPOCH = {"ppo": 216_064, "dqn": 25_000}
 
 
-def rltasks_run(env: str, seed: int, steps: int, episodes: int, epoch_steps: int,
+def dqn_settings(steps: int) -> dict[str, int]:
+    """The two DQN settings scaled to the budget (rltasks' names)."""
+    return {"learning_starts": steps // 10, "eps_decay": steps // 10}
+
+
+def rltasks_run(algo: str, env: str, seed: int, steps: int, episodes: int, epoch_steps: int,
                 precision: str = "float32") -> tuple[float, float]:
     import rltasks
 
-    task = rltasks.make_task("ppo", env=env, seed=seed, steps_per_epoch=epoch_steps,
-                             horizon=steps // epoch_steps).init(precision=precision)
+    hp = dqn_settings(steps) if algo == "dqn" else {}
+    task = rltasks.make_task(algo, env=env, seed=seed, steps_per_epoch=epoch_steps,
+                             horizon=steps // epoch_steps).init(precision=precision, **hp)
     try:
         games: list[float] = []
         for epoch in range(1, steps // epoch_steps + 1):
@@ -48,9 +61,28 @@ def rltasks_run(env: str, seed: int, steps: int, episodes: int, epoch_steps: int
         task.close()
 
 
-def sb3_run(env: str, seed: int, steps: int, episodes: int, epoch_steps: int
+def sb3_model(algo: str, env: str, seed: int, steps: int) -> Any:
+    """SB3's model for ``algo`` with the settings rltasks' run has."""
+    from stable_baselines3 import DQN, PPO
+    from stable_baselines3.common.env_util import make_atari_env
+    from stable_baselines3.common.vec_env import VecFrameStack
+
+    if algo == "dqn":
+        venv = VecFrameStack(make_atari_env(env, n_envs=1, seed=seed), 4)
+        hp = dqn_settings(steps)
+        return DQN("CnnPolicy", venv, buffer_size=100_000, learning_rate=1e-4, batch_size=32,
+                   learning_starts=hp["learning_starts"], target_update_interval=1000,
+                   train_freq=4, gradient_steps=1, exploration_final_eps=0.01,
+                   exploration_fraction=hp["eps_decay"] / steps, seed=seed, verbose=0,
+                   device="cpu")
+    venv = VecFrameStack(make_atari_env(env, n_envs=8, seed=seed), 4)
+    return PPO("CnnPolicy", venv, n_steps=128, batch_size=256, n_epochs=4,
+               learning_rate=lambda left: 2.5e-4 * left, clip_range=lambda left: 0.1 * left,
+               ent_coef=0.01, vf_coef=0.5, seed=seed, verbose=0, device="cpu")
+
+
+def sb3_run(algo: str, env: str, seed: int, steps: int, episodes: int, epoch_steps: int
             ) -> tuple[float, float]:
-    from stable_baselines3 import PPO
     from stable_baselines3.common.env_util import make_atari_env
     from stable_baselines3.common.evaluation import evaluate_policy
     from stable_baselines3.common.vec_env import VecFrameStack
@@ -59,10 +91,7 @@ def sb3_run(env: str, seed: int, steps: int, episodes: int, epoch_steps: int
 
     del epoch_steps  # SB3 has no epochs: it resets its games once
     check_env_id(env)  # registers ale-py's ids
-    venv = VecFrameStack(make_atari_env(env, n_envs=8, seed=seed), 4)
-    model = PPO("CnnPolicy", venv, n_steps=128, batch_size=256, n_epochs=4,
-                learning_rate=lambda left: 2.5e-4 * left, clip_range=lambda left: 0.1 * left,
-                ent_coef=0.01, vf_coef=0.5, seed=seed, verbose=0, device="cpu")
+    model = sb3_model(algo, env, seed, steps)
     model.learn(steps)
     eval_env = VecFrameStack(make_atari_env(env, n_envs=1, seed=seed + 1000), 4)
     mean, _ = evaluate_policy(model, eval_env, n_eval_episodes=episodes, deterministic=True)
@@ -70,16 +99,16 @@ def sb3_run(env: str, seed: int, steps: int, episodes: int, epoch_steps: int
     return float(mean), float(sum(last) / len(last))
 
 
-def one(job: tuple[str, str, int, int, int, int]) -> dict[str, Any]:
-    lib, env, seed, steps, episodes, epoch_steps = job
+def one(job: tuple[str, str, str, int, int, int, int]) -> dict[str, Any]:
+    algo, lib, env, seed, steps, episodes, epoch_steps = job
     import torch
 
     torch.set_num_threads(1)
     start = time.perf_counter()
     if lib == "sb3":
-        score, games = sb3_run(env, seed, steps, episodes, epoch_steps)
+        score, games = sb3_run(algo, env, seed, steps, episodes, epoch_steps)
     else:  # rltasks or rltasks-bfloat16
-        score, games = rltasks_run(env, seed, steps, episodes, epoch_steps,
+        score, games = rltasks_run(algo, env, seed, steps, episodes, epoch_steps,
                                    lib.partition("-")[2] or "float32")
     return {"lib": lib, "seed": seed, "score": score, "last_games": games,
             "minutes": (time.perf_counter() - start) / 60}
@@ -95,10 +124,11 @@ def spread(values: Any) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--algo", default="ppo", choices=("ppo", "dqn"))
     parser.add_argument("--env", default="PongNoFrameskip-v4")
     parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--steps-per-epoch", type=int, default=EPOCH,
-                        help="rltasks' epoch (its Atari default; smaller for a quick check)")
+    parser.add_argument("--steps-per-epoch", type=int, default=None,
+                        help="rltasks' epoch (PPO: its Atari default; DQN: 25,000)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--episodes", type=int, default=5)
     parser.add_argument("--workers", type=int, default=2)
@@ -106,11 +136,12 @@ def main() -> None:
                         choices=["sb3", "rltasks", "rltasks-bfloat16"],
                         help="rltasks-bfloat16: rltasks with precision='bfloat16'")
     args = parser.parse_args()
+    args.steps_per_epoch = args.steps_per_epoch or EPOCH[args.algo]
     steps = args.epochs * args.steps_per_epoch
-    print(f"atari scores: PPO on {args.env}, {steps} steps ({4 * steps} frames) a run, seeds "
-          f"{args.seeds}, load average {os.getloadavg()[0]:.2f}", flush=True)
-    jobs = [(lib, args.env, seed, steps, args.episodes, args.steps_per_epoch)  # SB3's first
-            for lib in args.libs for seed in args.seeds]
+    print(f"atari scores: {args.algo} on {args.env}, {steps} steps ({4 * steps} frames) a "
+          f"run, seeds {args.seeds}, load average {os.getloadavg()[0]:.2f}", flush=True)
+    jobs = [(args.algo, lib, args.env, seed, steps, args.episodes,  # SB3's first
+             args.steps_per_epoch) for lib in args.libs for seed in args.seeds]
     runs = []
     with multiprocessing.get_context("spawn").Pool(args.workers) as pool:
         for run in pool.imap_unordered(one, jobs):
@@ -121,7 +152,7 @@ def main() -> None:
         print(f"{lib}: final {spread(r['score'] for r in mine)}, last 10 training games "
               f"{spread(r['last_games'] for r in mine)}, over {len(mine)} seeds, "
               f"{statistics.mean(r['minutes'] for r in mine):.1f} min a run", flush=True)
-    if args.env in PUBLISHED:
+    if args.algo == "ppo" and args.env in PUBLISHED:
         mean, std = PUBLISHED[args.env]
         print(f"published (rl-zoo3, 10M steps): {mean} +- {std}", flush=True)
 
