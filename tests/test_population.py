@@ -327,3 +327,23 @@ def test_sigterm_stops_a_population_at_an_epoch_end_and_it_resumes(tmp_path):
     results = json.loads((tmp_path / "results.json").read_text())
     assert [s["resumed_from"] for s in results["per_seed"]] == stopped
     assert results["epoch"] == stopped[0] + 1
+
+
+def test_a_populations_members_say_their_envs_note_once(tmp_path):
+    """LunarLander's envs cannot be saved: each member's run resets them every epoch, and
+    the population says so once, not once per seed."""
+    from rltasks.trial import together
+    from rltasks.trial.options import resolve
+
+    options, hparams = resolve("ppo", ["--env", "LunarLander-v3", "--num-envs", "2",
+                                       "--n-steps", "16", "--batch-size", "32",
+                                       "--steps-per-epoch", "32", "--epochs", "1",
+                                       "--eval-episodes", "1", "--seeds", "3",
+                                       "--workdir", str(tmp_path)])
+    messages: list[str] = []
+    results = together.run_together("ppo", options, hparams, messages.append)
+    assert results is not None and results["seeds_trained"] == "as one population"
+    notes = [m for m in messages if m.startswith("env state: every epoch resets the envs")]
+    assert notes == ["env state: every epoch resets the envs: the state of LunarLander-v3's "
+                     "envs cannot be saved (LunarLander keeps state rltasks cannot capture: "
+                     "it captures gymnasium's classic control and MuJoCo envs)"]

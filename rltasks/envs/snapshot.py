@@ -112,8 +112,8 @@ def why_not(venv: VectorEnv) -> str | None:
             if _name(wrapper) not in WRAPPERS:
                 return f"rltasks cannot capture the {type(wrapper).__name__} wrapper's state"
         if _name(base) not in CLASSIC and not _is_mujoco(base):
-            return (f"{type(base).__name__} keeps state rltasks cannot capture (only "
-                    f"gymnasium's classic control and MuJoCo envs)")
+            return (f"{type(base).__name__} keeps state rltasks cannot capture: it captures "
+                    f"gymnasium's classic control and MuJoCo envs")
     return None
 
 

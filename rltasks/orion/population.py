@@ -38,7 +38,7 @@ from rltasks.trial.agent import AGENT, resolve_agent
 from rltasks.trial.files import orion_results
 from rltasks.trial.options import resolve
 from rltasks.trial.preempt import Preempted, StopSignals, interrupt_code
-from rltasks.trial.prepare import Log, Prepared, stderr_log
+from rltasks.trial.prepare import Log, Prepared, said_once, stderr_log
 from rltasks.trial.run import fit_and_finish, train
 from rltasks.trial.seeds import SEED_STATISTICS
 from rltasks.trial.together import prepare_locked, train_population
@@ -200,9 +200,10 @@ class Worker:
         jobs = [j for j in jobs if j.options["seeds"] == 1]
         with StopSignals(self.log) as signals, contextlib.ExitStack() as locks:
             prepared = {}
+            log = said_once(self.log)  # the round's envs' notes, once for all
             for job in jobs:
                 outcome = self.guarded(job, lambda j=job: prepare_locked(
-                    locks, j.task_name, j.options, j.hparams, self.log, signals,
+                    locks, j.task_name, j.options, j.hparams, log, signals,
                     label=f"{j.task_name} trial {j.trial.id[:8]}"))
                 if isinstance(outcome, BaseException):
                     self.report(job, outcome)

@@ -35,6 +35,19 @@ from rltasks.trial.preempt import StopAtEpochEnd, StopSignals
 Log = Callable[[str], None]
 
 
+def said_once(log: Log) -> Log:
+    """``log`` that drops a line it has already written (the members of a population share
+    their envs' notes: one note for all)."""
+    said: set[str] = set()
+
+    def once(line: str) -> None:
+        if line not in said:
+            said.add(line)
+            log(line)
+
+    return once
+
+
 def stderr_log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 

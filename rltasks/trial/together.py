@@ -23,7 +23,7 @@ from rltasks.tasks import REGISTRY
 from rltasks.trial.files import report_to_orion, write_results
 from rltasks.trial.options import default_workdir
 from rltasks.trial.preempt import Preempted, StopSignals
-from rltasks.trial.prepare import Log, Prepared, finish, prepare, stderr_log
+from rltasks.trial.prepare import Log, Prepared, finish, prepare, said_once, stderr_log
 from rltasks.trial.seeds import SEED_STATISTICS, mean_results
 from rltasks.trial.workdir import WorkdirLock
 
@@ -46,9 +46,10 @@ def run_together(task_name: str, options: dict[str, Any], hparams: dict[str, Any
     with StopSignals(log) as signals, contextlib.ExitStack() as locks:
         locks.enter_context(WorkdirLock(workdir, log=log))
         trials: list[Prepared] = []
+        notes = said_once(log)  # the members' envs' notes, once for all
         try:
             for one in each:
-                trials.append(prepare_locked(locks, task_name, one, hparams, log, signals,
+                trials.append(prepare_locked(locks, task_name, one, hparams, notes, signals,
                                              label=f"{task_name} seed {one['seed']}"))
                 check_members([trials[0].task])  # an image env: processes after one seed
         except CannotJoin as err:
