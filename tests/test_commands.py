@@ -57,6 +57,28 @@ def test_plot_groups_seeds_on_one_png(ppo_run, tmp_path):
     assert proc.returncode == 2 and "no metrics.jsonl" in proc.stderr
 
 
+def test_a_seeds_working_dir_plots_as_its_seeds_and_names_them_to_eval(ppo_run, tmp_path):
+    """``--seeds N`` writes one run per seed under ``seed-N``: ``plot`` takes the working dir
+    for its seeds' runs; ``eval`` (one checkpoint) names them."""
+    import shutil
+
+    from rltasks.commands.plot import runs_of
+
+    seeds = tmp_path / "seeds"
+    for seed in (10, 2):
+        shutil.copytree(ppo_run, seeds / f"seed-{seed}")
+    (seeds / "seed-x").mkdir()  # not a seed's dir
+    assert runs_of(seeds) == [seeds / "seed-2", seeds / "seed-10"]
+    assert runs_of(ppo_run) == [ppo_run]
+    out = tmp_path / "curves.png"
+    proc = cli("plot", seeds, "--out", out)
+    assert proc.returncode == 0 and out.is_file(), proc.stderr
+    proc = cli("eval", seeds)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert (f"{seeds} is a --seeds run of 2 seeds, each a run directory: name one "
+            f"({seeds}/seed-2, {seeds}/seed-10)") in proc.stderr
+
+
 @pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
 def test_export_writes_a_policy_whose_actions_match(ppo_run, tmp_path, fmt):
     out = tmp_path / f"policy.{fmt}"

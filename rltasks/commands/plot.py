@@ -2,7 +2,7 @@
 
 Each run's ``metrics.jsonl`` gives the training return against env steps. Runs whose
 checkpoints differ only by seed form one group, drawn as the mean over seeds with the
-min-max spread shaded.
+min-max spread shaded; a ``--seeds`` working dir stands for its seeds' runs.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from rltasks.checkpoint import peek
-from rltasks.trial.files import read_curve
+from rltasks.trial.files import METRICS, read_curve, seed_dirs
 from rltasks.trial.payload import identity
 
 
@@ -28,6 +28,13 @@ def group_key(run_dir: Path) -> tuple[str, str]:
     return (label, key) if info else (run_dir.name, str(run_dir))
 
 
+def runs_of(run_dir: Path) -> list[Path]:
+    """``run_dir``, or the runs of its seeds when it is a ``--seeds`` working dir."""
+    if (run_dir / METRICS).is_file():
+        return [run_dir]
+    return seed_dirs(run_dir) or [run_dir]
+
+
 def plot_runs(run_dirs: list[str | Path], out: str | Path, title: str | None = None) -> Path:
     """Draw the runs' learning curves, grouped over seeds, into the PNG ``out``."""
     import matplotlib
@@ -36,7 +43,7 @@ def plot_runs(run_dirs: list[str | Path], out: str | Path, title: str | None = N
     import matplotlib.pyplot as plt
 
     groups: dict[str, tuple[str, list[tuple[np.ndarray, np.ndarray]]]] = {}
-    for run_dir in map(Path, run_dirs):
+    for run_dir in [run for given in map(Path, run_dirs) for run in runs_of(given)]:
         label, key = group_key(run_dir)
         groups.setdefault(key, (label, []))[1].append(read_curve(run_dir))
     labels = [label for label, _ in groups.values()]

@@ -76,6 +76,16 @@ def orion_results(results: dict[str, Any], extra: tuple[str, ...] = ()) -> list[
                    for k in (*STATISTICS, *extra)]
 
 
+def seed_dirs(workdir: Path) -> list[Path]:
+    """The runs of a ``--seeds`` working dir (its ``seed-N`` dirs, by N); [] for another."""
+    found = []
+    for path in Path(workdir).glob("seed-*"):
+        number = path.name.removeprefix("seed-")
+        if path.is_dir() and number.isdigit():
+            found.append((int(number), path))
+    return [path for _, path in sorted(found)]
+
+
 def read_curve(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
     """(env_steps, return_mean) per epoch; a resumed run's repeated epochs count once."""
     path = run_dir / METRICS

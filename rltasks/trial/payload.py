@@ -39,6 +39,7 @@ from rltasks.envs import in_process_vectorization
 from rltasks.envs.registry import split_env_id
 from rltasks.safeio import size_text
 from rltasks.task import Task, replay_bytes
+from rltasks.trial.files import seed_dirs
 
 #: the payload entries every task checkpoint has (``run`` and ``versions`` are optional)
 REQUIRED = ("task", "fixed", "hparams", "epoch", "env_steps", "state")
@@ -250,6 +251,11 @@ def checkpoint_of(path: str | Path, best: bool = False) -> Path:
     for name in names:
         if (path / name).is_file():
             return path / name
+    seeds = seed_dirs(path)
+    if seeds:
+        raise ValueError(f"{path} is a --seeds run of {len(seeds)} seeds, each a run "
+                         f"directory: name one ({', '.join(map(str, seeds[:3]))}"
+                         f"{', ...' if len(seeds) > 3 else ''})")
     raise ValueError(f"{path} holds no {' or '.join(names)}: not a run directory "
                      f"(train one with `rltasks train TASK --workdir {path}`)")
 
