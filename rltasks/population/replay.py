@@ -110,7 +110,7 @@ class Lockstep(Members):
         self.q.scatter_grads()
 
         def finish(k: int, m: DQN) -> dict[str, torch.Tensor]:
-            m.clip_and_step("opt", clip=m.q.parameters())
+            m.clip_and_step("opt", clip=m.params)
             m.buffer.update_priorities(batches[k]["indices"], losses[k][1])
             return {"loss": losses[k][0].detach()}
 

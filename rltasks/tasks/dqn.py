@@ -133,7 +133,8 @@ class DQN(OffPolicyTask):
             self.buffer = self.make_buffer((), np.int64)
         self.target = copy.deepcopy(self.q).requires_grad_(False)
         self.modules = {"q": self.q, "target": self.target}
-        self.optimizers = {"opt": make_optimizer(list(self.q.parameters()), hp)}
+        self.params = list(self.q.parameters())  # listed once: clipped every gradient step
+        self.optimizers = {"opt": make_optimizer(self.params, hp)}
         self.policy = make_policy(hp, n_act)
 
     def random_actions(self) -> tuple[np.ndarray, np.ndarray]:
@@ -163,7 +164,7 @@ class DQN(OffPolicyTask):
             online = self.q(b["next_obs"]) if self.hp["double"] else None
             target = self.td_target(b, self.target(b["next_obs"]), online)
         loss, td_error = self.td_loss(b, self.q(b["obs"]), target)
-        self.optimizer_step("opt", loss, clip=self.q.parameters())
+        self.optimizer_step("opt", loss, clip=self.params)
         self.buffer.update_priorities(b["indices"], td_error)
         return {"loss": loss.detach()}
 
