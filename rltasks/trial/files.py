@@ -76,11 +76,21 @@ def orion_results(results: dict[str, Any], extra: tuple[str, ...] = ()) -> list[
                    for k in (*STATISTICS, *extra)]
 
 
+#: a ``--seeds`` working dir holds the run of seed N in ``seed-N``
+SEED_PREFIX = "seed-"
+
+
+def seed_dir(workdir: Path, seed: int) -> Path:
+    """Where ``--seeds`` trains ``seed`` in its working dir ``workdir``."""
+    return Path(workdir) / f"{SEED_PREFIX}{seed}"
+
+
 def seed_dirs(workdir: Path) -> list[Path]:
-    """The runs of a ``--seeds`` working dir (its ``seed-N`` dirs, by N); [] for another."""
+    """The runs of a ``--seeds`` working dir (its ``seed_dir`` dirs, by seed); [] for
+    another."""
     found = []
-    for path in Path(workdir).glob("seed-*"):
-        number = path.name.removeprefix("seed-")
+    for path in Path(workdir).glob(f"{SEED_PREFIX}*"):
+        number = path.name.removeprefix(SEED_PREFIX)
         if path.is_dir() and number.isdigit():
             found.append((int(number), path))
     return [path for _, path in sorted(found)]

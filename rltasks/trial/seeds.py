@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from rltasks.task import NonFiniteError
-from rltasks.trial.files import read_results, report_to_orion, write_results
+from rltasks.trial.files import read_results, report_to_orion, seed_dir, write_results
 from rltasks.trial.options import UsageError, default_workdir
 from rltasks.trial.preempt import Preempted, StopSignals
 from rltasks.trial.workdir import WorkdirLock
@@ -67,7 +67,7 @@ class _Pool:
             seed = self.todo.pop(0)
             cmd = [sys.executable, "-m", "rltasks.trial", self.script, *self.argv,
                    "--seeds", "1", "--seed", str(seed),
-                   "--workdir", str(self.workdir / f"seed-{seed}")]
+                   "--workdir", str(seed_dir(self.workdir, seed))]
             self.running[seed] = subprocess.Popen(
                 cmd, env=_child_env(), stdout=subprocess.DEVNULL,
                 preexec_fn=_die_with_parent if sys.platform == "linux" else None)
@@ -137,8 +137,8 @@ def run_seeds(script: str, argv: list[str], task_name: str, options: dict[str, A
         error = NonFiniteError if failed[first] == 3 else UsageError
         raise error(f"seed(s) {sorted(failed)} of --seeds {len(seeds)} failed (exit codes "
                     f"{sorted(set(failed.values()))}); see their errors above and "
-                    f"{workdir / f'seed-{first}'}")
-    per_seed = [read_results(workdir / f"seed-{s}") for s in seeds]
+                    f"{seed_dir(workdir, first)}")
+    per_seed = [read_results(seed_dir(workdir, s)) for s in seeds]
     results = {**mean_results(per_seed, task_name, options, workdir),
                "seeds_trained": f"in {len(seeds)} processes"}
     write_results(workdir, results)

@@ -20,7 +20,7 @@ from typing import Any
 from rltasks.population import CannotJoin, Population, check_members, joins
 from rltasks.task import NonFiniteError
 from rltasks.tasks import REGISTRY
-from rltasks.trial.files import report_to_orion, write_results
+from rltasks.trial.files import report_to_orion, seed_dir, write_results
 from rltasks.trial.options import default_workdir
 from rltasks.trial.preempt import Preempted, StopSignals
 from rltasks.trial.prepare import Log, Prepared, finish, prepare, said_once, stderr_log
@@ -41,7 +41,7 @@ def run_together(task_name: str, options: dict[str, Any], hparams: dict[str, Any
     log = log or stderr_log
     workdir = default_workdir(task_name, options)
     seeds = [options["seed"] + i for i in range(options["seeds"])]
-    each = [{**options, "seed": seed, "seeds": 1, "workdir": workdir / f"seed-{seed}"}
+    each = [{**options, "seed": seed, "seeds": 1, "workdir": seed_dir(workdir, seed)}
             for seed in seeds]
     with StopSignals(log) as signals, contextlib.ExitStack() as locks:
         locks.enter_context(WorkdirLock(workdir, log=log))
@@ -66,7 +66,7 @@ def run_together(task_name: str, options: dict[str, Any], hparams: dict[str, Any
         error = NonFiniteError if isinstance(first, NonFiniteError) else ValueError
         raise error(f"seed(s) {[seeds[k] for k in failed]} of --seeds {len(seeds)} failed "
                     f"({type(first).__name__}: {first}); the others trained on; see "
-                    f"{workdir}/seed-{seeds[failed[0]]}")
+                    f"{seed_dir(workdir, seeds[failed[0]])}")
     results = {**mean_results(outcomes, task_name, options, workdir),
                "seeds_trained": "as one population"}
     write_results(workdir, results)
