@@ -10,11 +10,17 @@ DQN). The per-shape checks of ``nets.stacked_linear`` run in the population's fi
 inside the timing, as in a real run.
 
     .venv/bin/python bench/population.py [--algo ppo] [--members 1 4 16] [--epochs 3]
+
+``--update-breakdown`` prints instead how a solo PPO CartPole update minibatch splits: its
+whole time against that of its two networks' forward and backward alone (what stacking
+cannot shrink below the stacked products' own cost), and ``torch.tanh`` of one 256x64 block
+against ``torch.sigmoid``'s.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -51,14 +57,49 @@ def timed(algo: str, k: int, epochs: int, steps: int) -> tuple[float, float, boo
     return solo, together, same
 
 
+def median_us(fn, repeats: int = 200) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1e6
+
+
+def update_breakdown() -> None:
+    task = rltasks.make_task("ppo", env="CartPole-v1", seed=0, steps_per_epoch=4096).init()
+    task.fit(1)
+    batch = task.collect(task.hp["n_steps"])
+    minibatches = task.hp["update_epochs"] * max(1, len(batch["adv"]) // task.hp["batch_size"])
+    whole = median_us(lambda: task.update(batch), repeats=5) / minibatches
+    x = torch.randn(task.hp["batch_size"], 4)
+
+    def nets() -> None:
+        (task.actor(x).sum() + task.critic(x).sum()).backward()
+
+    alone = median_us(nets)
+    block = torch.randn(256, 64)
+    print(f"solo PPO CartPole update minibatch: {whole:,.0f} us; its actor and critic forward "
+          f"and backward alone: {alone:,.0f} us ({alone / whole:.0%}); tanh of 256x64 "
+          f"{median_us(lambda: torch.tanh(block)):.0f} us, sigmoid "
+          f"{median_us(lambda: torch.sigmoid(block)):.0f} us")
+    task.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--algo", default="ppo", choices=("ppo", "a2c", "pg", "dqn"))
     parser.add_argument("--members", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--steps-per-epoch", type=int, default=4096)
+    parser.add_argument("--update-breakdown", action="store_true",
+                        help="time a solo PPO update minibatch's parts instead")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if args.update_breakdown:
+        update_breakdown()
+        return
     print(f"{args.algo} on CartPole-v1, {args.epochs} epochs of {args.steps_per_epoch} env "
           f"steps per member, the task's CartPole defaults, one torch thread")
     print("| members | solo, one after the other (env steps/s) | population (env steps/s) "
