@@ -20,7 +20,6 @@ against ``torch.sigmoid``'s.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -29,6 +28,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from helpers import state_diffs  # noqa: E402  (the tests' state comparison)
+from stacked import timed as median_seconds  # noqa: E402  (bench/stacked.py's timer)
 
 import rltasks  # noqa: E402
 from rltasks.population import Population  # noqa: E402
@@ -57,33 +57,23 @@ def timed(algo: str, k: int, epochs: int, steps: int) -> tuple[float, float, boo
     return solo, together, same
 
 
-def median_us(fn, repeats: int = 200) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e6
-
-
 def update_breakdown() -> None:
     task = rltasks.make_task("ppo", env="CartPole-v1", seed=0, steps_per_epoch=4096).init()
     task.fit(1)
     batch = task.collect(task.hp["n_steps"])
     minibatches = task.hp["update_epochs"] * max(1, len(batch["adv"]) // task.hp["batch_size"])
-    whole = median_us(lambda: task.update(batch), repeats=5) / minibatches
+    whole = median_seconds(lambda: task.update(batch), 5) * 1e6 / minibatches
     x = torch.randn(task.hp["batch_size"], 4)
 
     def nets() -> None:
         (task.actor(x).sum() + task.critic(x).sum()).backward()
 
-    alone = median_us(nets)
+    alone = median_seconds(nets, 200) * 1e6
     block = torch.randn(256, 64)
     print(f"solo PPO CartPole update minibatch: {whole:,.0f} us; its actor and critic forward "
           f"and backward alone: {alone:,.0f} us ({alone / whole:.0%}); tanh of 256x64 "
-          f"{median_us(lambda: torch.tanh(block)):.0f} us, sigmoid "
-          f"{median_us(lambda: torch.sigmoid(block)):.0f} us")
+          f"{median_seconds(lambda: torch.tanh(block), 200) * 1e6:.0f} us, sigmoid "
+          f"{median_seconds(lambda: torch.sigmoid(block), 200) * 1e6:.0f} us")
     task.close()
 
 
