@@ -29,6 +29,12 @@ parameter of the trained networks:
   matched) growing faster than that would be a defect in rltasks' update.
 
     .venv/bin/python bench/lockstep.py [--algos dqn ppo a2c td3 ddpg] [--updates 2000]
+    .venv/bin/python bench/lockstep.py --algos ppo-atari --updates 20
+
+``ppo-atari`` (not in the default run: about 2 s an update here) is PPO on Breakout's frames
+at rltasks' Atari defaults (rl-zoo3's set, lr and clip range constant), the Nature CNN
+shared by both heads against SB3's ``CnnPolicy``: its rollouts are 8 x 128 stacks of 84 x 84
+frames that an untrained rltasks task collects from ale-py's env.
 
 Needs the bench extra: ``pip install -e '.[bench]'`` (stable-baselines3).
 """
@@ -60,12 +66,23 @@ SETS = {
 }
 SETS["ddpg"] = ("Pendulum-v1", {k: v for k, v in SETS["td3"][1].items()
                                 if k not in td3_pendulum.TD3_ONLY}, 1)
-ON_POLICY = ("ppo", "a2c")
+#: PPO on pixels: rltasks' Atari defaults (rl-zoo3's Atari set) with lr and clip range
+#: constant, the Nature CNN shared by the policy and value heads, as SB3's ``CnnPolicy``
+SETS["ppo-atari"] = ("BreakoutNoFrameskip-v4", {"lr_schedule": "constant",
+                                                "clip_schedule": "constant"}, 8)
+ON_POLICY = ("ppo", "a2c", "ppo-atari")
+#: not in the default run: an update of the CNN on 1,024 frames takes about 2 s here
+SLOW = ("ppo-atari",)
+
+
+def task_name(algo: str) -> str:
+    return algo.partition("-")[0]
 
 
 def rltasks_task(algo: str, seed: int):
     env, hp, num_envs = SETS[algo]
-    task = make_task(algo, env=env, num_envs=num_envs, seed=seed, steps_per_epoch=2048)
+    task = make_task(task_name(algo), env=env, num_envs=num_envs, seed=seed,
+                     steps_per_epoch=2048)
     init = {} if algo in ON_POLICY else {"ortho_init": False}  # SB3's off-policy init
     return task.init(**hp, **init)
 
@@ -116,7 +133,7 @@ class Ours:
         t = self.task
         if self.algo == "dqn":
             return list(t.q.net.parameters())
-        return [*t.actor.parameters(), *t.critic.parameters()]
+        return [*t.torso.parameters(), *t.actor.parameters(), *t.critic.parameters()]
 
     def minibatch_order(self, size: int) -> list[torch.Tensor]:
         """The permutations PPO's next update will draw from the task's generator."""
@@ -155,6 +172,10 @@ class SB3:
         m = self.model
         if self.algo == "dqn":
             return list(m.q_net.q_net.parameters())
+        if self.algo == "ppo-atari":  # the order of Ours.params
+            p = m.policy
+            return [*p.features_extractor.parameters(), *p.action_net.parameters(),
+                    *p.value_net.parameters()]
         if self.algo in ON_POLICY:
             p = m.policy
             return [*p.mlp_extractor.policy_net.parameters(), *p.action_net.parameters(),
@@ -191,6 +212,8 @@ def sb3_model(algo: str, seed: int):
     from stable_baselines3.common.env_util import make_vec_env
 
     env_id, hp, num_envs = SETS[algo]
+    if algo == "ppo-atari":
+        return atari_ppo(env_id, num_envs, seed)
     env = make_vec_env(env_id, n_envs=num_envs, seed=seed)
     arch = {"net_arch": [hp.get("hidden", 64)] * hp.get("layers", 2)}
     if algo == "dqn":
@@ -216,6 +239,22 @@ def sb3_model(algo: str, seed: int):
         gamma=hp["gamma"], policy_kwargs=arch, device="cpu", seed=seed, **own)
 
 
+def atari_ppo(env_id: str, num_envs: int, seed: int):
+    """SB3's PPO ``CnnPolicy`` at rl-zoo3's Atari set (lr and clip range constant), on SB3's
+    own Atari env (only its spaces are used: 4 stacked 84 x 84 frames)."""
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.env_util import make_atari_env
+    from stable_baselines3.common.vec_env import VecFrameStack
+
+    from rltasks.envs import check_env_id
+
+    check_env_id(env_id)  # registers ale-py's ids
+    env = VecFrameStack(make_atari_env(env_id, n_envs=num_envs, seed=seed), 4)
+    return PPO("CnnPolicy", env, n_steps=128, batch_size=256, n_epochs=4, learning_rate=2.5e-4,
+               clip_range=0.1, ent_coef=0.01, vf_coef=0.5, gamma=0.99, gae_lambda=0.95,
+               device="cpu", seed=seed)
+
+
 def optimizers(model) -> list[torch.optim.Optimizer]:
     if hasattr(model, "actor"):
         return [model.actor.optimizer, model.critic.optimizer]
@@ -227,6 +266,14 @@ def copy_weights(algo: str, task, model) -> None:
     if algo == "dqn":
         for net in (model.q_net.q_net, model.q_net_target.q_net):
             net.load_state_dict(task.q.net.state_dict())
+    elif algo == "ppo-atari":  # the torso's convolutions, its 512-unit layer, the two heads
+        p, convs = model.policy, task.torso[1]
+        for theirs, mine in ((p.features_extractor.cnn[0], convs[0]),
+                             (p.features_extractor.cnn[2], convs[2]),
+                             (p.features_extractor.cnn[4], convs[4]),
+                             (p.features_extractor.linear[0], task.torso[2]),
+                             (p.action_net, task.actor), (p.value_net, task.critic)):
+            theirs.load_state_dict({k: v.contiguous() for k, v in mine.state_dict().items()})
     elif algo in ON_POLICY:
         p = model.policy
         for mine, body, head in ((task.actor, p.mlp_extractor.policy_net, p.action_net),
@@ -293,7 +340,7 @@ def lockstep(algo: str, a: Any, b: Any, seed: int, updates: int, target_every: i
                                                    else replay_batches)
     rows = []
     for step, batch in enumerate(islice(data(algo, seed), updates), start=1):
-        order = a.minibatch_order(len(batch["obs"])) if algo == "ppo" else None
+        order = a.minibatch_order(len(batch["obs"])) if algo.startswith("ppo") else None
         loss_a, loss_b = a.train(batch, order), b.train(batch, order)
         if algo == "dqn" and step % target_every == 0:
             a.copy_target()
@@ -308,7 +355,8 @@ def lockstep(algo: str, a: Any, b: Any, seed: int, updates: int, target_every: i
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--algos", nargs="+", choices=list(SETS), default=list(SETS))
+    parser.add_argument("--algos", nargs="+", choices=list(SETS),
+                        default=[a for a in SETS if a not in SLOW])
     parser.add_argument("--updates", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--target-every", type=int, default=100)
