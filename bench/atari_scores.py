@@ -14,6 +14,11 @@ true game scores both). Printed: every run's final score, the mean score of its 
 training games (stochastic policy) and its wall time, and per library the mean and spread
 over seeds, next to rl-zoo3's published score after 10M steps.
 
+``--libs sb3-rltasks-env``: SB3's PPO or DQN trained on rltasks' own training env (an SB3
+``VecEnv`` over rltasks' ``VecLoader``: ale-py's vector env, a lost life terminal, rewards
+clipped, FIRE after a lost life), evaluated as SB3's runs are. It tells a gap in the env
+from a gap in the learner: SB3 learning as well here as on its own env clears rltasks' env.
+
 DQN (``--algo dqn``): both train rl-zoo3's Atari DQN set (1 env, a 100,000-transition
 buffer, lr 1e-4, batch 32, an update every 4 steps, the target copied every 1,000, epsilon
 to 0.01, Huber loss, gradients clipped at norm 10) for ``--epochs`` epochs of
@@ -61,28 +66,84 @@ def rltasks_run(algo: str, env: str, seed: int, steps: int, episodes: int, epoch
         task.close()
 
 
-def sb3_model(algo: str, env: str, seed: int, steps: int) -> Any:
-    """SB3's model for ``algo`` with the settings rltasks' run has."""
+def rltasks_vec_env(env: str, num_envs: int, seed: int) -> Any:
+    """rltasks' training env (``VecLoader``, ``train=True``) as an SB3 ``VecEnv``: whole games
+    in ``info["episode"]`` (SB3's Monitor's), a lost life ends SB3's episode."""
+    import numpy as np
+    from stable_baselines3.common.vec_env import VecEnv
+
+    from rltasks.envs import VecLoader
+
+    class RltasksVecEnv(VecEnv):
+        def __init__(self) -> None:
+            self.loader = VecLoader(env, num_envs=num_envs, vectorization="ale")
+            super().__init__(num_envs, self.loader.single_observation_space,
+                             self.loader.single_action_space)
+            self.actions = np.zeros(num_envs, np.int64)
+
+        def reset(self) -> Any:
+            return self.loader.reset(seed)
+
+        def step_async(self, actions: Any) -> None:
+            self.actions = np.asarray(actions, np.int64)
+
+        def step_wait(self) -> Any:
+            obs, rew, term, trunc, final = self.loader.step(self.actions, train=True)
+            infos: list[dict[str, Any]] = [{} for _ in range(num_envs)]
+            games = self.loader.pop_episodes()  # in the order of the envs that ended one
+            ended = np.flatnonzero(self.loader._ep_length == 0) if games else []
+            for i, (score, length, _) in zip(ended, games, strict=True):
+                infos[i]["episode"] = {"r": score, "l": length, "t": 0.0}
+            for i in np.flatnonzero(term | trunc):
+                infos[i]["terminal_observation"] = obs[i] if final is None else final[i]
+                infos[i]["TimeLimit.truncated"] = bool(trunc[i] and not term[i])
+            return obs, rew, term | trunc, infos
+
+        def close(self) -> None:
+            self.loader.close()
+
+        def get_attr(self, name: str, indices: Any = None) -> list[Any]:
+            return [None] * num_envs
+
+        def set_attr(self, name: str, value: Any, indices: Any = None) -> None:
+            pass
+
+        def env_method(self, *args: Any, **kwargs: Any) -> list[Any]:
+            return [None] * num_envs
+
+        def env_is_wrapped(self, wrapper_class: Any, indices: Any = None) -> list[bool]:
+            return [False] * num_envs
+
+    return RltasksVecEnv()
+
+
+def sb3_model(algo: str, env: str, seed: int, steps: int, own_env: bool = True) -> Any:
+    """SB3's model for ``algo`` with the settings rltasks' run has, on SB3's Atari env or
+    (``own_env=False``) on rltasks' (``rltasks_vec_env``)."""
     from stable_baselines3 import DQN, PPO
     from stable_baselines3.common.env_util import make_atari_env
     from stable_baselines3.common.vec_env import VecFrameStack
 
+    def make_env(n: int) -> Any:
+        if own_env:
+            return VecFrameStack(make_atari_env(env, n_envs=n, seed=seed), 4)
+        return rltasks_vec_env(env, n, seed)
+
     if algo == "dqn":
-        venv = VecFrameStack(make_atari_env(env, n_envs=1, seed=seed), 4)
+        venv = make_env(1)
         hp = dqn_settings(steps)
         return DQN("CnnPolicy", venv, buffer_size=100_000, learning_rate=1e-4, batch_size=32,
                    learning_starts=hp["learning_starts"], target_update_interval=1000,
                    train_freq=4, gradient_steps=1, exploration_final_eps=0.01,
                    exploration_fraction=hp["eps_decay"] / steps, seed=seed, verbose=0,
                    device="cpu")
-    venv = VecFrameStack(make_atari_env(env, n_envs=8, seed=seed), 4)
-    return PPO("CnnPolicy", venv, n_steps=128, batch_size=256, n_epochs=4,
+    return PPO("CnnPolicy", make_env(8), n_steps=128, batch_size=256, n_epochs=4,
                learning_rate=lambda left: 2.5e-4 * left, clip_range=lambda left: 0.1 * left,
                ent_coef=0.01, vf_coef=0.5, seed=seed, verbose=0, device="cpu")
 
 
-def sb3_run(algo: str, env: str, seed: int, steps: int, episodes: int, epoch_steps: int
-            ) -> tuple[float, float]:
+def sb3_run(algo: str, env: str, seed: int, steps: int, episodes: int, epoch_steps: int,
+            own_env: bool = True) -> tuple[float, float]:
     from stable_baselines3.common.env_util import make_atari_env
     from stable_baselines3.common.evaluation import evaluate_policy
     from stable_baselines3.common.vec_env import VecFrameStack
@@ -91,7 +152,7 @@ def sb3_run(algo: str, env: str, seed: int, steps: int, episodes: int, epoch_ste
 
     del epoch_steps  # SB3 has no epochs: it resets its games once
     check_env_id(env)  # registers ale-py's ids
-    model = sb3_model(algo, env, seed, steps)
+    model = sb3_model(algo, env, seed, steps, own_env)
     model.learn(steps)
     eval_env = VecFrameStack(make_atari_env(env, n_envs=1, seed=seed + 1000), 4)
     mean, _ = evaluate_policy(model, eval_env, n_eval_episodes=episodes, deterministic=True)
@@ -105,8 +166,8 @@ def one(job: tuple[str, str, str, int, int, int, int]) -> dict[str, Any]:
 
     torch.set_num_threads(1)
     start = time.perf_counter()
-    if lib == "sb3":
-        score, games = sb3_run(algo, env, seed, steps, episodes, epoch_steps)
+    if lib.startswith("sb3"):  # sb3 or sb3-rltasks-env
+        score, games = sb3_run(algo, env, seed, steps, episodes, epoch_steps, lib == "sb3")
     else:  # rltasks or rltasks-bfloat16
         score, games = rltasks_run(algo, env, seed, steps, episodes, epoch_steps,
                                    lib.partition("-")[2] or "float32")
@@ -133,8 +194,9 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=5)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--libs", nargs="+", default=["sb3", "rltasks"],
-                        choices=["sb3", "rltasks", "rltasks-bfloat16"],
-                        help="rltasks-bfloat16: rltasks with precision='bfloat16'")
+                        choices=["sb3", "rltasks", "rltasks-bfloat16", "sb3-rltasks-env"],
+                        help="rltasks-bfloat16: rltasks with precision='bfloat16'; "
+                             "sb3-rltasks-env: SB3 trained on rltasks' env")
     args = parser.parse_args()
     args.steps_per_epoch = args.steps_per_epoch or EPOCH[args.algo]
     steps = args.epochs * args.steps_per_epoch
