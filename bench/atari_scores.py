@@ -39,6 +39,9 @@ from typing import Any
 
 #: rl-zoo3's benchmark.md, PPO after 10M steps (40M frames), stochastic policy
 PUBLISHED = {"PongNoFrameskip-v4": (20.989, 0.105), "BreakoutNoFrameskip-v4": (398.033, 33.328)}
+#: rl-zoo3's Atari PPO set in SB3's names, besides lr 2.5e-4 and clip range 0.1 (annealed
+#: to 0 here; bench/lockstep.py keeps them constant)
+SB3_PPO = {"n_steps": 128, "batch_size": 256, "n_epochs": 4, "ent_coef": 0.01, "vf_coef": 0.5}
 #: rltasks' default Atari epoch for PPO: 8 envs x 27,008 steps; the DQN rows' epoch
 EPOCH = {"ppo": 216_064, "dqn": 25_000}
 
@@ -137,9 +140,8 @@ def sb3_model(algo: str, env: str, seed: int, steps: int, own_env: bool = True) 
                    train_freq=4, gradient_steps=1, exploration_final_eps=0.01,
                    exploration_fraction=hp["eps_decay"] / steps, seed=seed, verbose=0,
                    device="cpu")
-    return PPO("CnnPolicy", make_env(8), n_steps=128, batch_size=256, n_epochs=4,
-               learning_rate=lambda left: 2.5e-4 * left, clip_range=lambda left: 0.1 * left,
-               ent_coef=0.01, vf_coef=0.5, seed=seed, verbose=0, device="cpu")
+    return PPO("CnnPolicy", make_env(8), **SB3_PPO, learning_rate=lambda left: 2.5e-4 * left,
+               clip_range=lambda left: 0.1 * left, seed=seed, verbose=0, device="cpu")
 
 
 def sb3_run(algo: str, env: str, seed: int, steps: int, episodes: int, epoch_steps: int,

@@ -242,6 +242,7 @@ def sb3_model(algo: str, seed: int):
 def atari_ppo(env_id: str, num_envs: int, seed: int):
     """SB3's PPO ``CnnPolicy`` at rl-zoo3's Atari set (lr and clip range constant), on SB3's
     own Atari env (only its spaces are used: 4 stacked 84 x 84 frames)."""
+    from atari_scores import SB3_PPO
     from stable_baselines3 import PPO
     from stable_baselines3.common.env_util import make_atari_env
     from stable_baselines3.common.vec_env import VecFrameStack
@@ -250,8 +251,7 @@ def atari_ppo(env_id: str, num_envs: int, seed: int):
 
     check_env_id(env_id)  # registers ale-py's ids
     env = VecFrameStack(make_atari_env(env_id, n_envs=num_envs, seed=seed), 4)
-    return PPO("CnnPolicy", env, n_steps=128, batch_size=256, n_epochs=4, learning_rate=2.5e-4,
-               clip_range=0.1, ent_coef=0.01, vf_coef=0.5, gamma=0.99, gae_lambda=0.95,
+    return PPO("CnnPolicy", env, **SB3_PPO, learning_rate=2.5e-4, clip_range=0.1,
                device="cpu", seed=seed)
 
 
