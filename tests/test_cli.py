@@ -57,6 +57,23 @@ def test_best_reports_the_lowest_objective_and_a_rerun_command(tmp_path, orion):
     assert missing.returncode == 2 and "no Orion experiment named 'nope'" in missing.stderr
 
 
+def test_best_prints_a_seeds_trial_by_its_seeds(tmp_path, orion):
+    """A trial of ``--seeds N`` writes the mean of its seeds' results (no episode count):
+    ``rltasks best`` says which seeds its return is the mean of."""
+    exp = orion.experiment("cli-best-seeds", space={"lr": "loguniform(1e-5, 1e-2)"},
+                           working_dir=str(tmp_path / "work"))
+    trial = exp.suggest()
+    Path(trial.working_dir).mkdir(parents=True, exist_ok=True)
+    results = {"return_mean": 90.0, "return_std": 5.0, "env_steps": 8192, "seeds": [0, 1],
+               "objective": -90.0, "objective_std": 5.0}
+    (Path(trial.working_dir) / "results.json").write_text(json.dumps(results))
+    exp.observe(trial, [{"name": "objective", "type": "objective", "value": -90.0}])
+    proc = cli("best", "cli-best-seeds", env=orion.env)
+    assert proc.returncode == 0, proc.stderr
+    assert ("return     90.0 +- 5.0 over seeds 0, 1 (each seed's final evaluation), 8192 env "
+            "steps in all") in proc.stdout
+
+
 def test_best_reeval_retrains_the_top_trials_on_fresh_seeds_and_ranks_them(tmp_path, orion):
     random = ("-c", str(ROOT / "spaces" / "algos" / "random.yaml"))
     _, found = hunted(orion, "reeval", "spaces/lr.yaml", "--epochs", "1", "--steps-per-epoch",
