@@ -30,10 +30,11 @@ def print_best(info: dict[str, Any]) -> None:
     print(f"  objective  {info['objective']:.4g}  (-return_mean)")
     if info["results"]:
         r = info["results"]
-        over = (f"{r['episodes']} episodes after {r['env_steps']} env steps"
-                if "seeds" not in r else  # a --seeds trial: the mean of its seeds' finals
-                f"seeds {', '.join(map(str, r['seeds']))} (each seed's final evaluation), "
-                f"{r['env_steps']} env steps in all")
+        if "seeds" in r:  # a --seeds trial: the mean of its seeds' final evaluations
+            over = (f"seeds {', '.join(map(str, r['seeds']))} (each seed's final evaluation), "
+                    f"{r['env_steps']} env steps in all")
+        else:
+            over = f"{r['episodes']} episodes after {r['env_steps']} env steps"
         print(f"  return     {r['return_mean']:.1f} +- {r['return_std']:.1f} over {over}")
     print(f"  workdir    {info['working_dir']}")
     for key, value in info["params"].items():
