@@ -2,6 +2,6 @@
 
 import sys
 
-from rltasks.commands.cli import main
+from rltasks.commands.cli import console
 
-sys.exit(main())
+sys.exit(console())

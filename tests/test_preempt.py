@@ -229,3 +229,54 @@ def test_signal_before_training_stops_before_the_first_epoch(tmp_path, monkeypat
     assert "stopped before training (epoch 0 of 5)" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()  # nothing written, not even the lock's dir
     assert before == {sig: signal.getsignal(sig) for sig in before}  # handlers restored
+
+
+# A process entry point run as ``python -c LATE_SIGNAL KIND TARGET ARGS...`` (KIND ``path``:
+# a script file; ``module``: ``python -m TARGET``) that sends SIGTERM to itself while it
+# exits, after its code is decided; with ``--first-at-fsync``, a first SIGTERM at the first
+# ``os.fsync`` (epoch 1's checkpoint), so that the late one is a second signal.
+LATE_SIGNAL = """
+import atexit, os, runpy, signal, sys, time
+def late():
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(0.5)
+atexit.register(late)
+kind, target, *argv = sys.argv[1:]
+if argv[:1] == ["--first-at-fsync"]:
+    argv, real = argv[1:], os.fsync
+    def first(*args):
+        os.fsync = real
+        os.kill(os.getpid(), signal.SIGTERM)
+        return real(*args)
+    os.fsync = first
+sys.argv = [target, *argv]
+if kind == "path":
+    runpy.run_path(target, run_name="__main__")
+else:
+    runpy.run_module(target, run_name="__main__", alter_sys=True)
+"""
+SHORT = ["--env", "CartPole-v1", "--epochs", "1", "--steps-per-epoch", "512", "--num-envs", "4",
+         "--eval-episodes", "1"]
+
+
+@pytest.mark.parametrize("entry", ["script interrupted", "rltasks train", "population worker"])
+def test_a_signal_while_the_process_exits_keeps_its_exit_code(tmp_path, entry):
+    """The exit code is decided once the run is over: a SIGTERM that arrives while the process
+    exits (a second one after a stop and its checkpoint, say) is ignored, not a kill by
+    signal (-15, which Orion would record as a broken trial)."""
+    workdir = tmp_path / "run"
+    kind, target, argv, expected = {
+        "script interrupted": ("path", "scripts/ppo.py",
+                               ["--first-at-fsync", *ARGS, "--workdir", str(workdir)], 130),
+        "rltasks train": ("module", "rltasks",
+                          ["train", "ppo", *SHORT, "--workdir", str(workdir)], 0),
+        "population worker": ("module", "rltasks.orion.population", [], 2),  # no options
+    }[entry]
+    code, err = finish_process(start([sys.executable, "-c", LATE_SIGNAL, kind, target, *argv]))
+    assert code == expected, err[-3000:]
+    if entry == "script interrupted":
+        assert err.strip().splitlines()[-1].startswith("interrupted: SIGTERM received: "
+                                                       "stopped after epoch 1 of 5")
+        assert assert_at_epoch_boundary(workdir) == 1
+    elif entry == "rltasks train":
+        assert results_in(workdir)["epoch"] == 1

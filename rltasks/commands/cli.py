@@ -37,7 +37,8 @@ from rltasks.orion.reeval import SEED as REEVAL_SEED
 from rltasks.orion.reeval import print_reeval, reeval
 from rltasks.orion.report import print_best, report
 from rltasks.tasks import REGISTRY
-from rltasks.trial import main as train_main
+from rltasks.trial.preempt import settled
+from rltasks.trial.run import main as train_main
 
 RUN_HELP = "run directory (its last.ckpt) or a checkpoint file"
 
@@ -217,5 +218,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def console() -> int:
+    """The ``rltasks`` console script (and ``python -m rltasks``): ``main`` as a process of
+    its own, its exit code settled against signals that arrive while it exits."""
+    return settled(main())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(console())

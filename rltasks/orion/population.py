@@ -37,7 +37,7 @@ from rltasks.tasks import REGISTRY
 from rltasks.trial.agent import AGENT, resolve_agent
 from rltasks.trial.files import orion_results
 from rltasks.trial.options import resolve
-from rltasks.trial.preempt import Preempted, StopSignals, interrupt_code
+from rltasks.trial.preempt import Preempted, StopSignals, interrupt_code, settled
 from rltasks.trial.prepare import Log, Prepared, said_once, stderr_log
 from rltasks.trial.run import fit_and_finish, train
 from rltasks.trial.seeds import SEED_STATISTICS
@@ -312,4 +312,4 @@ def script_of(command: list[str]) -> tuple[str, list[str]]:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(settled(main()))

@@ -6,7 +6,9 @@ trial finishes the epoch in progress, makes sure ``last.ckpt`` holds it, and exi
 Orion's interrupt code (``$ORION_INTERRUPT_CODE``, which Orion sets for its trials; 130
 otherwise). Orion then marks the trial *interrupted*, and a later run of the same command
 resumes it exactly. A second signal stops at once; the previous epoch's checkpoint is intact
-(atomic writes), so that too resumes exactly, only one epoch earlier.
+(atomic writes), so that too resumes exactly, only one epoch earlier. Once a process's exit
+code is decided (``settled``: at the exits of the scripts, the ``rltasks`` command and the
+population worker), later signals are ignored, so the code stays what the run decided.
 
 How the loop is stopped without a hook in ``Task``: the ``StopAtEpochEnd`` observer, placed
 after the checkpointing one, raises ``Preempted`` from ``on_epoch_end``. Like any exception
@@ -37,6 +39,18 @@ def interrupt_code() -> int:
         return int(os.environ.get("ORION_INTERRUPT_CODE", DEFAULT_INTERRUPT_CODE))
     except ValueError:
         return DEFAULT_INTERRUPT_CODE
+
+
+def settled(code: int) -> int:
+    """For a process about to exit with ``code`` (the scripts, the ``rltasks`` command, the
+    population worker): SIGTERM and SIGINT are ignored from now on, so that a signal arriving
+    while the process exits (a second one after a run stopped and saved, say) cannot turn
+    the decided exit code into a kill by that signal. Returns ``code``. Not for in-process
+    callers: the handlers stay ignored."""
+    if threading.current_thread() is threading.main_thread():
+        for sig in SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
+    return code
 
 
 class Preempted(Exception):
