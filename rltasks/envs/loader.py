@@ -27,6 +27,7 @@ from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv, Vecto
 from rltasks.envs import snapshot
 from rltasks.envs.goal import is_goal_space
 from rltasks.envs.images import is_image_space
+from rltasks.envs.onehot import one_hot
 from rltasks.envs.pool import EnvPoolSameStep
 from rltasks.envs.registry import atari_settings, check_env_id, fire_action, is_ale_id, make_env
 from rltasks.failpoints import failpoint
@@ -305,8 +306,8 @@ class VecLoader:
             self._venv = _AleSameStep(venv)
             return venv
         kwargs = self.env_kwargs
-        fns: list[Callable[[], gym.Env]] = [
-            lambda: make_env(spec, **kwargs) for _ in range(self.num_envs)]
+        fns: list[Callable[[], gym.Env]] = [  # discrete observations one-hot, as SB3 does
+            lambda: one_hot(make_env(spec, **kwargs)) for _ in range(self.num_envs)]
         cls = AsyncVectorEnv if self.vectorization == "async" else SyncVectorEnv
         try:
             venv = cls(fns, autoreset_mode=AutoresetMode.SAME_STEP)
@@ -438,22 +439,30 @@ class VecLoader:
                          for r, n, s in state["episodes"]]
 
 
+#: the most steps an evaluation episode runs in an env without a time limit of its own
+#: (CliffWalking-v1, a user's env): a deterministic policy can loop there for ever
+EVAL_STEP_CAP = 100_000
+
+
 def evaluate_policy(loader: Any, act: Callable[[np.ndarray], np.ndarray], seed: int,
                     normalize: Callable[[np.ndarray], np.ndarray]) -> dict[str, float]:
     """Run one episode in each env of ``loader`` (which it closes), from derived seeds.
 
     ``act`` maps a batch of (normalised) observations to actions; it should be deterministic
     and must not touch the training RNG, so evaluating never changes the task state. A
-    multi-agent loader's rewards (one per agent) count as their mean, the team reward.
+    multi-agent loader's rewards (one per agent) count as their mean, the team reward. In an
+    env without a time limit an episode ends after ``EVAL_STEP_CAP`` steps, counted in the
+    result's ``episodes_capped``.
     """
     episodes = loader.num_envs
+    cap = getattr(loader, "max_episode_steps", None) or EVAL_STEP_CAP
     try:
         obs = normalize(loader.reset(seed))
         returns = np.zeros(episodes)
         lengths = np.zeros(episodes, np.int64)
         running = np.ones(episodes, bool)
         successes: list[bool] = []
-        while running.any():
+        while running.any() and lengths.max() < cap:
             obs, rew, term, trunc, _ = loader.step(act(obs), train=False)
             obs = normalize(obs)
             rew = rew.reshape(episodes, -1).mean(1)
@@ -471,4 +480,6 @@ def evaluate_policy(loader: Any, act: Callable[[np.ndarray], np.ndarray], seed: 
               "length_mean": float(lengths.mean()), "episodes": int(episodes)}
     if successes:
         result["success_rate"] = float(np.mean(successes))
+    if running.any():
+        result["episodes_capped"] = int(running.sum())
     return result

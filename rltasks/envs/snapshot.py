@@ -60,6 +60,8 @@ MUJOCO_DERIVED = ("xpos", "xipos")
 #: the wrappers of ``gym.make`` (exact class) -> their counters and flags
 WRAPPERS: dict[str, tuple[str, ...]] = {
     "gymnasium.wrappers.common.TimeLimit": ("_elapsed_steps",),
+    # stateless: the one-hot view of discrete observations (``rltasks.envs.onehot``)
+    "gymnasium.wrappers.transform_observation.FlattenObservation": (),
     "gymnasium.wrappers.common.OrderEnforcing": ("_has_reset",),
     # its ``_previous_data`` (the last obs and info, kept for a one-off data-reuse warning
     # between the first steps) is saved as whether it is pending (``_CHECKER``)

@@ -1,0 +1,77 @@
+"""Discrete observations (gymnasium's toy-text envs) reach the networks one-hot, as in SB3,
+and an evaluation episode in an env without a time limit ends at ``EVAL_STEP_CAP``.
+
+FrozenLake-v1 (4x4, ``is_slippery=False``): a uniformly random policy reaches the goal in
+1.7% of episodes (2,000 measured, 2026-12-07). PPO with ``ent_coef=0.05, gamma=0.95``, epochs
+of 4,096 steps: the training games' success 0.40 0.99 1.0, 0.10 0.96 1.0, 0.25 0.97 1.0 and
+0.35 0.99 1.0 over the first three epochs (seeds 0-3), and the greedy policy reaches the goal
+in 6 steps on all four after five (at ``ent_coef=0.01`` seed 1 never found the goal once).
+"""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from helpers import final_scores
+
+import rltasks
+from rltasks.envs import VecLoader, evaluate_policy
+from rltasks.envs import loader as loader_module
+from rltasks.envs.onehot import MAX_ONE_HOT, one_hot
+
+
+@pytest.mark.parametrize(("env_id", "size", "first"), [
+    ("FrozenLake-v1", 16, 0),           # Discrete(16): the start state is 0
+    ("Blackjack-v1", 32 + 11 + 2, None),  # Tuple(Discrete(32), Discrete(11), Discrete(2))
+])
+def test_the_loader_hands_out_discrete_observations_one_hot(env_id, size, first):
+    loader = VecLoader(env_id, 3)
+    try:
+        assert loader.single_observation_space.shape == (size,)
+        obs = loader.reset(0)
+        assert obs.dtype == np.float32 and obs.shape == (3, size)
+        assert set(np.unique(obs)) <= {0.0, 1.0}
+        parts = 1 if first is not None else 3
+        assert (obs.sum(1) == parts).all()  # one hot entry per discrete part
+        if first is not None:
+            assert (obs.argmax(1) == first).all()
+    finally:
+        loader.close()
+
+
+def test_one_hot_leaves_box_envs_alone_and_refuses_a_huge_vector():
+    env = gym.make("CartPole-v1")
+    assert one_hot(env) is env
+    env.close()
+
+    class Huge(gym.Env):
+        observation_space = gym.spaces.MultiDiscrete([MAX_ONE_HOT, 2])
+        action_space = gym.spaces.Discrete(2)
+
+    with pytest.raises(ValueError, match=f"one-hot vectors of {MAX_ONE_HOT + 2} entries, "
+                                         f"over the {MAX_ONE_HOT}"):
+        one_hot(Huge())
+
+
+def test_an_evaluation_episode_without_a_time_limit_ends_at_the_cap(monkeypatch):
+    """CliffWalking-v1 has no time limit: a policy that walks into the start's wall for ever
+    would hang the evaluation; it ends at the cap, counted as capped."""
+    monkeypatch.setattr(loader_module, "EVAL_STEP_CAP", 50)
+    left = 3  # CliffWalking's actions: up, right, down, left
+    result = evaluate_policy(VecLoader("CliffWalking-v1", 2),
+                             lambda obs: np.full(len(obs), left, np.int64), 0,
+                             normalize=lambda obs: obs)
+    assert result["length_mean"] == 50 and result["episodes_capped"] == 2
+    assert result["return_mean"] == -50  # -1 a step, never the goal
+    ends = evaluate_policy(VecLoader("CartPole-v1", 2), lambda obs: np.zeros(len(obs), np.int64),
+                           0, normalize=lambda obs: obs)
+    assert "episodes_capped" not in ends  # episodes that end are not capped
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_ppo_learns_frozenlake_from_one_hot_states(seed):
+    task = rltasks.make_task("ppo", env="FrozenLake-v1", seed=seed, steps_per_epoch=4096,
+                             env_kwargs={"is_slippery": False})
+    (final,) = final_scores(task.init(ent_coef=0.05, gamma=0.95), 3, episodes=4)
+    assert final == 1.0, f"the greedy policy reached the goal in {final:.0%} of episodes"
