@@ -26,6 +26,7 @@ the zoo").
 
     .venv/bin/python bench/hunt_quality.py [--rows ppo-cartpolev1 dqn-acrobotv1 ...]
         [--trials 24] [--top 3] [--pick-seeds 3] [--seeds 5] [--workers 2] [--hunt-seeds 1]
+        [--objective final]
         [--out bench/out/hunt_quality]
 
 Everything (Orion's PickledDB, the trials, the reruns) goes under ``--out/<task>-<env>``;
@@ -145,7 +146,8 @@ def budget_args(row: Row) -> list[str]:
             "--steps-per-epoch", str(row.steps_per_epoch)]
 
 
-def hunt(row: Row, out: Path, trials: int, workers: int, seeds: int = 1) -> dict[str, Any]:
+def hunt(row: Row, out: Path, trials: int, workers: int, seeds: int = 1,
+         objective: str = "final") -> dict[str, Any]:
     """The TPE hunt (its wall time kept in ``hunt.json``: a rerun of the bench reuses a
     finished hunt) and its best trial."""
     env = environ(out)
@@ -157,7 +159,8 @@ def hunt(row: Row, out: Path, trials: int, workers: int, seeds: int = 1) -> dict
                     "--exp-max-trials", str(trials), "--n-workers", str(workers),
                     "--working-dir", str(out / "trials"), "python", f"scripts/{row.task}.py",
                     "--config", str(space_file(row, out / "space.yaml")), *budget_args(row),
-                    *(["--seeds", str(seeds)] if seeds > 1 else [])],
+                    *(["--seeds", str(seeds)] if seeds > 1 else []),
+                    *(["--objective", objective] if objective != "final" else [])],
                    env, out / "hunt.log")
     done.write_text(json.dumps({"wall": wall}))
     best = json.loads(subprocess.run(
@@ -229,10 +232,13 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--hunt-seeds", type=int, default=1,
                         help="seeds each hunt trial trains (--seeds: their mean objective)")
+    parser.add_argument("--objective", default="final", choices=("final", "curve"),
+                        help="what the hunt's trials report (the pick and the test rank by "
+                             "the final return either way)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "hunt_quality")
     args = parser.parse_args()
     print(f"hunt quality: {args.trials}-trial seeded TPE hunts of {args.hunt_seeds} seed(s) a "
-          f"trial, {args.workers} workers, the "
+          f"trial (objective: {args.objective}), {args.workers} workers, the "
           f"top {args.top} retrained on seeds {PICK_SEED}-{PICK_SEED + args.pick_seeds - 1}, "
           f"winner and rl-zoo3 tested on seeds {TEST_SEED}-{TEST_SEED + args.seeds - 1}, "
           f"load average {os.getloadavg()[0]:.2f}", flush=True)
@@ -240,7 +246,7 @@ def main() -> None:
     for name in args.rows:
         row, out = ROWS[name], args.out / name
         out.mkdir(parents=True, exist_ok=True)
-        found = hunt(row, out, args.trials, args.workers, args.hunt_seeds)
+        found = hunt(row, out, args.trials, args.workers, args.hunt_seeds, args.objective)
         winner = pick(row, out, args.top, args.pick_seeds)
         finals = test(row, out, winner, args.seeds)
         line = {"row": name, "budget": row.budget, "hunt_wall": found["wall"],

@@ -58,6 +58,7 @@ def test_config_file_is_parsed_by_content_and_cli_wins(tmp_path):
     (["--lr", "-0.001"], "lr=-0.001 is out of range"),
     (["--epochs", "0"], "--epochs 0"),
     (["--optimizer", "lbfgs"], "optimizer='lbfgs'"),
+    (["--objective", "best"], "--objective 'best' is not one of ('final', 'curve')"),
 ])
 def test_bad_input_is_one_line_naming_the_value(args, needle, tmp_path):
     proc = run_script("ppo", *args, *FAST, workdir=tmp_path)
@@ -66,6 +67,20 @@ def test_bad_input_is_one_line_naming_the_value(args, needle, tmp_path):
     assert "Traceback" not in proc.stderr
     error_lines = [line for line in proc.stderr.splitlines() if "error" in line]
     assert len(error_lines) == 1, proc.stderr
+
+
+def test_objective_curve_reports_the_mean_training_return_over_epochs(tmp_path, capsys):
+    """``--objective curve``: what Orion minimises is minus the mean over epochs of the
+    training episodes' mean return (the learning curve's area), not the final evaluation's."""
+    assert main("ppo", ["--epochs", "3", *FAST, "--objective", "curve", "--workdir",
+                        str(tmp_path)]) == 0
+    results = results_in(tmp_path)
+    history = checkpoint.load(tmp_path / "last.ckpt")["state"]["history"]
+    curve = [row["return_mean"] for row in history]
+    assert len(curve) == 3 and None not in curve and len(set(curve)) == 3
+    assert results["objective"] == pytest.approx(-sum(curve) / 3, rel=1e-12)
+    assert results["objective"] != -results["return_mean"]
+    assert results["objective_kind"] == "curve"
 
 
 def test_bad_config_file(tmp_path, capsys):

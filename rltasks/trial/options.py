@@ -58,6 +58,11 @@ RUN_OPTIONS: dict[str, tuple[Any, Any, str]] = {
     "workdir": (str, None, "checkpoints and results (default $ORION_WORKING_DIR, "
                            "else runs/<task>-<env>-<seed>)"),
     "eval_episodes": (int, 10, "episodes of the final evaluation"),
+    "objective": (str, "final", "what the trial reports to Orion, which minimises it: final, "
+                                "minus the final evaluation's mean return; curve, minus the "
+                                "mean over epochs of the training episodes' mean return (the "
+                                "area under the learning curve: it rewards learning early, "
+                                "on every seed)"),
     "eval_every": (int, 0, "evaluate every N epochs and keep best.ckpt (0: never)"),
     "save_freq": (int, 1, "write last.ckpt every N epochs"),
     "save_best": (bool, True, "with --eval-every, keep the best evaluation in best.ckpt"),
@@ -77,6 +82,7 @@ RUN_OPTIONS: dict[str, tuple[Any, Any, str]] = {
                                          "hyperparameters under these ones (PBT, PB2)"),
 }
 _POSITIVE = ("epochs", "num_envs", "eval_episodes", "save_freq", "keep", "trial_count", "seeds")
+OBJECTIVES = ("final", "curve")
 
 
 class UsageError(ValueError):
@@ -194,6 +200,8 @@ def resolve(task_name: str, argv: list[str] | None,
                              f"{kind.__name__}{why}") from None
         if key in _POSITIVE and options[key] < 1:
             raise UsageError(f"--{key.replace('_', '-')} {value!r} must be >= 1")
+    if options["objective"] not in OBJECTIVES:
+        raise UsageError(f"--objective {options['objective']!r} is not one of {OBJECTIVES}")
     hparams = {k: v for k, v in merged.items() if k in specs}
     return options, hparams
 

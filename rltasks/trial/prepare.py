@@ -17,6 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import numpy as np
+
 import rltasks
 from rltasks.checkpoint import Checkpointer, CheckpointError, peek
 from rltasks.envs.snapshot import ASKED
@@ -146,10 +148,20 @@ def _observe(task: Task, checkpointer: Checkpointer, workdir: Path, options: dic
     ]
 
 
+def objective(task: Task, final: dict[str, Any], kind: str) -> float:
+    """What the trial reports to Orion (``--objective``): ``final``, minus the final
+    evaluation's mean return; ``curve``, minus the mean over epochs of the training episodes'
+    mean return (epochs that finished no episode left out; none at all: as ``final``)."""
+    curve = [row["return_mean"] for row in task.history
+             if row.get("return_mean") is not None] if kind == "curve" else []
+    return -float(np.mean(curve)) if curve else -final["return_mean"]
+
+
 def _results(task: Task, options: dict[str, Any], final: dict[str, Any],
              resumed: dict[str, Any], workdir: Path) -> dict[str, Any]:
     return {"task": task.name, "env": options["env"], "seed": options["seed"],
-            "objective": -final["return_mean"], **final, "epoch": task.epoch,
+            "objective": objective(task, final, options["objective"]), **final,
+            "objective_kind": options["objective"], "epoch": task.epoch,
             "env_state": task.loader.env_state, "env_state_reason": resumed["env_state_reason"],
             "env_steps": task.env_steps, "resumed_from": resumed["resumed_from"],
             "env_steps_run": task.env_steps - resumed["resumed_steps"],

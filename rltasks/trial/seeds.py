@@ -98,6 +98,7 @@ def mean_results(per_seed: list[dict[str, Any]], task_name: str, options: dict[s
     returns = np.array([r["return_mean"] for r in per_seed])
     return {"task": task_name, "env": options["env"], "seed": options["seed"],
             "seeds": [r["seed"] for r in per_seed], "objective": float(objectives.mean()),
+            "objective_kind": options["objective"],
             "objective_std": float(objectives.std()),
             "return_mean": float(returns.mean()), "return_std": float(returns.std()),
             "return_min": float(returns.min()), "return_max": float(returns.max()),
