@@ -75,3 +75,19 @@ def test_ppo_learns_frozenlake_from_one_hot_states(seed):
                              env_kwargs={"is_slippery": False})
     (final,) = final_scores(task.init(ent_coef=0.05, gamma=0.95), 3, episodes=4)
     assert final == 1.0, f"the greedy policy reached the goal in {final:.0%} of episodes"
+
+
+def test_a_frozenlake_run_records_and_exports(tmp_path):
+    """``rltasks record`` plays the run's policy on its own env, one-hot as the loader's;
+    ``rltasks export`` keeps parity on one-hot vectors."""
+    from rltasks.commands.export import export_run
+    from rltasks.commands.record import record_run
+    from rltasks.trial.run import main
+
+    assert main("ppo", ["--env", "FrozenLake-v1", "--env-kwargs", '{"is_slippery": false}',
+                        "--epochs", "3", "--steps-per-epoch", "4096", "--ent-coef", "0.05",
+                        "--gamma", "0.95", "--eval-episodes", "2",
+                        "--workdir", str(tmp_path)]) == 0
+    recorded = record_run(tmp_path)
+    assert recorded["returns"] == [1.0] and recorded["frames"] == 7  # 6 steps to the goal
+    assert export_run(tmp_path)["parity"]
