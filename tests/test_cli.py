@@ -65,13 +65,15 @@ def test_best_prints_a_seeds_trial_by_its_seeds(tmp_path, orion):
     trial = exp.suggest()
     Path(trial.working_dir).mkdir(parents=True, exist_ok=True)
     results = {"return_mean": 90.0, "return_std": 5.0, "env_steps": 8192, "seeds": [0, 1],
-               "objective": -90.0, "objective_std": 5.0}
+               "objective": -60.0, "objective_std": 5.0, "objective_kind": "curve"}
     (Path(trial.working_dir) / "results.json").write_text(json.dumps(results))
-    exp.observe(trial, [{"name": "objective", "type": "objective", "value": -90.0}])
+    exp.observe(trial, [{"name": "objective", "type": "objective", "value": -60.0}])
     proc = cli("best", "cli-best-seeds", env=orion.env)
     assert proc.returncode == 0, proc.stderr
     assert ("return     90.0 +- 5.0 over seeds 0, 1 (each seed's final evaluation), 8192 env "
             "steps in all") in proc.stdout
+    # an --objective curve trial's objective is not -return_mean, and says so
+    assert "objective  -60  (--objective curve: -the mean training return)" in proc.stdout
 
 
 def test_best_reeval_retrains_the_top_trials_on_fresh_seeds_and_ranks_them(tmp_path, orion):

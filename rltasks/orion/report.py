@@ -27,7 +27,9 @@ def print_best(info: dict[str, Any]) -> None:
     print(f"best of {info['trials']['completed']} completed trials "
           f"({info['trials']['total']} in all) of {info['experiment']!r}{among}:")
     print(f"  trial      {info['trial']}")
-    print(f"  objective  {info['objective']:.4g}  (-return_mean)")
+    kind = (info["results"] or {}).get("objective_kind", "final")
+    what = "-return_mean" if kind == "final" else "--objective curve: -the mean training return"
+    print(f"  objective  {info['objective']:.4g}  ({what})")
     if info["results"]:
         r = info["results"]
         if "seeds" in r:  # a --seeds trial: the mean of its seeds' final evaluations
