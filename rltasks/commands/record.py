@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 
 from rltasks.envs import VecLoader, derive_seed
+from rltasks.envs.flat import flat_observations
 from rltasks.envs.images import image_layout
-from rltasks.envs.onehot import one_hot
 from rltasks.envs.registry import check_env_id, make_env
 from rltasks.trial.payload import load_task
 
@@ -47,7 +47,8 @@ def play(task: Any, episodes: int = 1, seed: int | None = None) -> tuple[list[np
     if "rgb_array" not in modes:
         raise ValueError(f"{task.env_id} does not render rgb_array frames (its render modes: "
                          f"{modes or 'none'}): nothing to record")
-    env = one_hot(make_env(spec, render_mode="rgb_array", **task.env_kwargs))  # as the loader's
+    # observations flattened as the loader's are
+    env = flat_observations(make_env(spec, render_mode="rgb_array", **task.env_kwargs))
     frames: list[np.ndarray] = []
     returns: list[float] = []
     try:

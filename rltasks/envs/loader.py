@@ -25,9 +25,9 @@ import numpy as np
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv, VectorEnv
 
 from rltasks.envs import snapshot
+from rltasks.envs.flat import flat_observations
 from rltasks.envs.goal import is_goal_space
 from rltasks.envs.images import is_image_space
-from rltasks.envs.onehot import one_hot
 from rltasks.envs.pool import EnvPoolSameStep
 from rltasks.envs.registry import atari_settings, check_env_id, fire_action, is_ale_id, make_env
 from rltasks.failpoints import failpoint
@@ -306,8 +306,8 @@ class VecLoader:
             self._venv = _AleSameStep(venv)
             return venv
         kwargs = self.env_kwargs
-        fns: list[Callable[[], gym.Env]] = [  # discrete observations one-hot, as SB3 does
-            lambda: one_hot(make_env(spec, **kwargs)) for _ in range(self.num_envs)]
+        fns: list[Callable[[], gym.Env]] = [  # discrete or dict observations flat, as SB3 sees them
+            lambda: flat_observations(make_env(spec, **kwargs)) for _ in range(self.num_envs)]
         cls = AsyncVectorEnv if self.vectorization == "async" else SyncVectorEnv
         try:
             venv = cls(fns, autoreset_mode=AutoresetMode.SAME_STEP)

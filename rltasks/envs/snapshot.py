@@ -60,7 +60,7 @@ MUJOCO_DERIVED = ("xpos", "xipos")
 #: the wrappers of ``gym.make`` (exact class) -> their counters and flags
 WRAPPERS: dict[str, tuple[str, ...]] = {
     "gymnasium.wrappers.common.TimeLimit": ("_elapsed_steps",),
-    # stateless: the one-hot view of discrete observations (``rltasks.envs.onehot``)
+    # stateless: discrete or dict observations as one vector (``rltasks.envs.flat``)
     "gymnasium.wrappers.transform_observation.FlattenObservation": (),
     "gymnasium.wrappers.common.OrderEnforcing": ("_has_reset",),
     # its ``_previous_data`` (the last obs and info, kept for a one-off data-reuse warning

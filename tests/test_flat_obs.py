@@ -1,5 +1,6 @@
-"""Discrete observations (gymnasium's toy-text envs) reach the networks one-hot, as in SB3,
-and an evaluation episode in an env without a time limit ends at ``EVAL_STEP_CAP``.
+"""Discrete observations (gymnasium's toy-text envs) reach the networks one-hot and dict ones
+flattened, as in SB3; a goal env's dict stays a dict; an evaluation episode in an env without
+a time limit ends at ``EVAL_STEP_CAP``.
 
 FrozenLake-v1 (4x4, ``is_slippery=False``): a uniformly random policy reaches the goal in
 1.7% of episodes (2,000 measured, 2026-12-07). PPO with ``ent_coef=0.05, gamma=0.95``, epochs
@@ -18,7 +19,7 @@ from helpers import final_scores
 import rltasks
 from rltasks.envs import VecLoader, evaluate_policy
 from rltasks.envs import loader as loader_module
-from rltasks.envs.onehot import MAX_ONE_HOT, one_hot
+from rltasks.envs.flat import MAX_FLAT, flat_observations
 
 
 @pytest.mark.parametrize(("env_id", "size", "first"), [
@@ -40,18 +41,56 @@ def test_the_loader_hands_out_discrete_observations_one_hot(env_id, size, first)
         loader.close()
 
 
-def test_one_hot_leaves_box_envs_alone_and_refuses_a_huge_vector():
+class Parts(gym.Env):
+    """A user's env observing a dict of named parts: a position and a discrete mode."""
+
+    observation_space = gym.spaces.Dict({"position": gym.spaces.Box(-1.0, 1.0, (2,)),
+                                         "mode": gym.spaces.Discrete(3)})
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return {"position": np.array([0.5, -0.5], np.float32), "mode": 2}, {}
+
+    def step(self, action):
+        return self.reset()[0], 1.0, False, False, {}
+
+
+def test_dict_observations_are_flattened_and_goal_dicts_are_not():
+    gym.register("rltasks-test/Parts-v0", entry_point=Parts, max_episode_steps=5)
+    try:
+        loader = VecLoader("rltasks-test/Parts-v0", 2)
+        try:
+            # keys in sorted order: the one-hot mode (3), then the position (2)
+            assert loader.single_observation_space.shape == (5,)
+            assert loader.reset(0).tolist() == [[0, 0, 1, 0.5, -0.5]] * 2
+        finally:
+            loader.close()
+        task = rltasks.make_task("ppo", env="rltasks-test/Parts-v0", num_envs=2,
+                                 steps_per_epoch=64).init()
+        task.fit(1)  # trains on the flat vectors
+        task.close()
+    finally:
+        gym.registry.pop("rltasks-test/Parts-v0")
+    goal = VecLoader("rltasks/BitFlipping-v0", 2)
+    try:
+        assert isinstance(goal.single_observation_space, gym.spaces.Dict)  # for hindsight
+    finally:
+        goal.close()
+
+
+def test_box_envs_stay_as_they_are_and_a_huge_vector_is_refused():
     env = gym.make("CartPole-v1")
-    assert one_hot(env) is env
+    assert flat_observations(env) is env
     env.close()
 
     class Huge(gym.Env):
-        observation_space = gym.spaces.MultiDiscrete([MAX_ONE_HOT, 2])
+        observation_space = gym.spaces.MultiDiscrete([MAX_FLAT, 2])
         action_space = gym.spaces.Discrete(2)
 
-    with pytest.raises(ValueError, match=f"one-hot vectors of {MAX_ONE_HOT + 2} entries, "
-                                         f"over the {MAX_ONE_HOT}"):
-        one_hot(Huge())
+    with pytest.raises(ValueError, match=f"vectors of {MAX_FLAT + 2} entries, "
+                                         f"over the {MAX_FLAT}"):
+        flat_observations(Huge())
 
 
 def test_an_evaluation_episode_without_a_time_limit_ends_at_the_cap(monkeypatch):
