@@ -7,7 +7,8 @@ epochs solo (one after the other) and as one ``rltasks.population.Population``, 
 every member ends with the bits of its solo run, and prints the aggregate env steps per
 second of both and their ratio (the issue's targets: >= 3x at K = 16 for PPO, >= 5x for
 DQN). The per-shape checks of ``nets.stacked_linear`` run in the population's first epoch,
-inside the timing, as in a real run.
+inside the timing, as in a real run. A second population runs with its members' envs
+stepped apart (``rltasks.envs.StepAsOne`` off): what stepping them as one vector env gains.
 
     .venv/bin/python bench/population.py [--algo ppo] [--members 1 4 16] [--epochs 3]
 
@@ -20,8 +21,10 @@ against ``torch.sigmoid``'s.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -31,6 +34,7 @@ from helpers import state_diffs  # noqa: E402  (the tests' state comparison)
 from stacked import timed as median_seconds  # noqa: E402  (bench/stacked.py's timer)
 
 import rltasks  # noqa: E402
+from rltasks.envs import StepAsOne  # noqa: E402
 from rltasks.population import Population  # noqa: E402
 
 
@@ -39,22 +43,41 @@ def members(algo: str, k: int, steps: int) -> list:
             .init(lr=3e-4 * (1 + s / 4)) for s in range(k)]
 
 
-def timed(algo: str, k: int, epochs: int, steps: int) -> tuple[float, float, bool]:
-    """(solo seconds, population seconds, whether every member equals its solo run)."""
+def timed(algo: str, k: int, epochs: int, steps: int) -> tuple[float, float, float, bool]:
+    """(solo seconds, population seconds, population seconds with its members' envs stepped
+    apart, whether every member of both populations equals its solo run)."""
     solos = members(algo, k, steps)
     start = time.perf_counter()
     for task in solos:
         task.fit(epochs)
     solo = time.perf_counter() - start
-    pop = Population(members(algo, k, steps))
-    start = time.perf_counter()
-    pop.fit(epochs)
-    together = time.perf_counter() - start
-    same = all(not state_diffs(a.state_dict(), b.state_dict())
-               for a, b in zip(solos, pop.members, strict=True))
-    for task in [*solos, *pop.members]:
+    seconds, same = [], True
+    for apart in (False, True):
+        pop = Population(members(algo, k, steps))
+        start = time.perf_counter()
+        with envs_apart(apart):
+            pop.fit(epochs)
+        seconds.append(time.perf_counter() - start)
+        same = same and all(not state_diffs(a.state_dict(), b.state_dict())
+                            for a, b in zip(solos, pop.members, strict=True))
+        for task in pop.members:
+            task.close()
+    for task in solos:
         task.close()
-    return solo, together, same
+    return solo, seconds[0], seconds[1], same
+
+
+@contextlib.contextmanager
+def envs_apart(apart: bool) -> Iterator[None]:
+    """With ``apart``, ``StepAsOne`` steps nothing: each member's envs step alone, as
+    before 2026-12-07 (what stepping them as one gains)."""
+    real = StepAsOne.step
+    if apart:
+        StepAsOne.step = lambda self, actions: None  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        StepAsOne.step = real  # type: ignore[method-assign]
 
 
 def update_breakdown() -> None:
@@ -93,13 +116,14 @@ def main() -> None:
     print(f"{args.algo} on CartPole-v1, {args.epochs} epochs of {args.steps_per_epoch} env "
           f"steps per member, the task's CartPole defaults, one torch thread")
     print("| members | solo, one after the other (env steps/s) | population (env steps/s) "
-          "| ratio | members == solo |")
-    print("| ---: | ---: | ---: | ---: | --- |")
+          "| ratio | population, envs stepped apart | ratio | members == solo |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | --- |")
     for k in args.members:
-        solo, together, same = timed(args.algo, k, args.epochs, args.steps_per_epoch)
+        solo, together, apart, same = timed(args.algo, k, args.epochs, args.steps_per_epoch)
         steps = k * args.epochs * args.steps_per_epoch
         print(f"| {k} | {steps / solo:,.0f} | {steps / together:,.0f} | "
-              f"{solo / together:.2f}x | {'yes' if same else 'NO'} |", flush=True)
+              f"{solo / together:.2f}x | {steps / apart:,.0f} | {solo / apart:.2f}x | "
+              f"{'yes' if same else 'NO'} |", flush=True)
 
 
 if __name__ == "__main__":

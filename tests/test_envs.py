@@ -129,3 +129,47 @@ def test_an_env_with_unbounded_actions_is_refused_in_one_line():
                 rltasks.make_task(name, env="rltasks-test/Unbounded-v0")
     finally:
         gym.registry.pop("rltasks-test/Unbounded-v0")
+
+
+def test_step_as_one_gives_each_loader_the_bits_it_gets_alone():
+    """Three CartPole loaders (2, 3 and 2 envs, other seeds) stepped as one vector env give
+    every observation, reward, end and final observation, and end in the state, of the same
+    loaders stepped alone, through terminations and 500-step truncations."""
+    from helpers import state_diffs
+
+    from rltasks.envs import StepAsOne
+
+    def loaders():
+        made = [VecLoader("CartPole-v1", n) for n in (2, 3, 2)]
+        return made, [loader.reset(seed) for seed, loader in enumerate(made)]
+
+    def policy(obs, rng, k):  # balances, with noise: episodes fail or reach the time limit
+        good = (obs[:, 2] + 0.5 * obs[:, 3] > 0).astype(np.int64)
+        return np.where(rng.random(len(obs)) < (0.02, 0.4, 0.1)[k], 1 - good, good)
+
+    alone, obs_a = loaders()
+    together, obs_t = loaders()
+    group = StepAsOne(together)
+    assert group.fits
+    rngs_a = [np.random.default_rng(k) for k in range(3)]
+    rngs_t = [np.random.default_rng(k) for k in range(3)]
+    ends = {"term": 0, "trunc": 0}
+    for _ in range(1200):
+        acts_t = {k: policy(obs_t[k], rngs_t[k], k) for k in range(3)}
+        group.step(acts_t)
+        assert all(loader._venv.pending is not None for loader in together)  # taken as one
+        for k in range(3):
+            a = alone[k].step(policy(obs_a[k], rngs_a[k], k))
+            t = together[k].step(acts_t[k])
+            for x, y in zip(a, t, strict=True):
+                assert (x is None and y is None) or (
+                    x.tobytes() == y.tobytes() and x.strides == y.strides)
+            obs_a[k], obs_t[k] = a[0], t[0]
+            ends["term"] += int(a[2].sum())
+            ends["trunc"] += int(a[3].sum())
+    assert ends["term"] > 10 and ends["trunc"] > 0, ends
+    for x, y in zip(alone, together, strict=True):
+        assert not state_diffs(x.state_dict(), y.state_dict())
+        x.close()
+        y.close()
+    group.close()

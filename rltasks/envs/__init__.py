@@ -2,6 +2,7 @@
 
 from rltasks.envs.loader import (
     RunningMeanStd,
+    StepAsOne,
     VecLoader,
     derive_seed,
     evaluate_policy,
@@ -9,5 +10,5 @@ from rltasks.envs.loader import (
 )
 from rltasks.envs.registry import check_env_id
 
-__all__ = ["RunningMeanStd", "VecLoader", "check_env_id", "derive_seed", "evaluate_policy",
-           "in_process_vectorization"]
+__all__ = ["RunningMeanStd", "StepAsOne", "VecLoader", "check_env_id", "derive_seed",
+           "evaluate_policy", "in_process_vectorization"]

@@ -28,6 +28,7 @@ from rltasks.envs import snapshot
 from rltasks.envs.flat import flat_observations
 from rltasks.envs.goal import is_goal_space
 from rltasks.envs.images import is_image_space
+from rltasks.envs.native import NativeSameStep, Together, step_together
 from rltasks.envs.pool import EnvPoolSameStep
 from rltasks.envs.registry import atari_settings, check_env_id, fire_action, is_ale_id, make_env
 from rltasks.failpoints import failpoint
@@ -71,39 +72,6 @@ class RunningMeanStd:
         self.mean = np.asarray(state["mean"], np.float64).copy()
         self.var = np.asarray(state["var"], np.float64).copy()
         self.count = float(state["count"])
-
-
-class _NativeSameStep:
-    """Same-step autoreset over gymnasium's numpy-vectorized CartPole (next-step by design).
-
-    After each step, finished sub-envs are re-initialised at once from the env's own seeded
-    generator, exactly as ``CartPoleVectorEnv.step`` would do one step later.
-    """
-
-    def __init__(self, env: VectorEnv) -> None:
-        self.env = env.unwrapped
-        self.num_envs = env.num_envs
-
-    def reset(self, seed: int) -> np.ndarray:
-        obs, _ = self.env.reset(seed=seed)
-        return obs
-
-    def step(self, actions: np.ndarray) -> tuple[np.ndarray, ...]:
-        env = self.env
-        obs, rew, term, trunc, _ = env.step(actions)
-        done = term | trunc
-        final = success = None
-        if done.any():
-            final = obs.copy()
-            n = int(done.sum())
-            env.state[:, done] = env.np_random.uniform(low=env.low, high=env.high, size=(4, n))
-            env.steps[done] = 0
-            env.prev_done[:] = False
-            obs = env.state.T.astype(np.float32)
-        return obs, rew, term, trunc, final, success
-
-    def close(self) -> None:
-        self.env.close()
 
 
 class _GymSameStep:
@@ -294,8 +262,8 @@ class VecLoader:
         if self.vectorization == "native":
             venv = gym.make_vec(spec.id, num_envs=self.num_envs,
                                 vectorization_mode="vector_entry_point")
-            self._venv: _NativeSameStep | _GymSameStep | _AleSameStep | EnvPoolSameStep = (
-                _NativeSameStep(venv))
+            self._venv: NativeSameStep | _GymSameStep | _AleSameStep | EnvPoolSameStep = (
+                NativeSameStep(venv))
             return venv
         if self.vectorization == "envpool":
             self._venv = EnvPoolSameStep(spec, self.num_envs, self.env_kwargs, lambda seed: [
@@ -437,6 +405,30 @@ class VecLoader:
             stats["ep_return"], stats["ep_length"], stats["returns"])
         self.episodes = [(float(r), int(n), None if s is None else bool(s))
                          for r, n, s in state["episodes"]]
+
+
+class StepAsOne:
+    """The envs of several loaders (a population's members', one each) stepped as one vector
+    env where they allow it: gymnasium's numpy-vectorized CartPole (``rltasks.envs.native``);
+    elsewhere each loader steps alone. Each loader's next ``step(actions[k])`` returns what
+    it would alone, bit for bit."""
+
+    def __init__(self, loaders: list[Any]) -> None:
+        self.loaders = loaders
+        self.fits = len(loaders) > 1 and len({loader.env_id for loader in loaders}) == 1 and all(
+            isinstance(getattr(loader, "_venv", None), NativeSameStep) for loader in loaders)
+        self._together = Together()
+
+    def step(self, actions: dict[int, np.ndarray]) -> None:
+        """Take loader ``k``'s next step with ``actions[k]``, for every ``k`` given, as one."""
+        if not self.fits or len(actions) < 2:
+            return
+        ks = sorted(actions)
+        step_together(self._together, [self.loaders[k]._venv for k in ks],
+                      self.loaders[ks[0]].env_id, [np.asarray(actions[k]) for k in ks])
+
+    def close(self) -> None:
+        self._together.close()
 
 
 #: the most steps an evaluation episode runs in an env without a time limit of its own

@@ -3,7 +3,8 @@
 Each member's actor and critic become slices of one ``StackedMLP`` (``rltasks.nets``), so
 one batched forward serves every member's rollout step and one batched forward and backward
 every member's minibatch. Everything member-specific (sampling with the member's generator,
-env steps, GAE with its gamma and lambda, the loss with its coefficients and clip range,
+env steps (taken as one vector env where the envs allow it: ``rltasks.envs.StepAsOne``), GAE
+with its gamma and lambda, the loss with its coefficients and clip range,
 gradient clipping, the optimizer step with its lr) runs member by member on the member's own
 slice, with the task's own methods, so member k ends with the bits of the same trial run
 alone (``tests/test_population.py``).
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import torch
 
+from rltasks.envs import StepAsOne
 from rltasks.nets import StackedMLP, aligned_stack
 from rltasks.population.members import Members
 from rltasks.tasks.onpolicy import OnPolicyTask, add_mean, select
@@ -51,11 +53,17 @@ class Lockstep(Members):
         """Every member's ``collect(n)``, with one stacked forward per step."""
         bufs = self.each(lambda k, m: m.start_rollout(n))
         obs = {k: m.tensor(m.obs) for k, m in enumerate(self.members)}
-        for t in range(n):
-            x = aligned_stack(list(obs.values()))
-            out, value = self.actor(x), self.critic(x).squeeze(-1)
-            obs.update(self.each(lambda k, m, t=t, out=out, value=value: m.record_step(
-                bufs[k], t, obs[k], *m.draw(out[k], value[k]))))
+        envs = StepAsOne([m.loader for m in self.members])
+        try:
+            for t in range(n):
+                x = aligned_stack(list(obs.values()))
+                out, value = self.actor(x), self.critic(x).squeeze(-1)
+                drawn = self.each(lambda k, m, out=out, value=value: m.draw(out[k], value[k]))
+                envs.step(self.each(lambda k, m, d=drawn: m.to_env(d[k][0]), only=drawn))
+                obs.update(self.each(lambda k, m, t=t, d=drawn: m.record_step(
+                    bufs[k], t, obs[k], *d[k]), only=drawn))
+        finally:
+            envs.close()
         return self.each(lambda k, m: m.finish_rollout(bufs[k], obs[k]))
 
     def update(self, batches: dict[int, dict[str, torch.Tensor]]) -> dict[int, dict[str, float]]:

@@ -7,9 +7,10 @@ a solo run skips it while every env explores), and each gradient step is one sta
 of the target network (and, for double DQN, of the online one) on every member's next
 observations, one stacked forward and one backward. Everything member-specific runs member
 by member with the task's own methods: the choice of actions with the member's generator,
-env steps, storing, sampling from its own replay buffer with its own generator, the TD
-targets with its gamma, the loss, clipping, the optimizer step with its lr, priorities,
-target updates with its interval and tau. So member k ends with the bits of the same trial
+env steps (taken as one vector env where the envs allow it: ``rltasks.envs.StepAsOne``),
+storing, sampling from its own replay buffer with its own generator, the TD targets with its
+gamma, the loss, clipping, the optimizer step with its lr, priorities, target updates with
+its interval and tau. So member k ends with the bits of the same trial
 run alone (``tests/test_population.py``).
 
 Members share the env settings, the networks' shapes, the buffer's kind and size, the
@@ -24,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from rltasks.envs import StepAsOne
 from rltasks.nets import QNetwork, StackedMLP, aligned_stack
 from rltasks.population.members import Members
 from rltasks.tasks.dqn import DQN
@@ -39,14 +41,19 @@ def train_epoch(members: list[DQN]) -> list[dict[str, float] | BaseException]:
     step = Lockstep(members)
     rows: dict[int, list[dict[str, torch.Tensor]]] = {k: [] for k in range(len(members))}
     counts = step.each(lambda k, m: m.begin_collect())
-    for _ in range(max(counts.values(), default=0)):
-        actions = step.act()
-        if not actions:  # every member is out
-            break
-        due = step.each(lambda k, m, a=actions: m.env_step(*a[k]), only=actions)
-        for k, done in step.train(due).items():
-            rows[k] += done
-        step.each(lambda k, m: m.after_env_step(m.env_steps - m.num_envs), only=due)
+    envs = StepAsOne([m.loader for m in members])
+    try:
+        for _ in range(max(counts.values(), default=0)):
+            actions = step.act()
+            if not actions:  # every member is out
+                break
+            envs.step({k: env_actions for k, (_, env_actions) in actions.items()})
+            due = step.each(lambda k, m, a=actions: m.env_step(*a[k]), only=actions)
+            for k, done in step.train(due).items():
+                rows[k] += done
+            step.each(lambda k, m: m.after_env_step(m.env_steps - m.num_envs), only=due)
+    finally:
+        envs.close()
     return step.results(step.each(lambda k, m: m.end_collect(rows[k])))
 
 
