@@ -641,10 +641,17 @@ class Task:
         gradients of infinite or NaN norm raise ``NonFiniteError`` before the step, so the
         networks stay finite (a NaN policy would fail mid-epoch in its sampling instead)."""
         if clip is not None:
-            norm = nn.utils.clip_grad_norm_(clip, self.hp["max_grad_norm"] if max_grad_norm
-                                            is None else max_grad_norm)
-            if not bool(torch.isfinite(norm)):
-                _check_finite({"gradient norm": float(norm)}, self.epoch + 1, self.hp)
+            self.check_grad_norm(nn.utils.clip_grad_norm_(
+                clip, self.hp["max_grad_norm"] if max_grad_norm is None else max_grad_norm))
+        self.step_optimizer(name)
+
+    def check_grad_norm(self, norm: torch.Tensor) -> None:
+        """Raise ``NonFiniteError`` if the gradient norm (before clipping) is not finite."""
+        if not bool(torch.isfinite(norm)):
+            _check_finite({"gradient norm": float(norm)}, self.epoch + 1, self.hp)
+
+    def step_optimizer(self, name: str) -> None:
+        """Step optimizer ``name`` (its gradients in, clipped)."""
         failpoint("update")
         self.optimizers[name].step()
 

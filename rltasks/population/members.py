@@ -1,10 +1,13 @@
-"""What every lockstep shares: the members of one epoch, each called in turn, and those that
-failed (one member's failure takes it out of the lockstep, not the others)."""
+"""What every lockstep shares: the members of one epoch, each called in turn, those that
+failed (one member's failure takes it out of the lockstep, not the others), and the end of a
+gradient step (clipping, the optimizer step) for all of them."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
+
+import torch
 
 
 class Members:
@@ -31,3 +34,29 @@ class Members:
         """Each member's row, or the exception that took it out."""
         return [self.failed.get(k, rows.get(k)) for k in range(len(self.members))]
 
+    def clip_and_step(self, name: str = "opt", only: Any = None) -> None:
+        """Every member's ``clip_and_step(name, clip=m.params)`` (members still in, of
+        ``only``'s indices when given), with the clipping computed together:
+        ``clip_grad_norm_``'s steps (each gradient's norm, their norm, the clamped coefficient
+        ``max_grad_norm / (norm + 1e-6)``, the scaling) on all members' gradients at once, the
+        same bits as member by member (``tests/test_population.py``); then each member's
+        check and optimizer step."""
+        ks = [k for k in range(len(self.members))
+              if k not in self.failed and (only is None or k in only)]
+        grads = [[p.grad for p in self.members[k].params if p.grad is not None] for k in ks]
+        layout = {tuple((g.shape, g.dtype, g.device) for g in gs) for gs in grads}
+        kinds = {(g.dtype, g.device) for gs in grads for g in gs}
+        if len(ks) < 2 or len(layout) != 1 or len(kinds) != 1 or not grads[0]:
+            self.each(lambda k, m: m.clip_and_step(name, clip=m.params), only=ks)
+            return
+        with torch.no_grad():
+            norms = torch.stack([torch.stack(torch._foreach_norm(list(column)))
+                                 for column in zip(*grads, strict=True)], dim=1)
+            total = torch.linalg.vector_norm(norms, 2.0, dim=1)
+            limit = torch.tensor([float(self.members[k].hp["max_grad_norm"]) for k in ks],
+                                 dtype=total.dtype)
+            coef = torch.clamp((total + 1e-6).reciprocal() * limit, max=1.0)
+            for i, gs in enumerate(grads):
+                torch._foreach_mul_(gs, coef[i])
+        norm = dict(zip(ks, total, strict=True))
+        self.each(lambda k, m: (m.check_grad_norm(norm[k]), m.step_optimizer(name)), only=norm)

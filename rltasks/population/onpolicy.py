@@ -93,6 +93,6 @@ class Lockstep(Members):
             torch.stack([loss for loss, _ in losses.values()]).sum().backward()
             self.actor.scatter_grads()
             self.critic.scatter_grads()
-            self.each(lambda k, m: m.clip_and_step("opt", clip=m.params))
+            self.clip_and_step("opt")
             count += 1
         return self.each(lambda k, m: m.end_update(batches[k], totals[k] / count, ctxs[k]))

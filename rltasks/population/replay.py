@@ -116,8 +116,9 @@ class Lockstep(Members):
         torch.stack([loss for loss, _ in losses.values()]).sum().backward()
         self.q.scatter_grads()
 
+        self.clip_and_step("opt", only=losses)
+
         def finish(k: int, m: DQN) -> dict[str, torch.Tensor]:
-            m.clip_and_step("opt", clip=m.params)
             m.buffer.update_priorities(batches[k]["indices"], losses[k][1])
             return {"loss": losses[k][0].detach()}
 
