@@ -81,6 +81,15 @@ def test_objective_curve_reports_the_mean_training_return_over_epochs(tmp_path, 
     assert results["objective"] == pytest.approx(-sum(curve) / 3, rel=1e-12)
     assert results["objective"] != -results["return_mean"]
     assert results["objective_kind"] == "curve"
+    # --seeds: the mean of the seeds' curve objectives
+    seeds = tmp_path / "seeds"
+    assert main("ppo", ["--epochs", "2", *FAST, "--objective", "curve", "--seeds", "2",
+                        "--workdir", str(seeds)]) == 0
+    mean = results_in(seeds)
+    each = [results_in(seeds / f"seed-{k}") for k in (0, 1)]
+    assert [r["objective_kind"] for r in (mean, *each)] == ["curve"] * 3
+    assert all(r["objective"] != -r["return_mean"] for r in each)
+    assert mean["objective"] == pytest.approx((each[0]["objective"] + each[1]["objective"]) / 2)
 
 
 def test_bad_config_file(tmp_path, capsys):
