@@ -28,7 +28,7 @@ from rltasks.envs import snapshot
 from rltasks.envs.flat import flat_observations
 from rltasks.envs.goal import is_goal_space
 from rltasks.envs.images import is_image_space
-from rltasks.envs.native import NativeSameStep, Together, step_together
+from rltasks.envs.native import NativeSameStep
 from rltasks.envs.pool import EnvPoolSameStep
 from rltasks.envs.registry import atari_settings, check_env_id, fire_action, is_ale_id, make_env
 from rltasks.failpoints import failpoint
@@ -405,30 +405,6 @@ class VecLoader:
             stats["ep_return"], stats["ep_length"], stats["returns"])
         self.episodes = [(float(r), int(n), None if s is None else bool(s))
                          for r, n, s in state["episodes"]]
-
-
-class StepAsOne:
-    """The envs of several loaders (a population's members', one each) stepped as one vector
-    env where they allow it: gymnasium's numpy-vectorized CartPole (``rltasks.envs.native``);
-    elsewhere each loader steps alone. Each loader's next ``step(actions[k])`` returns what
-    it would alone, bit for bit."""
-
-    def __init__(self, loaders: list[Any]) -> None:
-        self.loaders = loaders
-        self.fits = len(loaders) > 1 and len({loader.env_id for loader in loaders}) == 1 and all(
-            isinstance(getattr(loader, "_venv", None), NativeSameStep) for loader in loaders)
-        self._together = Together()
-
-    def step(self, actions: dict[int, np.ndarray]) -> None:
-        """Take loader ``k``'s next step with ``actions[k]``, for every ``k`` given, as one."""
-        if not self.fits or len(actions) < 2:
-            return
-        ks = sorted(actions)
-        step_together(self._together, [self.loaders[k]._venv for k in ks],
-                      self.loaders[ks[0]].env_id, [np.asarray(actions[k]) for k in ks])
-
-    def close(self) -> None:
-        self._together.close()
 
 
 #: the most steps an evaluation episode runs in an env without a time limit of its own

@@ -4,7 +4,7 @@ several loaders stepped as one vector env.
 ``NativeSameStep`` re-initialises a finished sub-env in the step that finished it, from the
 env's own seeded generator, exactly as ``CartPoleVectorEnv.step`` would one step later.
 
-``step_together`` serves a population (``rltasks.population``): its members' CartPole envs,
+``StepAsOne`` serves a population (``rltasks.population``): its members' CartPole envs,
 one vector env each, take their step as one ``CartPoleVectorEnv`` of all their sub-envs (the
 physics is elementwise numpy, so each sub-env gets the bits it would alone); each member's
 finished sub-envs are then re-initialised from its own env's generator, as alone. Each
@@ -29,7 +29,7 @@ class NativeSameStep:
     def __init__(self, env: VectorEnv) -> None:
         self.env = env.unwrapped
         self.num_envs = env.num_envs
-        #: ``(actions, result)`` of a step taken by ``step_together``, for the next ``step``
+        #: ``(actions, result)`` of a step taken by ``StepAsOne``, for the next ``step``
         self.pending: tuple[np.ndarray, StepResult] | None = None
 
     def reset(self, seed: int) -> np.ndarray:
@@ -42,7 +42,7 @@ class NativeSameStep:
             taken, result = self.pending
             self.pending = None
             if not np.array_equal(taken, actions):
-                raise RuntimeError(f"step({actions}) after step_together took {taken}")
+                raise RuntimeError(f"step({actions}) after StepAsOne took {taken}")
             return result
         obs, rew, term, trunc, _ = self.env.step(actions)
         return self.restart(obs, rew, term, trunc)
@@ -66,46 +66,53 @@ class NativeSameStep:
         self.env.close()
 
 
-class Together:
-    """One ``CartPoleVectorEnv`` the size of the members' sub-envs taken together, made
-    once per set of sizes; its own generator is never drawn from (no sub-env of it is ever
-    left finished)."""
+class StepAsOne:
+    """The envs of several loaders (a population's members', one each) stepped as one vector
+    env where they allow it: all of them gymnasium's numpy-vectorized CartPole of one id
+    (a ``VecLoader`` in ``native`` vectorization); elsewhere each loader steps alone. Each
+    loader's next ``step(actions[k])`` returns what it would alone, bit for bit."""
 
-    def __init__(self) -> None:
-        self._envs: dict[tuple[str, int], Any] = {}
+    def __init__(self, loaders: list[Any]) -> None:
+        self.venvs = [getattr(loader, "_venv", None) for loader in loaders]
+        self.env_id = loaders[0].env_id if loaders else ""
+        self.fits = (len(loaders) > 1 and len({loader.env_id for loader in loaders}) == 1
+                     and all(isinstance(venv, NativeSameStep) for venv in self.venvs))
+        #: one CartPoleVectorEnv per total of sub-envs stepped together; its own generator
+        #: is never drawn from (none of its sub-envs is ever left finished)
+        self._big: dict[int, Any] = {}
 
-    def env(self, env_id: str, num_envs: int) -> Any:
-        key = (env_id, num_envs)
-        if key not in self._envs:
-            self._envs[key] = gym.make_vec(env_id, num_envs=num_envs,
-                                           vectorization_mode="vector_entry_point").unwrapped
-            self._envs[key].reset(seed=0)
-        return self._envs[key]
+    def step(self, actions: dict[int, np.ndarray]) -> None:
+        """Take loader ``k``'s next step with ``actions[k]``, for every ``k`` given, as one."""
+        if not self.fits or len(actions) < 2:
+            return
+        ks = sorted(actions)
+        venvs = [self.venvs[k] for k in ks]
+        sizes = [venv.num_envs for venv in venvs]
+        big = self._env(sum(sizes))
+        big.state = np.concatenate([venv.env.state for venv in venvs], axis=1)
+        big.steps = np.concatenate([venv.env.steps for venv in venvs])
+        big.prev_done = np.zeros(sum(sizes), bool)
+        _, rew, term, trunc, _ = big.step(np.concatenate([actions[k] for k in ks]))
+        start = 0
+        for venv, size, k in zip(venvs, sizes, ks, strict=True):
+            part = slice(start, start + size)
+            start += size
+            env = venv.env  # as its own step would leave it, before the restarts
+            env.state = np.ascontiguousarray(big.state[:, part])
+            env.steps = big.steps[part].copy()
+            env.prev_done = (term[part] | trunc[part]).copy()
+            venv.pending = (np.array(actions[k]), venv.restart(
+                env.state.T.astype(np.float32), rew[part].copy(), term[part].copy(),
+                trunc[part].copy()))
+
+    def _env(self, num_envs: int) -> Any:
+        if num_envs not in self._big:
+            self._big[num_envs] = gym.make_vec(self.env_id, num_envs=num_envs,
+                                               vectorization_mode="vector_entry_point").unwrapped
+            self._big[num_envs].reset(seed=0)
+        return self._big[num_envs]
 
     def close(self) -> None:
-        for env in self._envs.values():
+        for env in self._big.values():
             env.close()
-        self._envs.clear()
-
-
-def step_together(together: Together, venvs: list[NativeSameStep], env_id: str,
-                  actions: list[np.ndarray]) -> None:
-    """Step ``venvs`` (sub-envs of the same CartPole id, no env kwargs) with ``actions`` as
-    one vector env; each one's next ``step(actions[i])`` returns its share."""
-    sizes = [v.num_envs for v in venvs]
-    big = together.env(env_id, sum(sizes))
-    big.state = np.concatenate([v.env.state for v in venvs], axis=1)
-    big.steps = np.concatenate([v.env.steps for v in venvs])
-    big.prev_done = np.zeros(sum(sizes), bool)
-    _, rew, term, trunc, _ = big.step(np.concatenate(actions))
-    start = 0
-    for venv, size, taken in zip(venvs, sizes, actions, strict=True):
-        part = slice(start, start + size)
-        start += size
-        env = venv.env
-        env.state = np.ascontiguousarray(big.state[:, part])
-        env.steps = big.steps[part].copy()
-        env.prev_done = (term[part] | trunc[part]).copy()
-        obs = env.state.T.astype(np.float32)
-        venv.pending = (np.array(taken), venv.restart(obs, rew[part].copy(), term[part].copy(),
-                                                      trunc[part].copy()))
+        self._big.clear()
