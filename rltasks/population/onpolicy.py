@@ -4,10 +4,11 @@ Each member's actor and critic become slices of one ``StackedMLP`` (``rltasks.ne
 one batched forward serves every member's rollout step and one batched forward and backward
 every member's minibatch. Everything member-specific (sampling with the member's generator,
 env steps (taken as one vector env where the envs allow it: ``rltasks.envs.StepAsOne``), GAE
-with its gamma and lambda, the loss with its coefficients and clip range,
-gradient clipping, the optimizer step with its lr) runs member by member on the member's own
-slice, with the task's own methods, so member k ends with the bits of the same trial run
-alone (``tests/test_population.py``).
+with its gamma and lambda, the loss with its coefficients and clip range, the optimizer step
+with its lr) runs member by member on the member's own slice, with the task's own methods;
+the gradient clipping, each member's with its ``max_grad_norm``, is computed for all at once
+(``Members.clip_and_step``). So member k ends with the bits of the same trial run alone
+(``tests/test_population.py``).
 """
 
 from __future__ import annotations

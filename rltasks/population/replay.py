@@ -9,9 +9,10 @@ observations, one stacked forward and one backward. Everything member-specific r
 by member with the task's own methods: the choice of actions with the member's generator,
 env steps (taken as one vector env where the envs allow it: ``rltasks.envs.StepAsOne``),
 storing, sampling from its own replay buffer with its own generator, the TD targets with its
-gamma, the loss, clipping, the optimizer step with its lr, priorities, target updates with
-its interval and tau. So member k ends with the bits of the same trial
-run alone (``tests/test_population.py``).
+gamma, the loss, the optimizer step with its lr, priorities, target updates with its
+interval and tau; the gradient clipping is computed for all at once
+(``Members.clip_and_step``). So member k ends with the bits of the same trial run alone
+(``tests/test_population.py``).
 
 Members share the env settings, the networks' shapes, the buffer's kind and size, the
 exploration policy's kind and ``batch_size`` (``lockstep_keys``); they may differ in every
