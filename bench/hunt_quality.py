@@ -52,6 +52,7 @@ from typing import Any
 import yaml
 
 import rltasks
+from rltasks.trial.options import OBJECTIVES
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = str(ROOT / ".venv" / "bin" / "python")
@@ -232,7 +233,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--hunt-seeds", type=int, default=1,
                         help="seeds each hunt trial trains (--seeds: their mean objective)")
-    parser.add_argument("--objective", default="final", choices=("final", "curve"),
+    parser.add_argument("--objective", default="final", choices=OBJECTIVES,
                         help="what the hunt's trials report (the pick and the test rank by "
                              "the final return either way)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "hunt_quality")

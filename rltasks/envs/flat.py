@@ -34,9 +34,7 @@ def _flat_part(space: spaces.Space) -> bool:
 def needs_flattening(space: spaces.Space) -> bool:
     """A discrete space, or a ``Tuple``/``Dict`` of discrete spaces and flat ``Box``es (not
     a goal env's dict)."""
-    if isinstance(space, DISCRETE):
-        return True
-    return (isinstance(space, (spaces.Tuple, spaces.Dict)) and not is_goal_space(space)
+    return (not isinstance(space, spaces.Box) and not is_goal_space(space)
             and _flat_part(space))
 
 
