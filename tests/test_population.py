@@ -4,6 +4,8 @@ bits of their solo runs, fail alone, stop alone and resume."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 from typing import Any
 
 import pytest
@@ -327,6 +329,41 @@ def test_sigterm_stops_a_population_at_an_epoch_end_and_it_resumes(tmp_path):
     results = json.loads((tmp_path / "results.json").read_text())
     assert [s["resumed_from"] for s in results["per_seed"]] == stopped
     assert results["epoch"] == stopped[0] + 1
+
+
+class _SignalAt:
+    """Observer: sends this process SIGTERM at the end of epoch ``epoch`` (after the
+    member's own pre-emption check: between two members' ends of that epoch)."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_epoch_end(self, task: Any, metrics: dict[str, Any]) -> None:
+        if task.epoch == self.epoch:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+@pytest.mark.parametrize("held", [True, False])
+def test_a_signal_between_members_epoch_ends_stops_them_at_one_epoch(tmp_path, held):
+    """The race behind a flaky lockstep stop: SIGTERM lands after member 0 checked for it and
+    before member 1 did. Held (as ``train_population`` holds it), both stop at the next
+    epoch end; unheld, member 1 stops an epoch before member 0."""
+    from rltasks.checkpoint import Checkpointer
+    from rltasks.trial.preempt import Preempted, StopAtEpochEnd, StopSignals
+
+    with StopSignals(log=lambda _: None) as signals:
+        tasks = [member("ppo", seed, hp, observers=(
+            StopAtEpochEnd(signals, Checkpointer(tmp_path / str(seed)), 100, 5),
+            *([_SignalAt(1)] if seed == 0 else []))) for seed, hp in MEMBERS[:2]]
+        pop = Population(tasks)
+        pop.fit(5, **({"epoch_end": signals.held} if held else {}))
+    assert all(isinstance(pop.errors.get(k), Preempted) for k in (0, 1)), pop.errors
+    stopped = [t.epoch for t in tasks]
+    assert stopped == ([2, 2] if held else [2, 1])
+    assert [checkpoint.load(tmp_path / str(s) / "last.ckpt")["state"]["epoch"]
+            for s in (0, 1)] == stopped
+    for t in tasks:
+        t.close()
 
 
 def test_a_populations_members_say_their_envs_note_once(tmp_path):

@@ -17,7 +17,8 @@ that diverges, fails or stops early leaves the lockstep: the others are restacke
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from rltasks.device import cpu_numerics
@@ -46,9 +47,13 @@ class Population:
         check_members(self.members)
         self.errors: dict[int, BaseException] = {}
 
-    def fit(self, epochs: int) -> list[list[dict[str, Any]]]:
+    def fit(self, epochs: int,
+            epoch_end: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext
+            ) -> list[list[dict[str, Any]]]:
         """Train every member until its ``epoch == epochs`` (or its early stop); each
-        member's history."""
+        member's history. The members' ends of an epoch (their observers) run inside
+        ``epoch_end()``: a trial's ``StopSignals.held``, so that a signal stops every member
+        at the same epoch end."""
         if int(epochs) != epochs or epochs < 0:
             raise ValueError(f"epochs={epochs!r} must be a non-negative integer")
         for m in self.members:
@@ -66,14 +71,18 @@ class Population:
                     for k in active:
                         self.members[k].poison(err)
                     raise
-                for k, row in zip(active, metrics, strict=True):
-                    if isinstance(row, BaseException):
-                        self.members[k].poison(row)
-                        self.errors[k] = row
-                    else:
-                        self._guarded(k, self.members[k].end_epoch, row)
+                with epoch_end():
+                    self._end_epoch(active, metrics)
                 active = self._active(epochs)
         return [m.history for m in self.members]
+
+    def _end_epoch(self, active: list[int], metrics: list[Any]) -> None:
+        for k, row in zip(active, metrics, strict=True):
+            if isinstance(row, BaseException):
+                self.members[k].poison(row)
+                self.errors[k] = row
+            else:
+                self._guarded(k, self.members[k].end_epoch, row)
 
     def _catch_up(self) -> None:
         """Members resumed from different epochs: the laggards train alone up to the others

@@ -19,10 +19,11 @@ failure.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from rltasks.checkpoint import Checkpointer
@@ -77,6 +78,8 @@ class StopSignals:
         self.received: str | None = None
         self._owner = os.getpid()
         self._previous: dict[int, Any] = {}
+        self._holding = False
+        self._pending: str | None = None
 
     def __enter__(self) -> StopSignals:
         if threading.current_thread() is threading.main_thread():
@@ -96,11 +99,29 @@ class StopSignals:
                 os.kill(os.getpid(), signum)
             return
         name = signal.Signals(signum).name
-        if self.received is not None:
+        if self.received is not None or self._pending is not None:
             raise KeyboardInterrupt(f"second signal ({name})")
-        self.received = name
+        if self._holding:
+            self._pending = name
+        else:
+            self.received = name
         self.log(f"{name} received: finishing the current epoch, then writing the checkpoint "
                  f"and exiting with code {interrupt_code()} (a second signal stops at once)")
+
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        """While inside, a first signal is noted but ``received`` changes only at the exit,
+        so every reader inside sees one answer: a population's members end an epoch one after
+        another, and a signal landing between two of them must stop all of them at the same
+        epoch end, not the later ones one epoch early. A second signal still stops at once."""
+        self._holding = True
+        try:
+            yield
+        finally:
+            self._holding = False
+            if self._pending is not None and self.received is None:
+                self.received, self._pending = self._pending, None
 
 
 class StopAtEpochEnd:

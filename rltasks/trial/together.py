@@ -94,7 +94,7 @@ def train_population(trials: list[Prepared], options: list[dict[str, Any]],
     try:
         population = Population([t.task for t in trials])
         if signals.received is None:
-            population.fit(options[0]["epochs"])
+            population.fit(options[0]["epochs"], epoch_end=signals.held)
     except BaseException:
         _close(trials)
         raise
