@@ -190,17 +190,24 @@ class ReplayBuffer:
 
     def sample(self, batch_size: int, rng: np.random.Generator, beta: float = 1.0
                ) -> dict[str, torch.Tensor]:
-        """A uniform batch as tensors on ``device``, with unit importance weights."""
-        idx = rng.integers(0, self.size, batch_size)
-        return self._batch(idx, np.ones(batch_size, np.float32))
+        """A batch (``sample_arrays``'s) as tensors on ``device``."""
+        return {key: torch.from_numpy(value).to(self.device)
+                for key, value in self.sample_arrays(batch_size, rng, beta).items()}
 
-    def _batch(self, idx: np.ndarray, weights: np.ndarray) -> dict[str, torch.Tensor]:
-        """The transitions ``idx`` gathered on the CPU, then moved to ``device`` together."""
+    def sample_arrays(self, batch_size: int, rng: np.random.Generator, beta: float = 1.0
+                      ) -> dict[str, np.ndarray]:
+        """A batch of transitions gathered on the CPU (``draw``'s), as numpy arrays: what a
+        population stacks for its members before moving them to the device at once."""
+        idx, weights = self.draw(batch_size, rng, beta)
         obs, next_obs = self.store.get(idx)
-        arrays = {"obs": obs, "actions": self.actions[idx],
-                  "returns": self.returns[idx], "discounts": self.discounts[idx],
-                  "next_obs": next_obs, "weights": weights, "indices": idx}
-        return {key: torch.from_numpy(value).to(self.device) for key, value in arrays.items()}
+        return {"obs": obs, "actions": self.actions[idx],
+                "returns": self.returns[idx], "discounts": self.discounts[idx],
+                "next_obs": next_obs, "weights": weights, "indices": idx}
+
+    def draw(self, batch_size: int, rng: np.random.Generator, beta: float = 1.0
+             ) -> tuple[np.ndarray, np.ndarray]:
+        """A batch's indices and importance weights: uniform, with unit weights."""
+        return rng.integers(0, self.size, batch_size), np.ones(batch_size, np.float32)
 
     def update_priorities(self, indices: torch.Tensor, td_errors: torch.Tensor) -> None:
         """No-op for uniform replay (prioritized replay overrides it)."""
@@ -430,8 +437,8 @@ class PrioritizedReplayBuffer(ReplayBuffer):
     def _on_store(self, idx: np.ndarray) -> None:
         self.tree.set(idx, np.full(len(idx), self.max_priority ** self.alpha))
 
-    def sample(self, batch_size: int, rng: np.random.Generator, beta: float = 0.4
-               ) -> dict[str, torch.Tensor]:
+    def draw(self, batch_size: int, rng: np.random.Generator, beta: float = 0.4
+             ) -> tuple[np.ndarray, np.ndarray]:
         """Stratified sampling by priority, with weights ``(N P(i))**-beta / max``."""
         total = self.tree.total
         bounds = (np.arange(batch_size) + rng.random(batch_size)) * (total / batch_size)
@@ -439,7 +446,7 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         probs = self.tree.get(idx) / total
         min_prob = self.tree.get(np.arange(self.size)).min() / total
         weights = (probs / min_prob) ** -beta
-        return self._batch(idx, weights.astype(np.float32))
+        return idx, weights.astype(np.float32)
 
     def update_priorities(self, indices: torch.Tensor, td_errors: torch.Tensor) -> None:
         """New priorities ``(|td| + eps)`` for the sampled transitions."""

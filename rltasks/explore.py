@@ -89,11 +89,19 @@ class EpsilonGreedy(Policy):
 
     def act(self, q_of: Callable[[], torch.Tensor], shape: tuple[int, int], steps: int,
             gen: torch.Generator) -> torch.Tensor:
+        explore, random = self.draw(shape, steps, gen)
+        return random if bool(explore.all()) else self.pick(explore, random, q_of())
+
+    def draw(self, shape: tuple[int, int], steps: int, gen: torch.Generator
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(which envs explore, their random actions), drawn from ``gen`` on the CPU."""
         explore = torch.rand(shape[:-1], generator=gen) < self.scale(steps)
-        random = torch.randint(shape[-1], shape[:-1], generator=gen)
-        if bool(explore.all()):
-            return random
-        q = q_of()
+        return explore, torch.randint(shape[-1], shape[:-1], generator=gen)
+
+    @staticmethod
+    def pick(explore: torch.Tensor, random: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+        """The random action where an env explores, the greedy one elsewhere (any leading
+        dims: a population picks every member's at once)."""
         return torch.where(explore.to(q.device), random.to(q.device), q.argmax(-1))
 
 

@@ -235,16 +235,21 @@ def aligned_stack(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
     boundary (padding between members where their size needs it) and laid out in memory as
     the first tensor is (an F-ordered observation batch stays F-ordered: BLAS gives it
     other bits than a C-ordered one)."""
-    first = tensors[0]
-    order = sorted(range(first.dim()), key=lambda d: -first.stride(d))  # outermost first
-    n, unit = first.numel(), ALIGN // first.element_size()
-    stride = -(-n // unit) * unit
-    buf = torch.zeros(len(tensors), stride, dtype=first.dtype, device=first.device)
-    dense = buf[:, :n].view(len(tensors), *(first.shape[d] for d in order))
-    out = dense.permute(0, *(order.index(d) + 1 for d in range(first.dim())))
+    out = aligned_zeros(len(tensors), tensors[0])
     for k, t in enumerate(tensors):
         out[k] = t
     return out
+
+
+def aligned_zeros(count: int, like: torch.Tensor) -> torch.Tensor:
+    """Zeros shaped ``[count, *like.shape]`` as ``aligned_stack`` lays them out: each slice
+    on an ``ALIGN``-byte boundary, in ``like``'s memory order."""
+    order = sorted(range(like.dim()), key=lambda d: -like.stride(d))  # outermost first
+    n, unit = like.numel(), ALIGN // like.element_size()
+    stride = -(-n // unit) * unit
+    buf = torch.zeros(count, stride, dtype=like.dtype, device=like.device)
+    dense = buf[:, :n].view(count, *(like.shape[d] for d in order))
+    return dense.permute(0, *(order.index(d) + 1 for d in range(like.dim())))
 
 
 def member_linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

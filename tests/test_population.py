@@ -8,6 +8,7 @@ import os
 import signal
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from helpers import assert_same_state, run_script, sigterm_seeds
@@ -54,6 +55,8 @@ def solo_states(algo: str, members: list[tuple[int, dict]], epochs: int, **kw: A
     ("pg", "CartPole-v1", {}),
     ("dqn", "CartPole-v1", DQN),
     ("dqn", "CartPole-v1", {**DQN, "dueling": True, "layers": 1}),
+    # not epsilon-greedy: each member chooses on its slice of one stacked forward
+    ("dqn", "CartPole-v1", {**DQN, "exploration": "boltzmann", "learning_starts": 0}),
 ])
 def test_each_member_ends_with_the_bits_of_its_solo_run(algo, env, extra):
     members = [(seed, {**hp, **extra}) for seed, hp in MEMBERS]
@@ -90,12 +93,29 @@ def test_dqn_members_may_differ_in_replay_ratio_targets_loss_and_optimizer():
         assert_same_state(want, got.state_dict())
 
 
+def test_a_failing_td_kind_takes_out_only_its_members():
+    """Members' TD targets and losses are computed by one member of each (double, loss)
+    kind for all rows: a kind that fails takes out its members, not the others."""
+    members = [(seed, {**hp, **DQN}) for seed, hp in MEMBERS]
+    members[2][1]["loss"] = "mse"
+    pop = Population([member("dqn", seed, hp) for seed, hp in members])
+    pop.members[2].td_loss = lambda *args: 1 / 0
+    pop.fit(2)
+    assert list(pop.errors) == [2] and isinstance(pop.errors[2], ZeroDivisionError)
+    for want, got in zip(solo_states("dqn", members[:2], 2), pop.members[:2], strict=True):
+        assert_same_state(want, got.state_dict())
+
+
 def test_a_dqn_member_whose_loss_turns_nan_breaks_alone():
     members = [(seed, {**hp, **DQN}) for seed, hp in MEMBERS]
     pop = Population([member("dqn", seed, hp) for seed, hp in members])
     sick = pop.members[0]
-    real = sick.td_loss
-    sick.td_loss = lambda *args: (real(*args)[0] * float("nan"), real(*args)[1])
+    real = sick.buffer.sample_arrays
+
+    def poisoned(*args: Any) -> dict:  # its batches' returns NaN: only its loss turns NaN
+        return {**(b := real(*args)), "returns": b["returns"] * np.float32("nan")}
+
+    sick.buffer.sample_arrays = poisoned
     pop.fit(2)
     assert list(pop.errors) == [0] and isinstance(pop.errors[0], NonFiniteError)
     for want, got in zip(solo_states("dqn", members[1:], 2), pop.members[1:], strict=True):
@@ -103,7 +123,7 @@ def test_a_dqn_member_whose_loss_turns_nan_breaks_alone():
     # every member out of one lockstep: recorded, the epoch ends, nothing crashes
     pop = Population([member("dqn", seed, hp) for seed, hp in members[:2]])
     for m in pop.members:
-        m.td_loss = lambda *args: 1 / 0
+        m.buffer.sample_arrays = lambda *args: 1 / 0
     pop.fit(1)
     assert sorted(pop.errors) == [0, 1] and [m.epoch for m in pop.members] == [0, 0]
 

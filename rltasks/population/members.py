@@ -58,5 +58,12 @@ class Members:
             coef = torch.clamp((total + 1e-6).reciprocal() * limit, max=1.0)
             for i, gs in enumerate(grads):
                 torch._foreach_mul_(gs, coef[i])
-        norm = dict(zip(ks, total, strict=True))
-        self.each(lambda k, m: (m.check_grad_norm(norm[k]), m.step_optimizer(name)), only=norm)
+        norm = dict(zip(ks, total.unbind(), strict=True))
+        finite = dict(zip(ks, torch.isfinite(total).tolist(), strict=True))
+
+        def step(k: int, m: Any) -> None:
+            if not finite[k]:
+                m.check_grad_norm(norm[k])  # raises, as the member's own check would
+            m.step_optimizer(name)
+
+        self.each(step, only=norm)

@@ -27,7 +27,8 @@ import torch
 from torch import nn
 
 from rltasks.envs import StepAsOne
-from rltasks.nets import QNetwork, StackedMLP, aligned_stack
+from rltasks.explore import EpsilonGreedy
+from rltasks.nets import QNetwork, StackedMLP, aligned_stack, aligned_zeros
 from rltasks.population.members import Members
 from rltasks.tasks.dqn import DQN
 
@@ -65,19 +66,39 @@ class Lockstep(Members):
         super().__init__(members)
         self.q = StackedQ([m.q for m in members])
         self.target = StackedQ([m.target for m in members])
+        self._q_all: torch.Tensor | None = None
 
     @torch.no_grad()
     def act(self) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-        """Every member's ``choose`` on its observations; the Q-values its policy asks for
-        are its slice of one stacked forward, made the first time one is asked for."""
-        stacked: list[torch.Tensor] = []
+        """Every member's ``choose`` on its observations. Epsilon-greedy members draw their
+        own random numbers, then every member's actions are picked at once from one stacked
+        forward (made only when some env does not explore); other policies choose member by
+        member, on their slice of one stacked forward made the first time one asks."""
+        self._q_all = None
+        if not isinstance(self.members[0].policy, EpsilonGreedy):  # one kind for all
+            return self.each(lambda k, m: m.choose(m.obs, q_of=lambda: self.q_all()[k]))
+        chosen = self.each(lambda k, m: m.random_actions() if m.warming_up() else None)
+        draws = self.each(lambda k, m: m.policy.draw(
+            (m.num_envs, int(m.action_space.n)), m.env_steps, m.gen),
+            only={k for k, a in chosen.items() if a is None})
+        if draws:
+            explore, random = (torch.stack(d) for d in zip(*draws.values(), strict=True))
+            if bool(explore.all()):
+                picked = random
+            else:
+                q = self.q_all()
+                picked = EpsilonGreedy.pick(explore, random, q if len(draws) == len(q) else
+                                            q[torch.tensor(list(draws), device=q.device)])
+            for k, a in zip(draws, picked.cpu().numpy(), strict=True):
+                chosen[k] = (a, a)
+        return chosen
 
-        def q_of(k: int) -> torch.Tensor:
-            if not stacked:
-                stacked.append(self.q(aligned_stack([m.tensor(m.obs) for m in self.members])))
-            return stacked[0][k]
-
-        return self.each(lambda k, m: m.choose(m.obs, q_of=lambda: q_of(k)))
+    def q_all(self) -> torch.Tensor:
+        """Every member's Q-values of its observations, from one stacked forward (made once
+        an env step)."""
+        if self._q_all is None:
+            self._q_all = self.q(aligned_stack([m.tensor(m.obs) for m in self.members]))
+        return self._q_all
 
     def train(self, due: dict[int, int]) -> dict[int, list[dict[str, torch.Tensor]]]:
         """Each member's ``due[k]`` gradient steps (at the lr its schedule says now), the
@@ -90,40 +111,79 @@ class Lockstep(Members):
         return rows
 
     def train_step(self, ks: set[int]) -> dict[int, dict[str, torch.Tensor]]:
-        """``DQN.train_step`` of the members ``ks``, with stacked forwards and one backward
-        (each member's gradient is its own loss's alone)."""
-        batches = self.each(lambda k, m: m.sample(), only=ks)
-        if not batches:
+        """``DQN.train_step`` of the members ``ks``: their replay batches stacked, stacked
+        forwards, the TD targets and losses of every row at once (by one member of each
+        ``double`` and ``loss`` kind), one backward (each member's gradient is its own
+        loss's alone)."""
+        arrays = self.each(lambda k, m: m.buffer.sample_arrays(
+            m.hp["batch_size"], m.np_rng, m.per_beta_now()), only=ks)
+        if not arrays:
             return {}
-        fill = next(iter(batches.values()))
-
-        def stack(key: str) -> torch.Tensor:
-            return aligned_stack([batches.get(k, fill)[key] for k in range(len(self.members))])
-
+        b = stacked_batch(arrays, len(self.members), self.members[0].device)
         with torch.no_grad():
-            next_obs = stack("next_obs")
-            next_q = self.target(next_obs)
-            online = (self.q(next_obs) if any(self.members[k].hp["double"] for k in batches)
+            next_q = self.target(b["next_obs"])
+            online = (self.q(b["next_obs"]) if any(self.members[k].hp["double"] for k in arrays)
                       else None)
-        targets = self.each(lambda k, m: m.td_target(
-            batches[k], next_q[k], None if online is None else online[k]), only=batches)
-        q_all = self.q(stack("obs"))
-        losses = self.each(lambda k, m: m.td_loss(batches[k], q_all[k], targets[k]),
-                           only=targets)
+        q_all = self.q(b["obs"])
+        total, losses, errors = self.td(b, q_all, next_q, online, list(arrays))
         if not losses:
             return {}
         for k in losses:
             self.members[k].optimizers["opt"].zero_grad(set_to_none=True)
-        torch.stack([loss for loss, _ in losses.values()]).sum().backward()
+        total.backward()
         self.q.scatter_grads()
 
         self.clip_and_step("opt", only=losses)
 
         def finish(k: int, m: DQN) -> dict[str, torch.Tensor]:
-            m.buffer.update_priorities(batches[k]["indices"], losses[k][1])
-            return {"loss": losses[k][0].detach()}
+            m.buffer.update_priorities(torch.from_numpy(arrays[k]["indices"]), errors[k])
+            return {"loss": losses[k]}
 
         return self.each(finish, only=losses)
+
+    def td(self, b: dict[str, torch.Tensor], q_all: torch.Tensor, next_q: torch.Tensor,
+           online: torch.Tensor | None, ks: list[int]
+           ) -> tuple[torch.Tensor, dict[int, torch.Tensor], dict[int, torch.Tensor]]:
+        """(the sum of the members' losses, each one's loss, each one's TD errors): every
+        row's by ``td_target`` and ``td_loss`` of one member of each kind (a row's result is
+        its solo run's bits); a kind that fails takes its members out."""
+        kinds: dict[tuple[bool, str], list[int]] = {}
+        for k in ks:
+            kinds.setdefault((self.members[k].hp["double"], self.members[k].hp["loss"]),
+                             []).append(k)
+        parts, losses, errors = [], {}, {}
+        for group in kinds.values():
+            m = self.members[group[0]]
+            try:
+                with torch.no_grad():
+                    target = m.td_target(b, next_q, online)
+                loss, error = m.td_loss(b, q_all, target)
+            except Exception as err:  # the members of this kind are out, not the others
+                self.failed.update(dict.fromkeys(group, err))
+                continue
+            parts.append(loss[torch.tensor(group, device=loss.device)].sum())
+            rows, error_rows = loss.detach().unbind(), error.unbind()
+            for k in group:
+                losses[k], errors[k] = rows[k], error_rows[k]
+        return (sum(parts[1:], parts[0]) if parts else torch.zeros(())), losses, errors
+
+
+def stacked_batch(arrays: dict[int, dict[str, np.ndarray]], size: int, device: torch.device
+                  ) -> dict[str, torch.Tensor]:
+    """The members' replay batches (numpy, by member index) as ``[size, ...]`` tensors on
+    ``device``, laid out as ``aligned_stack`` lays them; the rows of a member without a batch
+    hold another member's, which it does not use."""
+    fill = next(iter(arrays.values()))
+    out = {}
+    for key, first in fill.items():
+        if key == "indices":
+            continue
+        stacked = aligned_zeros(size, torch.from_numpy(first))
+        rows = stacked.numpy()
+        for k in range(size):
+            rows[k] = arrays.get(k, fill)[key]
+        out[key] = stacked.to(device)
+    return out
 
 
 class StackedQ:

@@ -169,27 +169,32 @@ class DQN(OffPolicyTask):
         return {"loss": loss.detach()}
 
     def sample(self) -> dict[str, torch.Tensor]:
-        """A replay batch, with importance weights at beta annealed to 1 (prioritized)."""
+        """A replay batch, with importance weights at ``per_beta_now`` (prioritized)."""
+        return self.buffer.sample(self.hp["batch_size"], self.np_rng, self.per_beta_now())
+
+    def per_beta_now(self) -> float:
+        """Prioritized replay's importance exponent, annealed to 1 over ``per_beta_steps``."""
         hp = self.hp
-        beta = hp["per_beta"] + (1 - hp["per_beta"]) * min(1.0, self.env_steps
+        return hp["per_beta"] + (1 - hp["per_beta"]) * min(1.0, self.env_steps
                                                            / hp["per_beta_steps"])
-        return self.buffer.sample(hp["batch_size"], self.np_rng, beta)
 
     def td_target(self, b: dict[str, torch.Tensor], next_q: torch.Tensor,
                   online_next_q: torch.Tensor | None) -> torch.Tensor:
         """n-step TD targets from the target network's next Q-values (double DQN: at the
-        online network's argmax, ``online_next_q``)."""
+        online network's argmax, ``online_next_q``). Any leading dims (a population's
+        members: ``rltasks.population.replay``)."""
         if self.hp["double"]:
-            next_v = next_q.gather(1, online_next_q.argmax(1, keepdim=True))
+            next_v = next_q.gather(-1, online_next_q.argmax(-1, keepdim=True))
         else:
-            next_v = next_q.max(1, keepdim=True).values
-        return b["returns"] + b["discounts"] * next_v.squeeze(1)
+            next_v = next_q.max(-1, keepdim=True).values
+        return b["returns"] + b["discounts"] * next_v.squeeze(-1)
 
     def td_loss(self, b: dict[str, torch.Tensor], q_all: torch.Tensor, target: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(the importance-weighted TD loss of the taken actions' Q-values, the TD errors)."""
-        q = q_all.gather(1, b["actions"].unsqueeze(1)).squeeze(1)
-        loss = (b["weights"] * LOSSES[self.hp["loss"]](q, target, reduction="none")).mean()
+        """(the importance-weighted TD loss of the taken actions' Q-values, the TD errors);
+        with leading dims, one loss per row (a member's loss is its solo one's bits)."""
+        q = q_all.gather(-1, b["actions"].unsqueeze(-1)).squeeze(-1)
+        loss = (b["weights"] * LOSSES[self.hp["loss"]](q, target, reduction="none")).mean(-1)
         return loss, (q - target).detach()
 
     def after_env_step(self, before: int) -> None:

@@ -163,9 +163,13 @@ class OffPolicyTask(Task):
         """(actions to store, actions for the env): uniformly random until
         ``learning_starts``, then the exploring policy's (``explore``'s keyword arguments:
         DQN's ``q_of``)."""
-        if self.env_steps < self.hp["learning_starts"]:
+        if self.warming_up():
             return self.random_actions()
         return self.explore(obs, **explore)
+
+    def warming_up(self) -> bool:
+        """Whether the env steps so far are short of ``learning_starts`` (random actions)."""
+        return self.env_steps < self.hp["learning_starts"]
 
     def env_step(self, stored: np.ndarray, env_actions: np.ndarray) -> int:
         """Step the envs from ``self.obs``, store the transitions, count the steps; the
