@@ -39,7 +39,9 @@ class Population:
 
     ``fit(epochs)`` trains every member to ``epochs``, as each member's own ``fit`` would;
     ``members[k]`` is then the task a solo run of member k's settings ends as.
-    ``errors`` maps the index of each member that broke to its exception.
+    ``errors`` maps the index of each member that broke to its exception. A population of
+    one, or the last member left in one, trains by its own ``fit`` (a solo run, with no
+    stacking to pay for).
     """
 
     def __init__(self, members: Sequence[Task]) -> None:
@@ -61,7 +63,7 @@ class Population:
         with cpu_numerics():
             self._catch_up()
             active = self._active(epochs)
-            while active:
+            while len(active) > 1:
                 for k in active:
                     self._guarded(k, self.members[k].begin_epoch)
                 active = [k for k in active if k not in self.errors]
@@ -74,6 +76,8 @@ class Population:
                 with epoch_end():
                     self._end_epoch(active, metrics)
                 active = self._active(epochs)
+            for k in active:  # one member left (or from the start): its own solo fit
+                self._guarded(k, self.members[k].fit, epochs)
         return [m.history for m in self.members]
 
     def _end_epoch(self, active: list[int], metrics: list[Any]) -> None:

@@ -5,14 +5,17 @@ Each member's Q-network and target network become slices of one ``StackedQ`` eac
 gives every member's acting Q-values (computed only when some member's policy needs them, as
 a solo run skips it while every env explores), and each gradient step is one stacked forward
 of the target network (and, for double DQN, of the online one) on every member's next
-observations, one stacked forward and one backward. Everything member-specific runs member
-by member with the task's own methods: the choice of actions with the member's generator,
-env steps (taken as one vector env where the envs allow it: ``rltasks.envs.StepAsOne``),
-storing, sampling from its own replay buffer with its own generator, the TD targets with its
-gamma, the loss, the optimizer step with its lr, priorities, target updates with its
-interval and tau; the gradient clipping is computed for all at once
-(``Members.clip_and_step``). So member k ends with the bits of the same trial run alone
-(``tests/test_population.py``).
+observations, one stacked forward and one backward. What draws on a member's random streams
+or state runs member by member with the task's own methods: the exploration draws with its
+generator, env steps (taken as one vector env where the envs allow it:
+``rltasks.envs.StepAsOne``), storing, drawing a batch from its own replay buffer with its own
+generator, the optimizer step with its lr, priorities, target updates with its interval and
+tau. What is arithmetic on every member's rows runs once for all: epsilon-greedy's pick of
+random or greedy actions (``EpsilonGreedy.pick``), the stacking of the batches, the TD
+targets and losses (``DQN.td_target`` and ``td_loss`` of one member of each ``double`` and
+``loss`` kind, on all rows: each row's result is its member's solo bits) and the gradient
+clipping (``Members.clip_and_step``). So member k ends with the bits of the same trial run
+alone (``tests/test_population.py``).
 
 Members share the env settings, the networks' shapes, the buffer's kind and size, the
 exploration policy's kind and ``batch_size`` (``lockstep_keys``); they may differ in every
