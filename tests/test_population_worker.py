@@ -169,6 +169,27 @@ def test_pbt_children_continue_their_parents_in_a_population(orion, monkeypatch,
     assert forked and all(r["resumed_from"] >= 1 for r in forked)
 
 
+def test_two_population_workers_run_the_hunts_max_trials_not_more(orion):
+    """Orion counts only completed trials against --exp-max-trials: a second worker of 3
+    joining a 4-trial hunt whose first worker holds 3 takes the one left, and the first,
+    done with its 3, waits for it instead of reserving 3 more (6 or 7 trials, without
+    ``room``)."""
+    argv = worker_command(orion, "two", 3, 4)
+    argv[argv.index("--epochs") + 1] = "16"  # the first still trains when the second starts
+    command = [sys.executable, "-m", "rltasks.orion.population", *argv]
+    first = start(command, env=orion.vars)
+    work = orion.root / "work"  # a trial's dir is made once it is reserved
+    wait_for(lambda: len(list(work.glob("*"))) == 3, first, "the first worker's 3 trials",
+             poll=0.05)
+    second = subprocess.run(command, cwd=ROOT, env=orion.env, capture_output=True, text=True,
+                            timeout=300)
+    code, err = finish_process(first)
+    assert code == 0 and second.returncode == 0, (err + second.stderr)[-3000:]
+    assert "population of 1: trials" in second.stderr, second.stderr[-3000:]
+    assert sorted(t["status"] for t in orion.trials("two") if t["status"] != "new") == [
+        "completed"] * 4
+
+
 def test_sigterm_releases_the_trials_as_interrupted_and_a_worker_resumes_them(orion):
     """While a population trains, the pacemakers keep every reserved trial's heartbeat alive
     at the worker's --heartbeat (Orion 0.2.7's client beats every 60 s whatever it is told,

@@ -6,8 +6,9 @@
 It works on the experiment as ``orion hunt`` does, with the same arguments (the experiment is
 built from them by Orion's own code, so a plain ``orion hunt`` worker on the same name shares
 the work). Each round it reserves up to K trials through Orion's client (``suggest()`` one at
-a time, until K, ``WaitingForTrials`` or the end of the experiment; the client's pacemakers
-keep every reserved trial's heartbeat). Each trial's working dir is made as Orion's runner
+a time, until K, ``WaitingForTrials``, the end of the experiment or its ``max_trials``
+counting the trials other workers hold: ``room``; the client's pacemakers keep every
+reserved trial's heartbeat). Each trial's working dir is made as Orion's runner
 makes it (a PBT child starts from a copy of its parent's) and its command line is formatted
 as Orion's consumer formats it (the ``--config`` file filled in, templates expanded); the
 trial is then resolved from that command in this process and prepared as a solo trial
@@ -175,6 +176,12 @@ class Worker:
         trials: list[Any] = []
         waited = time.monotonic()
         while len(trials) < count:
+            if self.room() <= 0:  # the rest is in training elsewhere: wait for what it leaves
+                if (trials or self.client.is_done
+                        or time.monotonic() - waited > float(self.settings["idle_timeout"])):
+                    break
+                time.sleep(0.5)
+                continue
             try:
                 trials.append(reserved.enter_context(self.client.suggest()))
             except ReservationRaceCondition:
@@ -190,6 +197,14 @@ class Worker:
                          f"shows them, their errors are above")
                 break
         return trials
+
+    def room(self) -> float:
+        """How many more trials the experiment wants reserved: its ``max_trials`` less those
+        completed or reserved by any worker. Orion counts only the completed ones, so
+        workers that reserve several trials at a time would otherwise run past it (two
+        workers of 8 on a 16-trial hunt ran 24)."""
+        taken = sum(t.status in ("completed", "reserved") for t in self.client.fetch_trials())
+        return float(self.client.max_trials or float("inf")) - taken
 
     def train(self, trials: list[Any]) -> None:
         """Resolve, prepare and train one round's trials; report each."""
