@@ -93,6 +93,16 @@ class DQN(OffPolicyTask):
         "rltasks/Catch-v0": {"lr": 3e-4, "batch_size": 32, "buffer_size": 20_000,
                              "train_freq": 4, "gradient_steps": 1, "target_update": 250,
                              "eps_decay": 5000, "eps_min": 0.05},
+        # rl-zoo3's sets (gradient_steps -1 there: train_freq // subsample_steps here, so a
+        # hunt of train_freq and subsample_steps still sets the replay ratio); epsilon decays
+        # over 12% (Acrobot) and 20% (MountainCar) of their 100k and 120k steps
+        "Acrobot-v1": {"lr": 6.3e-4, "batch_size": 128, "buffer_size": 50_000,
+                       "learning_starts": 0, "target_update": 250, "train_freq": 4,
+                       "subsample_steps": 1, "eps_min": 0.1, "eps_decay": 12_000},
+        "MountainCar-v0": {"lr": 4e-3, "batch_size": 128, "buffer_size": 10_000,
+                           "learning_starts": 1000, "gamma": 0.98, "target_update": 600,
+                           "train_freq": 16, "subsample_steps": 2, "eps_min": 0.07,
+                           "eps_decay": 24_000},
         "LunarLander-v3": {"lr": 6.3e-4, "batch_size": 128, "buffer_size": 50_000,
                            "learning_starts": 0, "target_update": 250, "train_freq": 4,
                            "gradient_steps": 4, "eps_min": 0.1, "eps_decay": 12_000,
