@@ -190,6 +190,29 @@ def test_two_population_workers_run_the_hunts_max_trials_not_more(orion):
         "completed"] * 4
 
 
+def test_a_killed_workers_trials_are_resumed_by_the_next_one_on_a_full_budget(orion):
+    """A worker SIGKILLed while it holds every trial of the budget leaves them reserved;
+    once their heartbeats are old Orion takes them for lost, and ``room`` does not count
+    them: the next worker reserves them (Orion re-queues them) and resumes their
+    checkpoints, instead of waiting for a worker that is gone."""
+    argv = worker_command(orion, "lost", 2, 2, ("--heartbeat", "1"))
+    argv[argv.index("--epochs") + 1] = "6"
+    env = {**orion.vars, "ORION_HEARTBEAT": "1"}  # lost after 5 heartbeats
+    command = [sys.executable, "-m", "rltasks.orion.population", *argv]
+    first = start(command, env=env)
+    work = orion.root / "work"
+    wait_for(lambda: len(list(work.glob("*/last.ckpt"))) == 2, first, "both checkpoints",
+             poll=0.05)
+    first.kill()
+    first.wait()
+    again = subprocess.run(command, cwd=ROOT, env={**orion.env, "ORION_HEARTBEAT": "1"},
+                           capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    found = orion.trials("lost")
+    assert [t["status"] for t in found] == ["completed"] * 2
+    assert all(results_in(t["working_dir"])["resumed_from"] >= 1 for t in found)
+
+
 def test_sigterm_releases_the_trials_as_interrupted_and_a_worker_resumes_them(orion):
     """While a population trains, the pacemakers keep every reserved trial's heartbeat alive
     at the worker's --heartbeat (Orion 0.2.7's client beats every 60 s whatever it is told,

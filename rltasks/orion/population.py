@@ -200,10 +200,13 @@ class Worker:
 
     def room(self) -> float:
         """How many more trials the experiment wants reserved: its ``max_trials`` less those
-        completed or reserved by any worker. Orion counts only the completed ones, so
-        workers that reserve several trials at a time would otherwise run past it (two
-        workers of 8 on a 16-trial hunt ran 24)."""
-        taken = sum(t.status in ("completed", "reserved") for t in self.client.fetch_trials())
+        completed or reserved by a live worker (a lost trial, whose heartbeat stopped, is
+        Orion's to re-queue at the next ``suggest()``). Orion counts only the completed
+        ones, so workers that reserve several trials at a time would otherwise run past it
+        (two workers of 8 on a 16-trial hunt ran 24)."""
+        lost = {t.id for t in self.consumer.experiment.fetch_lost_trials()}
+        taken = sum(t.status == "completed" or (t.status == "reserved" and t.id not in lost)
+                    for t in self.client.fetch_trials())
         return float(self.client.max_trials or float("inf")) - taken
 
     def train(self, trials: list[Any]) -> None:
