@@ -175,7 +175,7 @@ def test_two_population_workers_run_the_hunts_max_trials_not_more(orion):
     done with its 3, waits for it instead of reserving 3 more (6 or 7 trials, without
     ``room``)."""
     argv = worker_command(orion, "two", 3, 4)
-    argv[argv.index("--epochs") + 1] = "16"  # the first still trains when the second starts
+    argv[argv.index("--epochs") + 1] = "24"  # the first still trains when the second starts
     command = [sys.executable, "-m", "rltasks.orion.population", *argv]
     first = start(command, env=orion.vars)
     work = orion.root / "work"  # a trial's dir is made once it is reserved
