@@ -174,22 +174,27 @@ class Worker:
         )
 
         trials: list[Any] = []
-        waited = time.monotonic()
+        deadline = time.monotonic() + float(self.settings["idle_timeout"])
+
+        def stop_waiting() -> bool:
+            """Nothing to reserve now: stop if some are held or the wait is over, else wait."""
+            if trials or time.monotonic() > deadline:
+                return True
+            time.sleep(0.5)
+            return False
+
         while len(trials) < count:
             if self.room() <= 0:  # the rest is in training elsewhere: wait for what it leaves
-                if (trials or self.client.is_done
-                        or time.monotonic() - waited > float(self.settings["idle_timeout"])):
+                if self.client.is_done or stop_waiting():
                     break
-                time.sleep(0.5)
                 continue
             try:
                 trials.append(reserved.enter_context(self.client.suggest()))
             except ReservationRaceCondition:
                 continue
             except WaitingForTrials:
-                if trials or time.monotonic() - waited > float(self.settings["idle_timeout"]):
+                if stop_waiting():
                     break
-                time.sleep(0.5)
             except CompletedExperiment:
                 break
             except BrokenExperiment as err:  # --exp-max-broken trials broke

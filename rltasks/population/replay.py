@@ -81,8 +81,7 @@ class Lockstep(Members):
         if not isinstance(self.members[0].policy, EpsilonGreedy):  # one kind for all
             return self.each(lambda k, m: m.choose(m.obs, q_of=lambda: self.q_all()[k]))
         chosen = self.each(lambda k, m: m.random_actions() if m.warming_up() else None)
-        draws = self.each(lambda k, m: m.policy.draw(
-            (m.num_envs, int(m.action_space.n)), m.env_steps, m.gen),
+        draws = self.each(lambda k, m: m.policy.draw(m.q_shape, m.env_steps, m.gen),
             only={k for k, a in chosen.items() if a is None})
         if draws:
             explore, random = (torch.stack(d) for d in zip(*draws.values(), strict=True))
@@ -129,7 +128,7 @@ class Lockstep(Members):
                       else None)
         q_all = self.q(b["obs"])
         total, losses, errors = self.td(b, q_all, next_q, online, list(arrays))
-        if not losses:
+        if total is None:  # every kind failed
             return {}
         for k in losses:
             self.members[k].optimizers["opt"].zero_grad(set_to_none=True)
@@ -146,7 +145,7 @@ class Lockstep(Members):
 
     def td(self, b: dict[str, torch.Tensor], q_all: torch.Tensor, next_q: torch.Tensor,
            online: torch.Tensor | None, ks: list[int]
-           ) -> tuple[torch.Tensor, dict[int, torch.Tensor], dict[int, torch.Tensor]]:
+           ) -> tuple[torch.Tensor | None, dict[int, torch.Tensor], dict[int, torch.Tensor]]:
         """(the sum of the members' losses, each one's loss, each one's TD errors): every
         row's by ``td_target`` and ``td_loss`` of one member of each kind (a row's result is
         its solo run's bits); a kind that fails takes its members out."""
@@ -168,7 +167,7 @@ class Lockstep(Members):
             rows, error_rows = loss.detach().unbind(), error.unbind()
             for k in group:
                 losses[k], errors[k] = rows[k], error_rows[k]
-        return (sum(parts[1:], parts[0]) if parts else torch.zeros(())), losses, errors
+        return (torch.stack(parts).sum() if parts else None), losses, errors
 
 
 def stacked_batch(arrays: dict[int, dict[str, np.ndarray]], size: int, device: torch.device

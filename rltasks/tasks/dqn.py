@@ -156,10 +156,14 @@ class DQN(OffPolicyTask):
                 ) -> tuple[np.ndarray, np.ndarray]:
         """The exploration policy's actions; ``q_of`` computes the Q-values of ``obs`` when
         the policy needs them (a population's: the member's slice of a stacked forward)."""
-        shape = (self.num_envs, int(self.action_space.n))
-        a = self.policy.act(q_of or (lambda: self.q(self.tensor(obs))), shape, self.env_steps,
-                            self.gen).cpu().numpy()
+        a = self.policy.act(q_of or (lambda: self.q(self.tensor(obs))), self.q_shape,
+                            self.env_steps, self.gen).cpu().numpy()
         return a, a
+
+    @property
+    def q_shape(self) -> tuple[int, int]:
+        """The shape of the Q-values of one vector step: envs x actions."""
+        return self.num_envs, int(self.action_space.n)
 
     @torch.inference_mode()
     def act(self, obs: np.ndarray) -> np.ndarray:

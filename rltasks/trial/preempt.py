@@ -108,7 +108,6 @@ class StopSignals:
         self.log(f"{name} received: finishing the current epoch, then writing the checkpoint "
                  f"and exiting with code {interrupt_code()} (a second signal stops at once)")
 
-
     @contextlib.contextmanager
     def held(self) -> Iterator[None]:
         """While inside, a first signal is noted but ``received`` changes only at the exit,
