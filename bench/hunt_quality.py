@@ -14,7 +14,8 @@ For each row (task, env) it runs, on this machine:
    them apart);
 3. the test: the winner and rl-zoo3's published hyperparameters for that env (``ROWS``,
    spelled out below from rl-zoo3's ``hyperparams/<algo>.yml``), each trained on seeds
-   2000-2004, which neither the hunt nor the pick saw, at the same budget.
+   2000-2004, which neither the hunt nor the pick saw, at the same budget (the two side by
+   side when ``--workers`` is 2 or more).
 
 It prints, per row, the mean +- std of the final deterministic evaluation (10 episodes, the
 true return) of the winner and of the zoo setting over the test seeds, every seed's, the
@@ -127,12 +128,22 @@ def environ(out: Path) -> dict[str, str]:
 
 def run(command: list[str], env: dict[str, str], log: Path) -> float:
     """Run ``command`` from the project root, output to ``log``; its wall seconds."""
-    print(f"  $ {shlex.join(command)}", flush=True)
+    return run_side_by_side([command], env, log)
+
+
+def run_side_by_side(commands: list[list[str]], env: dict[str, str], log: Path) -> float:
+    """Run ``commands`` at once from the project root, output to ``log``; the wall seconds
+    until the last ends."""
     start = time.perf_counter()
     with log.open("a") as sink:
-        code = subprocess.run(command, cwd=ROOT, env=env, stdout=sink, stderr=sink).returncode
-    if code != 0:
-        raise SystemExit(f"exit {code}: {shlex.join(command)} (its output is in {log})")
+        procs = []
+        for command in commands:
+            print(f"  $ {shlex.join(command)}", flush=True)
+            procs.append(subprocess.Popen(command, cwd=ROOT, env=env, stdout=sink, stderr=sink))
+        codes = [proc.wait() for proc in procs]
+    for command, code in zip(commands, codes, strict=True):
+        if code != 0:
+            raise SystemExit(f"exit {code}: {shlex.join(command)} (its output is in {log})")
     return time.perf_counter() - start
 
 
@@ -189,7 +200,8 @@ def pick(row: Row, out: Path, top: int, seeds: int) -> dict[str, Any]:
     return winner
 
 
-def test(row: Row, out: Path, winner: dict[str, Any], seeds: int) -> dict[str, list[Any]]:
+def test(row: Row, out: Path, winner: dict[str, Any], seeds: int,
+         workers: int = 1) -> dict[str, list[Any]]:
     """The winner's and rl-zoo3's settings on the test seeds: every seed's final return (and
     the winner's command line, without the pick's seeds and working dir)."""
     command = list(winner["command"])
@@ -199,12 +211,15 @@ def test(row: Row, out: Path, winner: dict[str, Any], seeds: int) -> dict[str, l
     winner_command = [PYTHON if command[0] == "python" else command[0], *command[1:at]]
     zoo_command = [PYTHON, f"scripts/{row.task}.py", *budget_args(row),
                    *[f"--{k.replace('_', '-')}={v}" for k, v in row.zoo.items()]]
-    finals = {}
-    for name, command in (("winner", winner_command), ("zoo", zoo_command)):
-        workdir = out / "test" / name
-        run([*command, "--seeds", str(seeds), "--seed", str(TEST_SEED), "--workdir",
-             str(workdir)], environ(out), out / "test.log")
-        finals[name] = results_of(workdir)
+    runs = {name: [*command, "--seeds", str(seeds), "--seed", str(TEST_SEED), "--workdir",
+                   str(out / "test" / name)]
+            for name, command in (("winner", winner_command), ("zoo", zoo_command))}
+    if workers > 1:  # the two settings side by side, one core each
+        run_side_by_side(list(runs.values()), environ(out), out / "test.log")
+    else:
+        for command in runs.values():
+            run(command, environ(out), out / "test.log")
+    finals = {name: results_of(out / "test" / name) for name in runs}
     finals["command"] = ["python", *winner_command[1:]]
     return finals
 
@@ -249,7 +264,7 @@ def main() -> None:
         out.mkdir(parents=True, exist_ok=True)
         found = hunt(row, out, args.trials, args.workers, args.hunt_seeds, args.objective)
         winner = pick(row, out, args.top, args.pick_seeds)
-        finals = test(row, out, winner, args.seeds)
+        finals = test(row, out, winner, args.seeds, args.workers)
         line = {"row": name, "budget": row.budget, "hunt_wall": found["wall"],
                 "pick_wall": winner["wall"], "hunt_best": -found["best"]["objective"],
                 "winner_trial": winner["trial"], "pick": winner["returns"],
