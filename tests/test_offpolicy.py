@@ -1,9 +1,11 @@
-"""DDPG/TD3/SAC through the public API, and the action-noise processes' statistics."""
+"""DDPG/TD3/SAC through the public API, the action-noise processes' statistics, and the
+off-policy loop's memory over an epoch."""
 
 from __future__ import annotations
 
 import copy
 import math
+import os
 
 import pytest
 import torch
@@ -142,3 +144,40 @@ def test_ornstein_uhlenbeck_reverts_to_its_mean_with_the_right_variance():
     other = noise("ornstein_uhlenbeck")
     other.load_state_dict(saved)
     assert torch.equal(other.x, n.x)
+
+
+def test_step_losses_means_are_those_of_the_stacked_rows_and_it_grows():
+    from rltasks.tasks.offpolicy import StepLosses
+
+    gen = torch.Generator().manual_seed(0)
+    rows = [{"a": torch.rand((), generator=gen), "b": torch.rand((), generator=gen) * 100}
+            for _ in range(2500)]  # past the first capacity (1024) twice
+    losses = StepLosses(("a", "b"))
+    losses.extend(rows)
+    assert len(losses) == 2500
+    means = losses.means()
+    for key in ("a", "b"):  # the bits of the list it replaced
+        assert means[key] == float(torch.stack([r[key] for r in rows]).mean())
+    assert StepLosses(("a",)).means() == {"a": 0.0}
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="reads Linux's /proc")
+def test_an_epoch_of_gradient_steps_does_not_grow_the_process():
+    """Each gradient step's losses used to stay alive as 0-dim tensors until the epoch's end,
+    pinning glibc's heap between the steps' large transient allocations: over an epoch of
+    400 steps at batch 1024 the process grew by 175-273 MB (measured; 130 KB a step at batch
+    256, 5 GB for a 5-member population's 100k-step epoch). Now it grows by about 1 MB."""
+
+    def resident_mb() -> float:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+    t = rltasks.make_task("dqn", env="CartPole-v1", seed=0, steps_per_epoch=400).init(
+        batch_size=1024, hidden=256, layers=2, learning_starts=0, train_freq=1,
+        gradient_steps=1, buffer_size=5000)
+    t.fit(1)  # the allocator's caches warm
+    before = resident_mb()
+    t.fit(2)
+    assert t.history[-1]["gradient_steps"] == 400
+    assert resident_mb() - before < 20
+    t.close()

@@ -34,6 +34,7 @@ from rltasks.explore import EpsilonGreedy
 from rltasks.nets import QNetwork, StackedMLP, aligned_stack, aligned_zeros
 from rltasks.population.members import Members
 from rltasks.tasks.dqn import DQN
+from rltasks.tasks.offpolicy import StepLosses
 
 #: hyperparameters that are not shapes but fix the lockstep (the stacked batch's shape)
 LOCKSTEP = ("activation", "batch_size")
@@ -44,7 +45,7 @@ def train_epoch(members: list[DQN]) -> list[dict[str, float] | BaseException]:
     ``OffPolicyTask.train_epoch`` (choose, env step, due gradient steps, target update),
     one env step of every member at a time."""
     step = Lockstep(members)
-    rows: dict[int, list[dict[str, torch.Tensor]]] = {k: [] for k in range(len(members))}
+    rows = {k: StepLosses(m.LOSSES) for k, m in enumerate(members)}
     counts = step.each(lambda k, m: m.begin_collect())
     envs = StepAsOne([m.loader for m in members])
     try:
@@ -55,7 +56,7 @@ def train_epoch(members: list[DQN]) -> list[dict[str, float] | BaseException]:
             envs.step({k: env_actions for k, (_, env_actions) in actions.items()})
             due = step.each(lambda k, m, a=actions: m.env_step(*a[k]), only=actions)
             for k, done in step.train(due).items():
-                rows[k] += done
+                rows[k].extend(done)
             step.each(lambda k, m: m.after_env_step(m.env_steps - m.num_envs), only=due)
     finally:
         envs.close()
