@@ -242,7 +242,7 @@ class StepLosses:
 
     def __init__(self, names: tuple[str, ...]) -> None:
         self.names = names
-        self.count = 0
+        self.count = self.capacity = 0
         self._values: dict[str, torch.Tensor] = {}
 
     def __len__(self) -> int:
@@ -250,15 +250,12 @@ class StepLosses:
 
     def append(self, row: dict[str, torch.Tensor]) -> None:
         """Copy one gradient step's losses (0-dim tensors named in ``names``) in."""
-        capacity = len(next(iter(self._values.values()))) if self._values else 0
-        if self.count == capacity:
-            grown = {}
-            for key in self.names:
-                value = row[key]
-                grown[key] = torch.empty(max(2 * capacity, 1024), dtype=value.dtype,
-                                         device=value.device)
-                if key in self._values:
-                    grown[key][:capacity] = self._values[key]
+        if self.count == self.capacity:  # the first row (on its device) or a full one
+            self.capacity = max(2 * self.capacity, 1024)
+            grown = {key: torch.empty(self.capacity, dtype=row[key].dtype,
+                                      device=row[key].device) for key in self.names}
+            for key, values in self._values.items():
+                grown[key][:self.count] = values
             self._values = grown
         for key in self.names:
             self._values[key][self.count] = row[key]
