@@ -125,6 +125,32 @@ class ReplayBuffer:
     def __len__(self) -> int:
         return self.size
 
+    #: the arrays ``arrays``/``use_arrays`` name: where the transitions are held
+    ARRAYS = ("obs", "next_obs", "actions", "returns", "discounts")
+
+    def arrays(self) -> dict[str, np.ndarray] | None:
+        """The arrays that hold the transitions (``ARRAYS``), each ``[capacity, ...]``; None
+        where the observations are not two plain arrays (shared frames) or a subclass keeps
+        more per transition (priorities, episodes)."""
+        if type(self) is not ReplayBuffer or not isinstance(self.store, ObsArrays):
+            return None
+        return {"obs": self.store.obs, "next_obs": self.store.next_obs,
+                "actions": self.actions, "returns": self.returns, "discounts": self.discounts}
+
+    def use_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        """Hold the transitions in ``arrays`` from now on (shaped as ``arrays()``'s: e.g. this
+        buffer's slice of a population's stacked storage, ``rltasks.population.replay``), with
+        what is held now copied in."""
+        own = self.arrays()
+        if own is None or {k: (v.shape, v.dtype) for k, v in own.items()} != {
+                k: (v.shape, v.dtype) for k, v in arrays.items()}:
+            raise ValueError("use_arrays needs arrays shaped as this buffer's own arrays()")
+        for key, array in arrays.items():
+            array[...] = own[key]
+        self.store.obs, self.store.next_obs = arrays["obs"], arrays["next_obs"]
+        self.actions, self.returns = arrays["actions"], arrays["returns"]
+        self.discounts = arrays["discounts"]
+
     @property
     def obs(self) -> np.ndarray:
         """The stored observations (two-array storage only, as the vector tasks use)."""

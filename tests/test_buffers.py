@@ -588,3 +588,32 @@ def test_shared_frames_keep_an_atari_buffer_near_its_distinct_frames():
     assert np.shares_memory(state["frames"], buf.store.pool)
     assert np.shares_memory(state["frame_refs"], buf.store.refs)
     assert np.shares_memory(state["actions"], buf.actions)
+
+
+def test_a_replay_buffer_moves_into_given_arrays_and_keeps_its_transitions():
+    """``use_arrays`` (a population's stacked storage): what the buffer holds is copied in,
+    later transitions land there, and its state and samples are those of a buffer that never
+    moved; arrays of another shape, and buffers that keep more per transition, are refused."""
+    def filled(steps: int) -> ReplayBuffer:
+        buf = ReplayBuffer(8, (3,), (), np.int64, num_envs=2, n_step=2, gamma=0.9)
+        for t in range(steps):
+            buf.add(np.full((2, 3), t, np.float32), np.array([t, -t]), np.array([1.0, 2.0]),
+                    np.full((2, 3), t + 1, np.float32), np.array([False, t == 2]),
+                    np.array([False, t == 2]))
+        return buf
+
+    moved, stayed = filled(3), filled(3)
+    stack = {key: np.zeros((2, *a.shape), a.dtype) for key, a in moved.arrays().items()}
+    moved.use_arrays({key: a[1] for key, a in stack.items()})
+    assert np.array_equal(stack["obs"][1], stayed.obs) and not stack["obs"][0].any()
+    for buf in (moved, stayed):
+        buf.add(np.full((2, 3), 9, np.float32), np.array([9, 9]), np.array([0.5, 0.5]),
+                np.full((2, 3), 10, np.float32), np.array([True, True]), np.array([True, True]))
+    assert moved.obs.base is stack["obs"] and np.array_equal(stack["actions"][1], stayed.actions)
+    assert_same_state(moved.state_dict(), stayed.state_dict())
+    a, b = (buf.sample_arrays(4, np.random.default_rng(0)) for buf in (moved, stayed))
+    assert_same_state(a, b)
+    with pytest.raises(ValueError, match="shaped as this buffer's own"):
+        moved.use_arrays({key: a[1, :4] for key, a in stack.items()})
+    per = PrioritizedReplayBuffer(8, (3,), (), np.int64, num_envs=2)
+    assert per.arrays() is None

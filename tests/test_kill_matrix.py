@@ -124,6 +124,9 @@ CONFIGS: dict[str, Config] = {
     "ppo-seeds": Config("ppo", seeds=True),
     # DQN seeds as one population: replay buffers, priorities, n-step windows of both
     "dqn-seeds": Config("dqn", ("--replay", "prioritized", "--n-step", "3"), seeds=True),
+    # DQN seeds on uniform replay: the members' buffers share one stacked storage
+    # (rltasks.population.replay.StackedReplay), their Adam steps taken together
+    "dqn-seeds-uniform": Config("dqn", ("--n-step", "3"), seeds=True),
     "ppo-seed-processes": Config("ppo", seeds=True, processes=True),
     "ppo-pbt": Config("ppo", ("--lr", "0.002", "--allow-hparam-change", "true"),
                       parent=("--lr", "0.0005")),
@@ -193,6 +196,8 @@ CASES += [
     # two DQN seeds of 64 env steps an epoch: 128 env steps per epoch in the process
     Case("dqn-seeds", "collect:180", 1),
     Case("dqn-seeds", "replaced:last.ckpt:3", (2, 1)),
+    Case("dqn-seeds-uniform", "update:30", 1),
+    Case("dqn-seeds-uniform", "replaced:last.ckpt:3", (2, 1)),
     Case("ppo-seed-processes", "collect:40", 1),
     Case("ppo-seed-processes", "write:last.ckpt:3", 2),
     Case("ppo-pbt", "update:3", 1),  # before the adopting run's first checkpoint

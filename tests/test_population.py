@@ -93,6 +93,26 @@ def test_dqn_members_may_differ_in_replay_ratio_targets_loss_and_optimizer():
         assert_same_state(want, got.state_dict())
 
 
+def test_dqn_members_on_uniform_replay_share_one_storage_across_epochs():
+    """Uniform replay buffers of DQN members hold their transitions in one stacked array per
+    field (each member's slice), made once: a later epoch gathers from the same storage;
+    prioritized buffers keep their own (and every member still ends as its solo run: the
+    tests above)."""
+    pop = Population([member("dqn", seed, {**hp, **DQN}) for seed, hp in MEMBERS])
+    pop.fit(1)
+    base = pop.members[0].buffer.obs.base
+    assert base is not None and base.shape == (3, *pop.members[0].buffer.obs.shape)
+    for k, m in enumerate(pop.members):
+        assert m.buffer.obs.base is base and np.array_equal(m.buffer.obs, base[k])
+        assert m.buffer.actions.base.shape[0] == 3 and len(m.buffer) == 256
+    pop.fit(2)
+    assert all(m.buffer.obs.base is base for m in pop.members)
+    prioritized = Population([member("dqn", seed, {**hp, **DQN, "replay": "prioritized"})
+                              for seed, hp in MEMBERS])
+    prioritized.fit(1)
+    assert all(m.buffer.obs.base is None for m in prioritized.members)
+
+
 def test_a_failing_td_kind_takes_out_only_its_members():
     """Members' TD targets and losses are computed by one member of each (double, loss)
     kind for all rows: a kind that fails takes out its members, not the others."""
@@ -110,12 +130,12 @@ def test_a_dqn_member_whose_loss_turns_nan_breaks_alone():
     members = [(seed, {**hp, **DQN}) for seed, hp in MEMBERS]
     pop = Population([member("dqn", seed, hp) for seed, hp in members])
     sick = pop.members[0]
-    real = sick.buffer.sample_arrays
+    real = sick.buffer.add
 
-    def poisoned(*args: Any) -> dict:  # its batches' returns NaN: only its loss turns NaN
-        return {**(b := real(*args)), "returns": b["returns"] * np.float32("nan")}
+    def poisoned(obs: Any, actions: Any, rewards: np.ndarray, *rest: Any) -> None:
+        real(obs, actions, rewards * np.float32("nan"), *rest)  # only its loss turns NaN
 
-    sick.buffer.sample_arrays = poisoned
+    sick.buffer.add = poisoned
     pop.fit(2)
     assert list(pop.errors) == [0] and isinstance(pop.errors[0], NonFiniteError)
     for want, got in zip(solo_states("dqn", members[1:], 2), pop.members[1:], strict=True):
@@ -123,7 +143,7 @@ def test_a_dqn_member_whose_loss_turns_nan_breaks_alone():
     # every member out of one lockstep: recorded, the epoch ends, nothing crashes
     pop = Population([member("dqn", seed, hp) for seed, hp in members[:2]])
     for m in pop.members:
-        m.buffer.sample_arrays = lambda *args: 1 / 0
+        m.buffer.draw = lambda *args: 1 / 0
     pop.fit(1)
     assert sorted(pop.errors) == [0, 1] and [m.epoch for m in pop.members] == [0, 0]
 

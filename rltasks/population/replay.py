@@ -70,6 +70,7 @@ class Lockstep(Members):
         super().__init__(members)
         self.q = StackedQ([m.q for m in members])
         self.target = StackedQ([m.target for m in members])
+        self.replay = StackedReplay.of(members)
         self._q_all: torch.Tensor | None = None
 
     @torch.no_grad()
@@ -118,11 +119,18 @@ class Lockstep(Members):
         forwards, the TD targets and losses of every row at once (by one member of each
         ``double`` and ``loss`` kind), one backward (each member's gradient is its own
         loss's alone)."""
-        arrays = self.each(lambda k, m: m.buffer.sample_arrays(
-            m.hp["batch_size"], m.np_rng, m.per_beta_now()), only=ks)
+        if self.replay is not None:  # each member's draw, then one gather for all
+            drawn = self.each(lambda k, m: m.buffer.draw(
+                m.hp["batch_size"], m.np_rng, m.per_beta_now()), only=ks)
+            arrays = {k: {"indices": idx} for k, (idx, _) in drawn.items()}
+        else:
+            arrays = self.each(lambda k, m: m.buffer.sample_arrays(
+                m.hp["batch_size"], m.np_rng, m.per_beta_now()), only=ks)
         if not arrays:
             return {}
-        b = stacked_batch(arrays, len(self.members), self.members[0].device)
+        b = (self.replay.batch(drawn, len(self.members), self.members[0].device)
+             if self.replay is not None else
+             stacked_batch(arrays, len(self.members), self.members[0].device))
         with torch.no_grad():
             next_q = self.target(b["next_obs"])
             online = (self.q(b["next_obs"]) if any(self.members[k].hp["double"] for k in arrays)
@@ -187,6 +195,59 @@ def stacked_batch(arrays: dict[int, dict[str, np.ndarray]], size: int, device: t
             rows[k] = arrays.get(k, fill)[key]
         out[key] = stacked.to(device)
     return out
+
+
+class StackedReplay:
+    """The members' uniform replay buffers held in one array per field, ``[K, capacity,
+    ...]``, each buffer using its slice (``ReplayBuffer.use_arrays``), so that one fancy
+    index gathers every member's batch where ``sample_arrays`` gathered member by member
+    (the same rows: each member still draws its indices with its own generator). The
+    storage outlives the epoch: the next epoch's lockstep of the same members finds its
+    buffers on it and copies nothing."""
+
+    def __init__(self, arrays: dict[str, np.ndarray]) -> None:
+        self.arrays = arrays
+
+    @classmethod
+    def of(cls, members: list[DQN]) -> StackedReplay | None:
+        """The members' shared storage (made, with their transitions copied in, unless they
+        already use one, in this order); None unless every buffer is a plain
+        ``ReplayBuffer`` of two observation arrays, all of one layout."""
+        own = [m.buffer.arrays() for m in members]
+        if any(a is None for a in own):
+            return None
+        arrays: list[dict[str, np.ndarray]] = own  # type: ignore[assignment]
+        if len({tuple((k, v.shape, v.dtype) for k, v in a.items()) for a in arrays}) != 1:
+            return None
+        bases = {key: array.base for key, array in arrays[0].items()}
+        if all(isinstance(base, np.ndarray) and len(base) == len(members) and all(
+                a[key].base is base and a[key].ctypes.data == base[k].ctypes.data
+                for k, a in enumerate(arrays)) for key, base in bases.items()):
+            return cls(bases)  # type: ignore[arg-type]
+        stacked = {key: np.zeros((len(members), *a.shape), a.dtype)
+                   for key, a in arrays[0].items()}
+        for k, m in enumerate(members):
+            m.buffer.use_arrays({key: array[k] for key, array in stacked.items()})
+        return cls(stacked)
+
+    def batch(self, drawn: dict[int, tuple[np.ndarray, np.ndarray]], size: int,
+              device: torch.device) -> dict[str, torch.Tensor]:
+        """``stacked_batch`` of the rows ``drawn`` (member k's indices and weights; a
+        member without a draw fills its slice with another's rows), gathered at once."""
+        fill = next(iter(drawn))
+        ks = [k if k in drawn else fill for k in range(size)]
+        capacity = len(self.arrays["obs"][0])
+        # row i of member k is row k * capacity + i of the storage seen as one array
+        flat = np.stack([drawn[k][0] + k * capacity for k in ks])
+        out = {}
+        for key, array in self.arrays.items():
+            whole = array.reshape(-1, *array.shape[2:])
+            stacked = aligned_zeros(size, torch.from_numpy(whole[flat[0]]))
+            np.take(whole, flat, axis=0, out=stacked.numpy())
+            out[key] = stacked.to(device)
+        weights = aligned_zeros(size, torch.from_numpy(drawn[fill][1]))
+        weights.numpy()[...] = np.stack([drawn[k][1] for k in ks])
+        return {**out, "weights": weights.to(device)}
 
 
 class StackedQ:
