@@ -343,9 +343,10 @@ class StackedMLP:
             if not isinstance(layer, tuple):
                 continue
             w, b, modules = layer
-            for k, m in enumerate(modules):
-                m.weight.grad = None if w.grad is None else w.grad[k]
-                m.bias.grad = None if b.grad is None else b.grad[k, 0]
+            ws = [None] * len(modules) if w.grad is None else w.grad.unbind()
+            bs = [None] * len(modules) if b.grad is None else b.grad[:, 0].unbind()
+            for m, wk, bk in zip(modules, ws, bs, strict=True):
+                m.weight.grad, m.bias.grad = wk, bk
             w.grad = b.grad = None
 
 

@@ -502,3 +502,45 @@ def test_a_registry_that_disagrees_is_refused(monkeypatch):
     force_fallback(monkeypatch)
     with pytest.raises(RuntimeError, match=r"\['_foreach_add_'\]\) and has no torch.optim"):
         Fast([torch.nn.Parameter(torch.ones(1))], lr=0.1, betas=(0.9, 0.99))
+
+
+
+def test_step_together_gives_each_optimizer_its_own_steps_bits_in_fewer_calls(monkeypatch):
+    """A population's optimizers stepped together (``step_together``): the parameters and
+    states of each end with the bits of stepping it alone, over steps where one parameter
+    has no gradient; Adams of equal settings share one fused call and every Adam's step
+    counters advance in one call; other optimizers step alone."""
+    adams = [("adam", 1e-2), ("adam", 1e-2), ("adam", 3e-3), ("adamw", 1e-2)]
+
+    def run(settings: list[tuple[str, float]], step) -> list:
+        nets = [mlp() for _ in settings]
+        opts = [make_optimizer(n.parameters(), hparams(name, lr=lr))
+                for n, (name, lr) in zip(nets, settings, strict=True)]
+        gens = [torch.Generator().manual_seed(i) for i in range(len(nets))]
+        for k in range(12):
+            for net, gen in zip(nets, gens, strict=True):
+                for i, p in enumerate(net.parameters()):
+                    grad = torch.randn(p.shape, generator=gen)
+                    p.grad = None if i == 1 and k % 5 == 0 else grad
+            step(opts)
+        return [{"params": {n: p.detach().clone() for n, p in net.named_parameters()},
+                 "opt": opt.state_dict()} for net, opt in zip(nets, opts, strict=True)]
+
+    settings = [*adams, ("sgd", 1e-2), ("rmsprop", 1e-2), ("adamax", 1e-2)]
+    alone = run(settings, lambda opts: [opt.step() for opt in opts])
+    for got, want in zip(run(settings, optim.step_together), alone, strict=True):
+        assert_same_state(got, want)
+    calls = dict.fromkeys(("fused_adam_", "fused_adamw_", "foreach_add_"), 0)
+
+    def counting(name: str, real):
+        def counted(*args, **kw):
+            calls[name] += 1
+            return real(*args, **kw)
+        return counted
+
+    for name in calls:
+        monkeypatch.setattr(kernels, name, counting(name, getattr(kernels, name)))
+    run(adams, optim.step_together)
+    # a step: the two Adams at lr 1e-2 in one fused call, the third in another, the AdamW
+    # in its own; the counters of all four in one foreach call
+    assert calls == {"fused_adam_": 2 * 12, "fused_adamw_": 12, "foreach_add_": 12}

@@ -35,6 +35,7 @@ from rltasks.optim.optimizers import (
     AdamW,
     BlockOptimizer,
     RMSprop,
+    step_together,
 )
 from rltasks.optim.schedules import SCHEDULE_HPARAMS, SCHEDULES, scheduled
 
@@ -42,7 +43,7 @@ __all__ = [
     "NAMESPACED_OPTIM_HPARAMS", "OPTIMIZERS", "OPTIMIZER_HPARAMS", "OPTIM_CONSTANTS",
     "OPTIM_HPARAMS", "REGISTRY", "SCHEDULES", "SCHEDULE_HPARAMS", "SGD", "Adam", "AdamW",
     "Adamax", "BlockOptimizer", "Optimizer", "RMSprop", "derive", "make_optimizer",
-    "optimizer_space", "scheduled", "set_lr", "unused_hparams",
+    "optimizer_space", "scheduled", "set_lr", "step_together", "unused_hparams",
 ]
 
 #: The optimizers, in the order of the ``optimizer`` choices; the first is the default.

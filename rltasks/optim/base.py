@@ -68,9 +68,16 @@ class Optimizer:
 
     def step(self) -> None:
         """Update every parameter that has a gradient; the state starts at its first one."""
-        group = self.param_groups[0]
+        params, grads, states = self.with_grads()
+        if params:
+            with torch.no_grad():
+                self.update(self.param_groups[0], params, grads, states)
+
+    def with_grads(self) -> tuple[list[Tensor], list[Tensor], list[dict[str, Tensor]]]:
+        """(the parameters that have a gradient, their gradients, their states: a state
+        starts at its parameter's first gradient)."""
         params, grads, states = [], [], []
-        for i, p in enumerate(group["params"]):
+        for i, p in enumerate(self.param_groups[0]["params"]):
             if p.grad is not None:
                 params.append(p)
                 grads.append(p.grad)
@@ -78,9 +85,7 @@ class Optimizer:
                 if state is None:
                     state = self.state[i] = self.init_state(p)
                 states.append(state)
-        if params:
-            with torch.no_grad():
-                self.update(group, params, grads, states)
+        return params, grads, states
 
     def state_dict(self) -> dict[str, Any]:
         """A snapshot (copies) in torch's layout: ``{"state": {index: {name: tensor}},

@@ -146,14 +146,48 @@ class Adam(AdamFamily):
 
     def fast_update(self, group: dict[str, Any], params: list[Tensor], grads: list[Tensor],
                     states: list[dict[str, Tensor]]) -> None:
-        steps = [s["step"] for s in states]
-        _advance(steps)  # the kernel reads the step but does not advance it
+        _advance([s["step"] for s in states])  # the kernel reads the step, does not advance it
+        self.fused(group, params, grads, states)
+
+    def fused(self, group: dict[str, Any], params: list[Tensor], grads: list[Tensor],
+              states: list[dict[str, Tensor]]) -> None:
+        """The fused kernel's update of ``params`` (their steps already advanced): each
+        tensor's update is elementwise and its own, whichever list it is passed in."""
         kernel = kernels.fused_adamw_ if self.decoupled else kernels.fused_adam_
         beta1, beta2 = group["betas"]
         kernel(params, grads, [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states],
-               [], steps, lr=group["lr"], beta1=beta1, beta2=beta2,
+               [], [s["step"] for s in states], lr=group["lr"], beta1=beta1, beta2=beta2,
                weight_decay=group["weight_decay"], eps=group["eps"], amsgrad=False,
                maximize=False)
+
+
+def step_together(optimizers: Iterable[Optimizer]) -> None:
+    """Each optimizer's ``step()``, the same bits, in fewer calls (a population's members'
+    optimizers, ``rltasks.population``): the step counters of every Adam and AdamW on the
+    fast path advance in one call per device, and those with the same settings update in
+    one fused call (the kernel updates each tensor on its own, whichever list holds it: a
+    ``--seeds`` population's members all share one); any other optimizer steps alone."""
+    fused: dict[tuple, tuple[Adam, list[list]]] = {}
+    steps: dict[torch.device, list[Tensor]] = {}
+    for opt in optimizers:
+        if not isinstance(opt, Adam) or opt.fallback is not None:
+            opt.step()
+            continue
+        params, grads, states = opt.with_grads()
+        if not params:
+            continue
+        group = opt.param_groups[0]
+        key = (opt.decoupled, params[0].device, group["lr"], group["betas"], group["eps"],
+               group["weight_decay"])
+        lists = fused.setdefault(key, (opt, [[], [], []]))[1]
+        for into, items in zip(lists, (params, grads, states), strict=True):
+            into.extend(items)
+        steps.setdefault(params[0].device, []).extend(s["step"] for s in states)
+    with torch.no_grad():
+        for counters in steps.values():
+            _advance(counters)
+        for opt, (params, grads, states) in fused.values():
+            opt.fused(opt.param_groups[0], params, grads, states)
 
 
 class AdamW(Adam):

@@ -9,6 +9,9 @@ from typing import Any
 
 import torch
 
+from rltasks.failpoints import failpoint
+from rltasks.optim import step_together
+
 
 class Members:
     """The members of one lockstep epoch and the exceptions of those that failed, by index."""
@@ -61,9 +64,10 @@ class Members:
         norm = dict(zip(ks, total.unbind(), strict=True))
         finite = dict(zip(ks, torch.isfinite(total).tolist(), strict=True))
 
-        def step(k: int, m: Any) -> None:
+        def check(k: int, m: Any) -> Any:
             if not finite[k]:
                 m.check_grad_norm(norm[k])  # raises, as the member's own check would
-            m.step_optimizer(name)
+            failpoint("update")  # as the member's own ``step_optimizer`` reaches it
+            return m.optimizers[name]
 
-        self.each(step, only=norm)
+        step_together(self.each(check, only=norm).values())
