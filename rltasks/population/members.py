@@ -43,7 +43,8 @@ class Members:
         ``clip_grad_norm_``'s steps (each gradient's norm, their norm, the clamped coefficient
         ``max_grad_norm / (norm + 1e-6)``, the scaling) on all members' gradients at once, the
         same bits as member by member (``tests/test_population.py``); then each member's
-        check and optimizer step."""
+        finiteness check, and the optimizer steps of those that pass, taken together
+        (``optim.step_together``: the same bits as each member's ``step_optimizer``)."""
         ks = [k for k in range(len(self.members))
               if k not in self.failed and (only is None or k in only)]
         grads = [[p.grad for p in self.members[k].params if p.grad is not None] for k in ks]

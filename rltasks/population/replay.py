@@ -8,14 +8,15 @@ of the target network (and, for double DQN, of the online one) on every member's
 observations, one stacked forward and one backward. What draws on a member's random streams
 or state runs member by member with the task's own methods: the exploration draws with its
 generator, env steps (taken as one vector env where the envs allow it:
-``rltasks.envs.StepAsOne``), storing, drawing a batch from its own replay buffer with its own
-generator, the optimizer step with its lr, priorities, target updates with its interval and
-tau. What is arithmetic on every member's rows runs once for all: epsilon-greedy's pick of
-random or greedy actions (``EpsilonGreedy.pick``), the stacking of the batches, the TD
+``rltasks.envs.StepAsOne``), storing, drawing a batch's indices from its own replay buffer
+with its own generator, priorities, target updates with its interval and tau. What is
+arithmetic on every member's rows runs once for all: epsilon-greedy's pick of random or
+greedy actions (``EpsilonGreedy.pick``), the gathering of the batches (uniform buffers share
+one storage, ``StackedReplay``; others are sampled apart and stacked), the TD
 targets and losses (``DQN.td_target`` and ``td_loss`` of one member of each ``double`` and
 ``loss`` kind, on all rows: each row's result is its member's solo bits) and the gradient
-clipping (``Members.clip_and_step``). So member k ends with the bits of the same trial run
-alone (``tests/test_population.py``).
+clipping and the optimizer steps (``Members.clip_and_step``). So member k ends with the
+bits of the same trial run alone (``tests/test_population.py``).
 
 Members share the env settings, the networks' shapes, the buffer's kind and size, the
 exploration policy's kind and ``batch_size`` (``lockstep_keys``); they may differ in every
