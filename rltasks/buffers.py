@@ -140,13 +140,14 @@ class ReplayBuffer:
     def use_arrays(self, arrays: dict[str, np.ndarray]) -> None:
         """Hold the transitions in ``arrays`` from now on (shaped as ``arrays()``'s: e.g. this
         buffer's slice of a population's stacked storage, ``rltasks.population.replay``), with
-        what is held now copied in."""
+        what is held now copied in (the rows filled so far only: a fresh storage's pages stay
+        unwritten until transitions fill them, as this buffer's own did)."""
         own = self.arrays()
         if own is None or {k: (v.shape, v.dtype) for k, v in own.items()} != {
                 k: (v.shape, v.dtype) for k, v in arrays.items()}:
             raise ValueError("use_arrays needs arrays shaped as this buffer's own arrays()")
         for key, array in arrays.items():
-            array[...] = own[key]
+            array[:self.size] = own[key][:self.size]
         self.store.obs, self.store.next_obs = arrays["obs"], arrays["next_obs"]
         self.actions, self.returns = arrays["actions"], arrays["returns"]
         self.discounts = arrays["discounts"]
