@@ -125,11 +125,8 @@ class ReplayBuffer:
     def __len__(self) -> int:
         return self.size
 
-    #: the arrays ``arrays``/``use_arrays`` name: where the transitions are held
-    ARRAYS = ("obs", "next_obs", "actions", "returns", "discounts")
-
     def arrays(self) -> dict[str, np.ndarray] | None:
-        """The arrays that hold the transitions (``ARRAYS``), each ``[capacity, ...]``; None
+        """The arrays that hold the transitions, each ``[capacity, ...]``, by name; None
         where the observations are not two plain arrays (shared frames) or a subclass keeps
         more per transition (priorities, episodes)."""
         if type(self) is not ReplayBuffer or not isinstance(self.store, ObsArrays):

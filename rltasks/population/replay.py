@@ -120,18 +120,18 @@ class Lockstep(Members):
         forwards, the TD targets and losses of every row at once (by one member of each
         ``double`` and ``loss`` kind), one backward (each member's gradient is its own
         loss's alone)."""
+        size, device = len(self.members), self.members[0].device
         if self.replay is not None:  # each member's draw, then one gather for all
             drawn = self.each(lambda k, m: m.buffer.draw(
                 m.hp["batch_size"], m.np_rng, m.per_beta_now()), only=ks)
             arrays = {k: {"indices": idx} for k, (idx, _) in drawn.items()}
+            b = self.replay.batch(drawn, size, device) if drawn else {}
         else:
             arrays = self.each(lambda k, m: m.buffer.sample_arrays(
                 m.hp["batch_size"], m.np_rng, m.per_beta_now()), only=ks)
+            b = stacked_batch(arrays, size, device) if arrays else {}
         if not arrays:
             return {}
-        b = (self.replay.batch(drawn, len(self.members), self.members[0].device)
-             if self.replay is not None else
-             stacked_batch(arrays, len(self.members), self.members[0].device))
         with torch.no_grad():
             next_q = self.target(b["next_obs"])
             online = (self.q(b["next_obs"]) if any(self.members[k].hp["double"] for k in arrays)
