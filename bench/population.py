@@ -11,6 +11,10 @@ inside the timing, as in a real run. A second population runs with its members' 
 stepped apart (``rltasks.envs.StepAsOne`` off): what stepping them as one vector env gains.
 
     .venv/bin/python bench/population.py [--algo ppo] [--members 1 4 16] [--epochs 3]
+        [--same-lr]
+
+``--same-lr`` gives every member one lr (they differ in seed only, as ``--seeds N`` trains
+them), where Adam members update in one fused call (``optim.step_together``).
 
 ``--update-breakdown`` prints instead how a solo PPO CartPole update minibatch splits: its
 whole time against that of its two networks' forward and backward alone (what stacking
@@ -38,22 +42,23 @@ from rltasks.envs import StepAsOne  # noqa: E402
 from rltasks.population import Population  # noqa: E402
 
 
-def members(algo: str, k: int, steps: int) -> list:
+def members(algo: str, k: int, steps: int, same_lr: bool = False) -> list:
     return [rltasks.make_task(algo, env="CartPole-v1", seed=s, steps_per_epoch=steps)
-            .init(lr=3e-4 * (1 + s / 4)) for s in range(k)]
+            .init(lr=3e-4 * (1 + (0 if same_lr else s) / 4)) for s in range(k)]
 
 
-def timed(algo: str, k: int, epochs: int, steps: int) -> tuple[float, float, float, bool]:
+def timed(algo: str, k: int, epochs: int, steps: int, same_lr: bool = False
+          ) -> tuple[float, float, float, bool]:
     """(solo seconds, population seconds, population seconds with its members' envs stepped
     apart, whether every member of both populations equals its solo run)."""
-    solos = members(algo, k, steps)
+    solos = members(algo, k, steps, same_lr)
     start = time.perf_counter()
     for task in solos:
         task.fit(epochs)
     solo = time.perf_counter() - start
     seconds, same = [], True
     for apart in (False, True):
-        pop = Population(members(algo, k, steps))
+        pop = Population(members(algo, k, steps, same_lr))
         start = time.perf_counter()
         with envs_apart(apart):
             pop.fit(epochs)
@@ -106,6 +111,8 @@ def main() -> None:
     parser.add_argument("--members", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--steps-per-epoch", type=int, default=4096)
+    parser.add_argument("--same-lr", action="store_true",
+                        help="members differ in seed only, as --seeds trains them")
     parser.add_argument("--update-breakdown", action="store_true",
                         help="time a solo PPO update minibatch's parts instead")
     args = parser.parse_args()
@@ -114,12 +121,14 @@ def main() -> None:
         update_breakdown()
         return
     print(f"{args.algo} on CartPole-v1, {args.epochs} epochs of {args.steps_per_epoch} env "
-          f"steps per member, the task's CartPole defaults, one torch thread")
+          f"steps per member, the task's CartPole defaults, one torch thread, "
+          f"{'one lr for all (seeds differ)' if args.same_lr else 'each member its own lr'}")
     print("| members | solo, one after the other (env steps/s) | population (env steps/s) "
           "| ratio | population, envs stepped apart | ratio | members == solo |")
     print("| ---: | ---: | ---: | ---: | ---: | ---: | --- |")
     for k in args.members:
-        solo, together, apart, same = timed(args.algo, k, args.epochs, args.steps_per_epoch)
+        solo, together, apart, same = timed(args.algo, k, args.epochs, args.steps_per_epoch,
+                                            args.same_lr)
         steps = k * args.epochs * args.steps_per_epoch
         print(f"| {k} | {steps / solo:,.0f} | {steps / together:,.0f} | "
               f"{solo / together:.2f}x | {steps / apart:,.0f} | {solo / apart:.2f}x | "
