@@ -13,7 +13,9 @@ stepped apart (``rltasks.envs.StepAsOne`` off): what stepping them as one vector
     .venv/bin/python bench/population.py [--algo ppo] [--members 1 4 16] [--epochs 3]
         [--same-lr]
 
-``--same-lr`` gives every member one lr (they differ in seed only, as ``--seeds N`` trains
+``--population-only`` times the population alone (its first epoch untimed), for
+``bench/same_time.sh``, which runs it for two revisions at once. ``--same-lr`` gives every
+member one lr (they differ in seed only, as ``--seeds N`` trains
 them), where Adam members update in one fused call (``optim.step_together``).
 
 ``--update-breakdown`` prints instead how a solo PPO CartPole update minibatch splits: its
@@ -85,6 +87,21 @@ def envs_apart(apart: bool) -> Iterator[None]:
         StepAsOne.step = real  # type: ignore[method-assign]
 
 
+def population_only(algo: str, k: int, epochs: int, steps: int, same_lr: bool) -> None:
+    """The population alone: its first epoch untimed (the per-shape checks, the stacked
+    storage), then the aggregate env steps per second of the rest (what
+    ``bench/same_time.sh`` compares between two revisions)."""
+    pop = Population(members(algo, k, steps, same_lr))
+    pop.fit(1)
+    start = time.perf_counter()
+    pop.fit(epochs)
+    seconds = time.perf_counter() - start
+    print(f"{algo} K = {k}, epochs 2-{epochs}: {k * (epochs - 1) * steps / seconds:,.0f} env "
+          f"steps/s", flush=True)
+    for task in pop.members:
+        task.close()
+
+
 def update_breakdown() -> None:
     task = rltasks.make_task("ppo", env="CartPole-v1", seed=0, steps_per_epoch=4096).init()
     task.fit(1)
@@ -113,12 +130,18 @@ def main() -> None:
     parser.add_argument("--steps-per-epoch", type=int, default=4096)
     parser.add_argument("--same-lr", action="store_true",
                         help="members differ in seed only, as --seeds trains them")
+    parser.add_argument("--population-only", action="store_true",
+                        help="time the population alone, its first epoch untimed")
     parser.add_argument("--update-breakdown", action="store_true",
                         help="time a solo PPO update minibatch's parts instead")
     args = parser.parse_args()
     torch.set_num_threads(1)
     if args.update_breakdown:
         update_breakdown()
+        return
+    if args.population_only:
+        for k in args.members:
+            population_only(args.algo, k, args.epochs, args.steps_per_epoch, args.same_lr)
         return
     print(f"{args.algo} on CartPole-v1, {args.epochs} epochs of {args.steps_per_epoch} env "
           f"steps per member, the task's CartPole defaults, one torch thread, "
