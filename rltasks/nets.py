@@ -349,6 +349,25 @@ class StackedMLP:
                 m.weight.grad, m.bias.grad = wk, bk
             w.grad = b.grad = None
 
+    @torch.no_grad()
+    def copy_from(self, source: StackedMLP, ks: list[int]) -> None:
+        """Members ``ks``' weights set to ``source``'s (of the same shapes), in one indexed
+        copy per tensor (the members' parameters are views of them: they see it)."""
+        idx = torch.tensor(ks, device=self.device)
+        for mine, theirs in zip(self.tensors(), source.tensors(), strict=True):
+            if len(ks) == len(mine):
+                mine.copy_(theirs)
+            else:
+                mine.index_copy_(0, idx, theirs.index_select(0, idx))
+
+    def tensors(self) -> list[torch.Tensor]:
+        """The stacked weights and biases, layer by layer."""
+        return [t for layer in self.layers if isinstance(layer, tuple) for t in layer[:2]]
+
+    @property
+    def device(self) -> torch.device:
+        return self.tensors()[0].device
+
 
 # -- image bodies --------------------------------------------------------------------------------
 class ImageInput(nn.Module):

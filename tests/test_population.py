@@ -93,6 +93,38 @@ def test_dqn_members_may_differ_in_replay_ratio_targets_loss_and_optimizer():
         assert_same_state(want, got.state_dict())
 
 
+
+def test_dqn_members_clip_and_copy_targets_together_as_each_would_alone(monkeypatch):
+    """The clipping (each member's own limit, two of three small enough to clip every step)
+    and the target copies are computed for all members at once; the copies that fall due at
+    one step are made together, whichever members they are; each member ends as its solo
+    run."""
+    members = [(seed, {**hp, **DQN}) for seed, hp in MEMBERS]
+    for (_, hp), limit, every in zip(members, (0.01, 0.05, 100.0), (50, 100, 64), strict=True):
+        hp.update(max_grad_norm=limit, target_update=every)
+    copied: list[list[int]] = []
+    real = nets.StackedMLP.copy_from
+
+    def spy(self: Any, source: Any, ks: list[int]) -> None:
+        copied.append(list(ks))
+        real(self, source, ks)
+
+    monkeypatch.setattr(nets.StackedMLP, "copy_from", spy)
+    pop = Population([member("dqn", seed, hp) for seed, hp in members])
+    pop.fit(3)
+    assert not pop.errors
+    # 768 steps: members 0 and 1 copy together every 100 steps, 0 alone at 50, 150, ...,
+    # 2 alone every 64
+    assert [0, 1] in copied and [0] in copied and [2] in copied
+    norms: list[float] = []
+    clip = torch.nn.utils.clip_grad_norm_
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_",
+                        lambda params, limit: norms.append(float(clip(params, limit))) or
+                        torch.tensor(norms[-1]))
+    for want, got in zip(solo_states("dqn", members, 3), pop.members, strict=True):
+        assert_same_state(want, got.state_dict())
+    assert sum(n > 0.05 for n in norms) > len(norms) / 2  # the solo runs clipped
+
 def test_dqn_members_on_uniform_replay_share_one_storage_across_epochs():
     """Uniform replay buffers of DQN members hold their transitions in one stacked array per
     field (each member's slice), made once: a later epoch gathers from the same storage;

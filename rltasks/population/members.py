@@ -53,15 +53,16 @@ class Members:
         if len(ks) < 2 or len(layout) != 1 or len(kinds) != 1 or not grads[0]:
             self.each(lambda k, m: m.clip_and_step(name, clip=m.params), only=ks)
             return
+        flat = [g for gs in grads for g in gs]  # member by member, in each one's order
         with torch.no_grad():
-            norms = torch.stack([torch.stack(torch._foreach_norm(list(column)))
-                                 for column in zip(*grads, strict=True)], dim=1)
+            norms = torch.stack(torch._foreach_norm(flat)).view(len(ks), len(grads[0]))
             total = torch.linalg.vector_norm(norms, 2.0, dim=1)
             limit = torch.tensor([float(self.members[k].hp["max_grad_norm"]) for k in ks],
                                  dtype=total.dtype)
             coef = torch.clamp((total + 1e-6).reciprocal() * limit, max=1.0)
-            for i, gs in enumerate(grads):
-                torch._foreach_mul_(gs, coef[i])
+            # each gradient times its member's coefficient: one rounded product per element
+            # (a float32 coefficient read as a Python float is the same number)
+            torch._foreach_mul_(flat, [c for c in coef.tolist() for _ in grads[0]])
         norm = dict(zip(ks, total.unbind(), strict=True))
         finite = dict(zip(ks, torch.isfinite(total).tolist(), strict=True))
 

@@ -26,6 +26,8 @@ due fills its slice of the stacked batch with another member's rows, which it do
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 from torch import nn
@@ -58,7 +60,7 @@ def train_epoch(members: list[DQN]) -> list[dict[str, float] | BaseException]:
             due = step.each(lambda k, m, a=actions: m.env_step(*a[k]), only=actions)
             for k, done in step.train(due).items():
                 rows[k].extend(done)
-            step.each(lambda k, m: m.after_env_step(m.env_steps - m.num_envs), only=due)
+            step.update_targets(due)
     finally:
         envs.close()
     return step.results(step.each(lambda k, m: m.end_collect(rows[k])))
@@ -104,6 +106,17 @@ class Lockstep(Members):
         if self._q_all is None:
             self._q_all = self.q(aligned_stack([m.tensor(m.obs) for m in self.members]))
         return self._q_all
+
+    def update_targets(self, ks: Any) -> None:
+        """Each member's ``after_env_step`` (members ``ks``): the target copies (``tau`` 1)
+        that fall due at this step made together, one indexed copy per stacked layer (a
+        copy's bits whichever way it is made), any other update member by member."""
+        due = self.each(lambda k, m: m.target_due(m.env_steps - m.num_envs), only=ks)
+        copies = [k for k, d in due.items() if d and self.members[k].hp["tau"] == 1.0]
+        if copies:
+            self.target.copy_from(self.q, copies)
+        self.each(lambda k, m: m.after_env_step(m.env_steps - m.num_envs),
+                  only={k for k, d in due.items() if d and k not in copies})
 
     def train(self, due: dict[int, int]) -> dict[int, list[dict[str, torch.Tensor]]]:
         """Each member's ``due[k]`` gradient steps (at the lr its schedule says now), the
@@ -273,4 +286,9 @@ class StackedQ:
     def scatter_grads(self) -> None:
         for part in self.parts:
             part.scatter_grads()
+
+    def copy_from(self, source: StackedQ, ks: list[int]) -> None:
+        """Members ``ks``' parameters set to ``source``'s (a target network's hard update)."""
+        for part, other in zip(self.parts, source.parts, strict=True):
+            part.copy_from(other, ks)
 

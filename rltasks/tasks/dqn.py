@@ -217,8 +217,12 @@ class DQN(OffPolicyTask):
         return loss, (q - target).detach()
 
     def after_env_step(self, before: int) -> None:
-        if crossed(before, self.num_envs, self.hp["target_update"]):
+        if self.target_due(before):
             polyak_update(self.q, self.target, self.hp["tau"])
+
+    def target_due(self, before: int) -> bool:
+        """Whether the env step from ``before`` crossed a ``target_update`` interval."""
+        return crossed(before, self.num_envs, self.hp["target_update"])
 
     def exploration_metrics(self) -> dict[str, float]:
         return {"exploration": self.policy.scale(self.env_steps)}
