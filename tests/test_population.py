@@ -16,6 +16,7 @@ from helpers import assert_same_state, run_script, sigterm_seeds
 import rltasks
 from rltasks import checkpoint, nets
 from rltasks.population import Population, lockstep_keys
+from rltasks.population import members as population_members
 from rltasks.task import BadResume, NonFiniteError
 
 #: three members that differ in seed, lr, gamma (and, for A2C, the optimizer's family)
@@ -92,6 +93,38 @@ def test_dqn_members_may_differ_in_replay_ratio_targets_loss_and_optimizer():
     for want, got in zip(solo_states("dqn", members, 3), pop.members, strict=True):
         assert_same_state(want, got.state_dict())
 
+
+
+@pytest.mark.parametrize("ks", [[0, 1, 2], [0, 2]])
+def test_stacked_gradients_are_clipped_as_one_tensor_each_with_each_members_bits(
+        monkeypatch, ks):
+    """Gradients handed out by ``StackedMLP.scatter_grads`` are measured and scaled per
+    stacked tensor (no per-tensor ``_foreach_norm``), with each member's limit, and end as
+    ``clip_grad_norm_`` leaves each member's own; members not clipped (not in ``ks``) keep
+    their gradients."""
+    torch.manual_seed(0)
+    solos = [nets.mlp(5, [64, 64], 3) for _ in range(3)]
+    stacked = nets.StackedMLP(solos)
+    x = nets.aligned_stack([torch.randn(32, 5) * 10 for _ in range(3)])
+    stacked(x).pow(2).sum().backward()
+    stacked.scatter_grads()
+    grads = {k: [p.grad.clone() for p in m.parameters()] for k, m in enumerate(solos)}
+    limits = [0.01, 1e6, 0.5]
+    monkeypatch.setattr(torch, "_foreach_norm", lambda *a, **kw: pytest.fail("per tensor"))
+    total = population_members.clip_together(
+        [[p.grad for p in solos[k].parameters()] for k in ks], ks, 3, [limits[k] for k in ks])
+    monkeypatch.undo()
+    for i, k in enumerate(ks):
+        ps = [torch.nn.Parameter(torch.empty_like(g)) for g in grads[k]]
+        for p, g in zip(ps, grads[k], strict=True):
+            p.grad = g.clone()
+        assert torch.equal(torch.nn.utils.clip_grad_norm_(ps, limits[k]), total[i])
+        assert all(torch.equal(p.grad, q.grad) for p, q in zip(ps, solos[k].parameters(),
+                                                                strict=True))
+    for k in set(range(3)) - set(ks):
+        assert all(torch.equal(g, p.grad) for g, p in zip(grads[k], solos[k].parameters(),
+                                                          strict=True))
+    assert total[0] > 1 and not torch.equal(grads[0][0], solos[0][0].weight.grad)  # clipped
 
 
 def test_dqn_members_clip_and_copy_targets_together_as_each_would_alone(monkeypatch):
