@@ -103,7 +103,7 @@ def test_best_reeval_retrains_the_top_trials_on_fresh_seeds_and_ranks_them(tmp_p
                env=orion.env, cwd=ROOT).stdout  # resumes the finished runs: no retraining
     assert "ranked by the mean final return" in text and rows[0]["trial"] in text
     bad = cli("best", "reeval", "--reeval", "2", "--top", "0", env=orion.env, cwd=ROOT)
-    assert bad.returncode == 2 and "--top 0 must" in bad.stderr and "Traceback" not in bad.stderr
+    assert bad.returncode == 2 and "--top 0: must" in bad.stderr and "Traceback" not in bad.stderr
     # Orion's own tools on the same hunt: status, info and a plot (HTML: kaleido's PNG export
     # needs a Chrome that plotly_get_chrome downloads, which this machine cannot)
     status = orion_tool(orion, "status", "-n", "reeval")

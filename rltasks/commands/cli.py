@@ -71,6 +71,10 @@ def _best_args(p: argparse.ArgumentParser) -> None:
                    help=f"first fresh seed (default {REEVAL_SEED})")
     p.add_argument("--reeval-dir", default="reeval",
                    help="where the reruns go, DIR/<trial id> (default ./reeval)")
+    p.add_argument("--reeval-jobs", type=int, default=None, metavar="J",
+                   help="reruns at once (default: one per core where the task trains its "
+                        "seeds as one process, ppo, a2c, pg, dqn; else 1, its seeds' "
+                        "processes taking the cores)")
 
 
 def _report_args(p: argparse.ArgumentParser) -> None:
@@ -132,7 +136,8 @@ def _record_args(p: argparse.ArgumentParser) -> None:
 
 def _best(args: argparse.Namespace) -> None:
     if args.reeval:
-        rows = reeval(args.name, args.reeval, args.top, args.reeval_seed, args.reeval_dir)
+        rows = reeval(args.name, args.reeval, args.top, args.reeval_seed, args.reeval_dir,
+                      jobs=args.reeval_jobs)
         print(json.dumps(rows)) if args.json else print_reeval(args.name, rows)
         return
     info = best_trial(args.name)

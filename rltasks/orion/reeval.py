@@ -3,10 +3,13 @@
 A hunt ranks each configuration by one run on one seed, so its winner may be a lucky seed (a
 tuned setting that does not reproduce on another, rl-zoo3 #151, #204). ``reeval`` takes the
 ``top`` completed trials by objective, reruns each one's own command (``rerun_command``, as
-``rltasks best`` prints it, from the current directory) with ``--seeds N --seed SEED`` (the
-seeds train in parallel processes, one per core, as ``--seeds`` does) in ``DIR/<trial id>``,
-and ranks them by the mean final return over those seeds, with its spread and every seed's.
-The reruns' output goes to stderr; stdout holds the ranking (``--json``: the rows). A rerun
+``rltasks best`` prints it, from the current directory) with ``--seeds N --seed SEED`` in
+``DIR/<trial id>``, and ranks them by the mean final return over those seeds, with its
+spread and every seed's. The reruns use the cores as ``--seeds`` does: where the task trains
+its seeds as one population (one process: ppo, a2c, pg, dqn), up to one rerun per core runs
+at once (``jobs``, ``--reeval-jobs``); elsewhere each rerun's seeds take the cores as
+processes and the reruns run one after the other. The reruns' output goes to stderr, each
+line prefixed with its trial's id; stdout holds the ranking (``--json``: the rows). A rerun
 of ``reeval`` resumes whatever runs it finds there, like any trial.
 """
 
@@ -15,40 +18,100 @@ from __future__ import annotations
 import shlex
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from rltasks.orion.experiments import experiment, ranked_trials, rerun_command
+from rltasks.orion.population import script_of
+from rltasks.population import joins
+from rltasks.tasks import REGISTRY
 from rltasks.trial.files import try_read_results
+from rltasks.trial.seeds import cores
 
 #: the first reeval seed: far from the seeds a hunt's trials use (``--seed``, default 0)
 SEED = 1000
 
 
 def reeval(name: str, seeds: int, top: int = 3, seed: int = SEED,
-           workdir: str | Path = "reeval", exp: Any = None) -> list[dict[str, Any]]:
+           workdir: str | Path = "reeval", exp: Any = None, jobs: int | None = None
+           ) -> list[dict[str, Any]]:
     """Rerun the ``top`` completed trials of experiment ``name`` on seeds ``seed`` ..
-    ``seed + seeds - 1`` under ``workdir``; their rows, the best mean final return first."""
-    if seeds < 1 or top < 1:
-        raise ValueError(f"--reeval {seeds} and --top {top} must both be at least 1")
+    ``seed + seeds - 1`` under ``workdir``, ``jobs`` at a time (default: ``default_jobs``);
+    their rows, the best mean final return first."""
+    given = {"--reeval": seeds, "--top": top, "--reeval-jobs": 1 if jobs is None else jobs}
+    bad = [f"{option} {value}" for option, value in given.items() if value < 1]
+    if bad:
+        raise ValueError(f"{', '.join(bad)}: must be at least 1")
     exp = exp if exp is not None else experiment(name)
-    done = ranked_trials(exp)
-    if not done:
+    trials = ranked_trials(exp)[:top]
+    if not trials:
         raise ValueError(f"experiment {name!r} has no completed trial to re-evaluate yet")
-    rows = [_rerun(exp, trial, seeds, seed, Path(workdir) / trial.id) for trial in done[:top]]
+    commands = {trial.id: [*rerun_command(exp, trial), "--seeds", str(seeds), "--seed",
+                           str(seed), "--workdir", str(Path(workdir) / trial.id)]
+                for trial in trials}
+    codes = run_all(commands, jobs or default_jobs(next(iter(commands.values()))))
+    rows = [_row(trial, codes[trial.id], seeds, seed, Path(workdir) / trial.id, commands[trial.id])
+            for trial in trials]
     return sorted(rows, key=lambda row: -row["return_mean"])
 
 
-def _rerun(exp: Any, trial: Any, seeds: int, seed: int, workdir: Path) -> dict[str, Any]:
-    """One trial's configuration on the fresh seeds; its row."""
-    command = rerun_command(exp, trial)  # as the hunt ran it: its `python` is on PATH
-    command += ["--seeds", str(seeds), "--seed", str(seed), "--workdir", str(workdir)]
-    print(f"reeval {trial.id}: {shlex.join(command)}", file=sys.stderr, flush=True)
+def default_jobs(command: list[str]) -> int:
+    """Reruns to run at once: one per core where a rerun is one process (its task trains
+    ``--seeds`` as one population), else one (its seeds' processes take the cores)."""
     try:
-        code = subprocess.run(command, stdout=sys.stderr).returncode  # stdout: the ranking
-    except OSError as err:
-        raise ValueError(f"cannot rerun trial {trial.id} ({err}); run `rltasks best` from "
-                         f"where the hunt ran, with its `python` on PATH") from None
+        name, _ = script_of(command)
+    except ValueError:
+        return 1
+    if name not in REGISTRY or "--seed-processes" in command or not joins(REGISTRY[name]):
+        return 1
+    return cores()
+
+
+def run_all(commands: dict[str, list[str]], jobs: int) -> dict[str, int]:
+    """Run ``commands`` (by key, in order), up to ``jobs`` at a time, from the current
+    directory, each output line to stderr prefixed with its key; their exit codes. Any
+    exception (an interrupt) terminates those still running first."""
+    pending, running, codes = list(commands.items()), {}, {}
+    try:
+        while pending or running:
+            while pending and len(running) < jobs:
+                key, command = pending.pop(0)
+                print(f"reeval {key}: {shlex.join(command)}", file=sys.stderr, flush=True)
+                try:
+                    proc = subprocess.Popen(command, stdout=subprocess.PIPE,
+                                            stderr=subprocess.STDOUT, text=True)
+                except OSError as err:
+                    raise ValueError(f"cannot rerun trial {key} ({err}); run `rltasks best` "
+                                     f"from where the hunt ran, with its `python` on PATH"
+                                     ) from None
+                reader = threading.Thread(target=_prefix, args=(proc.stdout, key[:8]))
+                reader.start()
+                running[key] = (proc, reader)
+            for key, (proc, reader) in list(running.items()):
+                if proc.poll() is not None:
+                    reader.join()
+                    codes[key] = proc.returncode
+                    del running[key]
+            time.sleep(0.05)
+    finally:
+        for proc, reader in running.values():
+            proc.terminate()  # a trial ends at its next epoch end, resumable
+            proc.wait()
+            reader.join()
+    return codes
+
+
+def _prefix(stream: IO[str], tag: str) -> None:
+    for line in stream:
+        sys.stderr.write(f"[{tag}] {line}")
+    sys.stderr.flush()
+
+
+def _row(trial: Any, code: int, seeds: int, seed: int, workdir: Path, command: list[str]
+         ) -> dict[str, Any]:
+    """One trial's row from its rerun on the fresh seeds."""
     results = try_read_results(workdir)
     if code != 0 or results is None:
         raise ValueError(f"the rerun of trial {trial.id} failed (exit {code}); its output is "

@@ -47,7 +47,8 @@ def _child_env() -> dict[str, str]:
     return env
 
 
-def _cores() -> int:
+def cores() -> int:
+    """The cores this process may run on."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return cores or 1
 
@@ -58,7 +59,7 @@ class _Pool:
     def __init__(self, script: str, argv: list[str], workdir: Path, seeds: list[int]) -> None:
         self.script, self.argv, self.workdir = script, argv, workdir
         self.todo: list[int] | None = list(seeds)  # None: the seeds were told to stop
-        self.slots = max(1, min(len(seeds), _cores()))
+        self.slots = max(1, min(len(seeds), cores()))
         self.running: dict[int, subprocess.Popen] = {}
         self.codes: dict[int, int] = {}
 
