@@ -28,7 +28,7 @@ from rltasks.orion.population import script_of
 from rltasks.population import joins
 from rltasks.tasks import REGISTRY
 from rltasks.trial.files import try_read_results
-from rltasks.trial.seeds import cores
+from rltasks.trial.seeds import ProcessSlots, cores
 
 #: the first reeval seed: far from the seeds a hunt's trials use (``--seed``, default 0)
 SEED = 1000
@@ -73,34 +73,33 @@ def run_all(commands: dict[str, list[str]], jobs: int) -> dict[str, int]:
     """Run ``commands`` (by key, in order), up to ``jobs`` at a time, from the current
     directory, each output line to stderr prefixed with its key; their exit codes. Any
     exception (an interrupt) terminates those still running first."""
-    pending, running, codes = list(commands.items()), {}, {}
+    readers: list[threading.Thread] = []
+
+    def start(key: str, command: list[str]) -> subprocess.Popen:
+        print(f"reeval {key}: {shlex.join(command)}", file=sys.stderr, flush=True)
+        try:
+            proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                    text=True)
+        except OSError as err:
+            raise ValueError(f"cannot rerun trial {key} ({err}); run `rltasks best` from "
+                             f"where the hunt ran, with its `python` on PATH") from None
+        readers.append(threading.Thread(target=_prefix, args=(proc.stdout, key[:8])))
+        readers[-1].start()
+        return proc
+
+    slots = ProcessSlots(commands, jobs, start)
     try:
-        while pending or running:
-            while pending and len(running) < jobs:
-                key, command = pending.pop(0)
-                print(f"reeval {key}: {shlex.join(command)}", file=sys.stderr, flush=True)
-                try:
-                    proc = subprocess.Popen(command, stdout=subprocess.PIPE,
-                                            stderr=subprocess.STDOUT, text=True)
-                except OSError as err:
-                    raise ValueError(f"cannot rerun trial {key} ({err}); run `rltasks best` "
-                                     f"from where the hunt ran, with its `python` on PATH"
-                                     ) from None
-                reader = threading.Thread(target=_prefix, args=(proc.stdout, key[:8]))
-                reader.start()
-                running[key] = (proc, reader)
-            for key, (proc, reader) in list(running.items()):
-                if proc.poll() is not None:
-                    reader.join()
-                    codes[key] = proc.returncode
-                    del running[key]
+        while slots.busy():
+            slots.start_free()
+            slots.reap()
             time.sleep(0.05)
     finally:
-        for proc, reader in running.values():
-            proc.terminate()  # a trial ends at its next epoch end, resumable
+        slots.stop_once()  # a trial ends at its next epoch end, resumable
+        for proc in slots.running.values():
             proc.wait()
+        for reader in readers:
             reader.join()
-    return codes
+    return slots.codes
 
 
 def _prefix(stream: IO[str], tag: str) -> None:

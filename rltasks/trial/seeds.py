@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -53,28 +54,27 @@ def cores() -> int:
     return cores or 1
 
 
-class _Pool:
-    """The seeds' processes: started as slots free up, told to stop once."""
+class ProcessSlots:
+    """Commands (by key) run as processes, at most ``slots`` at a time, each started by
+    ``start(key, command)`` as a slot frees up, in order; told to stop once. The caller's
+    loop starts, reaps and sleeps while ``busy()`` (``run_seeds``,
+    ``rltasks.orion.reeval.run_all``)."""
 
-    def __init__(self, script: str, argv: list[str], workdir: Path, seeds: list[int]) -> None:
-        self.script, self.argv, self.workdir = script, argv, workdir
-        self.todo: list[int] | None = list(seeds)  # None: the seeds were told to stop
-        self.slots = max(1, min(len(seeds), cores()))
-        self.running: dict[int, subprocess.Popen] = {}
-        self.codes: dict[int, int] = {}
+    def __init__(self, commands: dict[Any, list[str]], slots: int,
+                 start: Callable[[Any, list[str]], subprocess.Popen]) -> None:
+        self.todo: list[tuple[Any, list[str]]] | None = list(commands.items())  # None: stop
+        self.slots, self.start = max(1, slots), start
+        self.running: dict[Any, subprocess.Popen] = {}
+        self.codes: dict[Any, int] = {}
 
     def start_free(self) -> None:
         while self.todo and len(self.running) < self.slots:
-            seed = self.todo.pop(0)
-            cmd = [sys.executable, "-m", "rltasks.trial", self.script, *self.argv,
-                   "--seeds", "1", "--seed", str(seed),
-                   "--workdir", str(seed_dir(self.workdir, seed))]
-            self.running[seed] = subprocess.Popen(
-                cmd, env=_child_env(), stdout=subprocess.DEVNULL,
-                preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+            key, command = self.todo.pop(0)
+            self.running[key] = self.start(key, command)
 
     def stop_once(self) -> None:
-        """Tell the running seeds to stop, once: a second SIGTERM stops a seed mid-epoch."""
+        """Tell the running processes to stop, once (SIGTERM: an rltasks trial stops at its
+        next epoch end; a second SIGTERM would stop it mid-epoch), and start no more."""
         if self.todo is None:
             return
         self.todo = None
@@ -83,13 +83,18 @@ class _Pool:
                 proc.terminate()
 
     def reap(self) -> None:
-        for seed, proc in list(self.running.items()):
+        for key, proc in list(self.running.items()):
             if proc.poll() is not None:
-                self.codes[seed] = proc.returncode
-                del self.running[seed]
+                self.codes[key] = proc.returncode
+                del self.running[key]
 
     def busy(self) -> bool:
         return bool(self.todo or self.running)
+
+
+def _seed_process(_: int, command: list[str]) -> subprocess.Popen:
+    return subprocess.Popen(command, env=_child_env(), stdout=subprocess.DEVNULL,
+                            preexec_fn=_die_with_parent if sys.platform == "linux" else None)
 
 
 def mean_results(per_seed: list[dict[str, Any]], task_name: str, options: dict[str, Any],
@@ -122,7 +127,10 @@ def run_seeds(script: str, argv: list[str], task_name: str, options: dict[str, A
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     workdir = default_workdir(task_name, options)
     seeds = [options["seed"] + i for i in range(options["seeds"])]
-    pool = _Pool(script, argv, workdir, seeds)
+    pool = ProcessSlots({seed: [sys.executable, "-m", "rltasks.trial", script, *argv,
+                                "--seeds", "1", "--seed", str(seed),
+                                "--workdir", str(seed_dir(workdir, seed))] for seed in seeds},
+                        min(len(seeds), cores()), _seed_process)
     with StopSignals(log) as signals, WorkdirLock(workdir, log=log):
         while pool.busy():
             if signals.received is None:
