@@ -10,7 +10,9 @@ population; the shapes are the task's CartPole defaults), each trial
 - ``hunt``: ``orion hunt --n-workers 2``, one process per trial, two at a time;
 - ``population``: one population worker, ``--population`` = the number of trials;
 - ``population-x2``: two population workers on the same experiment at once, each with
-  half the trials (one per core).
+  half the trials (one per core), started by one command as ``orion hunt`` starts its
+  workers (``--n-workers 2``: forked once the experiment is built; before 2026-12-08, two
+  commands started 1 s apart).
 
 Printed per mode: the wall time of the whole hunt, the completed trials (Orion may run a
 few past ``--exp-max-trials`` when several workers reserve at once), the time per completed
@@ -75,7 +77,8 @@ def run_mode(algo: str, mode: str, trials: int, epochs: int, steps: int
             "hunt": [[str(Path(sys.executable).parent / "orion"), "hunt", "--n-workers", "2",
                       *args]],
             "population": [[*worker, "--population", str(trials), *args]],
-            "population-x2": [[*worker, "--population", str((trials + 1) // 2), *args]] * 2,
+            "population-x2": [[*worker, "--population", str((trials + 1) // 2),
+                               "--n-workers", "2", *args]],
         }[mode]
         start = time.perf_counter()
         procs = []
@@ -83,7 +86,6 @@ def run_mode(algo: str, mode: str, trials: int, epochs: int, steps: int
             procs.append(subprocess.Popen(command, cwd=ROOT, env=env,
                                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                           text=True))
-            time.sleep(1.0)  # the first builds the experiment; the second then joins it
         for proc in procs:
             _, err = proc.communicate()
             if proc.returncode != 0:

@@ -5,6 +5,8 @@ its trial, and its one-line errors."""
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import signal
 import subprocess
@@ -175,17 +177,22 @@ def test_two_population_workers_run_the_hunts_max_trials_not_more(orion):
     done with its 3, waits for it instead of reserving 3 more (6 or 7 trials, without
     ``room``)."""
     argv = worker_command(orion, "two", 3, 4)
-    argv[argv.index("--epochs") + 1] = "24"  # the first still trains when the second starts
     command = [sys.executable, "-m", "rltasks.orion.population", *argv]
     first = start(command, env=orion.vars)
     work = orion.root / "work"  # a trial's dir is made once it is reserved
     wait_for(lambda: len(list(work.glob("*"))) == 3, first, "the first worker's 3 trials",
              poll=0.05)
-    second = subprocess.run(command, cwd=ROOT, env=orion.env, capture_output=True, text=True,
-                            timeout=300)
+    first.send_signal(signal.SIGSTOP)  # it holds its 3 until the second has started, however
+    try:  # slowly the second starts on a loaded machine
+        second = start(command, env=orion.vars)
+        wait_for(lambda: len(list(work.glob("*"))) == 4, second, "the second worker's trial",
+                 poll=0.05)
+    finally:
+        first.send_signal(signal.SIGCONT)
     code, err = finish_process(first)
-    assert code == 0 and second.returncode == 0, (err + second.stderr)[-3000:]
-    assert "population of 1: trials" in second.stderr, second.stderr[-3000:]
+    code2, err2 = finish_process(second)
+    assert code == 0 and code2 == 0, (err + err2)[-3000:]
+    assert "population of 1: trials" in err2, err2[-3000:]
     assert sorted(t["status"] for t in orion.trials("two") if t["status"] != "new") == [
         "completed"] * 4
 
@@ -288,3 +295,47 @@ def test_trials_of_a_task_that_cannot_join_train_alone(orion, monkeypatch, capsy
         results = results_in(trial["working_dir"])
         assert results["task"] == "sac" and trial["objective"] == results["objective"]
         assert results["env_steps"] == 200
+
+
+def test_n_workers_starts_that_many_workers_each_on_its_own_budget(orion):
+    """``--n-workers 2`` (orion hunt's option; the worker ran alone before 2026-12-08): two
+    workers, each with its own ``--worker-max-trials`` 1, so both trials complete where one
+    worker would stop after one; the counts are added up."""
+    argv = worker_command(orion, "nw", 1, 2, ("--n-workers", "2", "--worker-max-trials", "1"))
+    done = subprocess.run([sys.executable, "-m", "rltasks.orion.population", *argv], cwd=ROOT,
+                          env=orion.env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert re.search(r"^2 population workers: pids \d+, \d+$", done.stderr, re.M), done.stderr
+    assert done.stderr.count("population of 1: trials") == 2
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == {
+        "completed": 2, "broken": 0, "interrupted": 0}
+    assert [t["status"] for t in orion.trials("nw")] == ["completed"] * 2
+
+
+@pytest.mark.parametrize("how", ["sigterm", "sigkill"])
+def test_n_workers_stop_at_an_epoch_end_when_their_supervisor_is_stopped(orion, how):
+    """SIGTERM to the supervisor's process group (as ``timeout`` sends it) reaches each worker
+    once, through the supervisor: both stop at an epoch end and release their trials as
+    interrupted, exit 130. SIGKILL of the supervisor alone: each worker is SIGTERMed by the
+    kernel (Linux's parent-death signal) and does the same instead of training on."""
+    if how == "sigkill" and not sys.platform.startswith("linux"):
+        pytest.skip("the parent-death signal is Linux's")
+    argv = worker_command(orion, how, 1, 2, ("--n-workers", "2", "--heartbeat", "1"))
+    argv[argv.index("--epochs") + 1] = "20"
+    proc = start([sys.executable, "-m", "rltasks.orion.population", *argv], env=orion.vars)
+    work = orion.root / "work"
+    wait_for(lambda: len(list(work.glob("*/last.ckpt"))) == 2, proc, "both trials' checkpoints",
+             poll=0.05)
+    if how == "sigterm":
+        os.killpg(proc.pid, signal.SIGTERM)
+        code, err = finish_process(proc)
+        assert code == 130, err[-3000:]
+    else:
+        proc.kill()
+        code, err = finish_process(proc)  # the workers hold its stderr until they exit
+        assert code == -signal.SIGKILL
+    assert err.count("interrupted: SIGTERM received: trials [") == 2, err[-3000:]
+    found = orion.trials(how)
+    assert [t["status"] for t in found] == ["interrupted"] * 2
+    for trial in found:  # each stopped at an epoch end, after its first, and saved it
+        assert 1 <= checkpoint.load(Path(trial["working_dir"]) / "last.ckpt")["epoch"] < 20

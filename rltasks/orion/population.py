@@ -19,7 +19,8 @@ finished trial's results go to Orion with ``observe()``: its working dir and res
 solo trial's. A trial that fails (bad input, a NaN loss) is released as broken, alone; on
 SIGTERM/SIGINT every trial in training stops at an epoch end (checkpointed) and the reserved
 trials are released as interrupted, for any worker to resume. ``--seeds N`` trials train as
-their script trains them, one at a time.
+their script trains them, one at a time. ``--n-workers N`` runs N such workers at once
+(``rltasks.orion.workers``).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import warnings
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from rltasks.orion.workers import supervise
 from rltasks.population import lockstep_group
 from rltasks.tasks import REGISTRY
 from rltasks.trial.agent import AGENT, resolve_agent
@@ -61,25 +63,46 @@ class Job(NamedTuple):
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: work on the experiment until it is done, this worker's
-    ``--worker-max-trials`` are spent or no trial comes within ``--idle-timeout``. Exits 0,
-    1 when no trial completed and some broke, 2 on bad input, Orion's interrupt code on
-    SIGTERM/SIGINT (the reserved trials released as interrupted)."""
+    ``--worker-max-trials`` are spent or no trial comes within ``--idle-timeout``; with
+    ``--n-workers N``, N such workers at once (``rltasks.orion.workers``). Exits 0, 1 when
+    no trial completed and some broke (or a worker died), 2 on bad input, Orion's interrupt
+    code on SIGTERM/SIGINT (the reserved trials released as interrupted)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         size, hunt_args = population_option(argv)
-        worker = Worker(*open_hunt(hunt_args), size)
+        client, consumer, settings = open_hunt(hunt_args)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    workers = int(settings.get("n_workers") or 1)
+    if workers > 1:  # the experiment is built: the workers join it, none races to create it
+        client.close()
+        code, counts = supervise(workers, worker_process, (size, hunt_args), stderr_log)
+    else:
+        code, counts = work(Worker(client, consumer, settings, size))
+    print(json.dumps(counts))
+    return code
+
+
+def work(worker: Worker) -> tuple[int, dict[str, int]]:
+    """Run ``worker`` to its end; (its exit code, its counts)."""
     try:
         worker.run()
     except Preempted as err:
         print(f"interrupted: {err}", file=sys.stderr)
-        return interrupt_code()
+        return interrupt_code(), worker.counts
     finally:
         worker.client.close()
-    print(json.dumps(worker.counts))
-    return 1 if worker.counts["broken"] and not worker.counts["completed"] else 0
+    return (1 if worker.counts["broken"] and not worker.counts["completed"] else 0), worker.counts
+
+
+def worker_process(size: int, hunt_args: list[str], pipe: Any) -> None:
+    """One of ``--n-workers``' workers (``rltasks.orion.workers``), with its own client on
+    the experiment; its counts sent through ``pipe``."""
+    code, counts = work(Worker(*open_hunt(hunt_args), size))
+    pipe.send(counts)
+    pipe.close()
+    sys.exit(settled(code))
 
 
 def population_option(argv: list[str]) -> tuple[int, list[str]]:
