@@ -31,6 +31,7 @@ import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -212,7 +213,7 @@ class Worker:
                     break
                 continue
             try:
-                trials.append(reserved.enter_context(self.client.suggest()))
+                trials.append(reserved.enter_context(held(self.client, self.client.suggest())))
             except ReservationRaceCondition:
                 continue
             except WaitingForTrials:
@@ -341,6 +342,25 @@ class Worker:
         for trial in [t for t in self.holding if t.status == "reserved"]:
             self.client.release(trial, status=status)
             self.counts[status] += 1
+
+
+@contextlib.contextmanager
+def held(client: Any, suggested: Any) -> Iterator[Any]:
+    """The trial ``client.suggest()`` reserved, released on the way out unless something
+    released it already: as interrupted after an interruption, as broken after another
+    exception, else as Orion's ``TrialCM`` releases it. (``TrialCM`` releases it again
+    after any exception, so a trial this worker had released as interrupted drew Orion's
+    warning "was already released locally".)"""
+    trial = suggested.__enter__()  # the trial itself: TrialCM's own exit is not used
+    try:
+        yield trial
+    except BaseException as err:
+        if trial.status == "reserved":
+            client.release(trial, "interrupted" if isinstance(
+                err, (KeyboardInterrupt, Preempted)) else "broken")
+        raise
+    if trial.status == "reserved":
+        client.release(trial)
 
 
 def script_of(command: list[str]) -> tuple[str, list[str]]:
