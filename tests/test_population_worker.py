@@ -346,3 +346,20 @@ def test_n_workers_stop_at_an_epoch_end_when_their_supervisor_is_stopped(orion, 
     assert [t["status"] for t in found] == ["interrupted"] * 2
     for trial in found:  # each stopped at an epoch end, after its first, and saved it
         assert 1 <= checkpoint.load(Path(trial["working_dir"]) / "last.ckpt")["epoch"] < 20
+
+
+def test_the_supervisors_exit_code_from_its_workers():
+    """A worker that died (a signal, a crash) makes the command fail, naming it; an
+    interrupted one makes it Orion's interrupt code; otherwise a lone worker's rule."""
+    from collections import Counter
+
+    from rltasks.orion.workers import exit_code
+
+    said: list[str] = []
+    ok = Counter(completed=3, broken=1, interrupted=0)
+    assert exit_code([0, 0], ok, said.append) == 0 and not said
+    assert exit_code([0, -9], ok, said.append) == 1
+    assert said == ["population worker 1 died (exit code -9): the trials it held are Orion's "
+                    "to re-queue once their heartbeat is old"]
+    assert exit_code([130, 0], ok, said.append) == 130
+    assert exit_code([1, 1], Counter(completed=0, broken=2, interrupted=0), said.append) == 1
