@@ -16,6 +16,7 @@ them up and chooses the exit code.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import multiprocessing as mp
 import os
@@ -54,17 +55,20 @@ def supervise(n: int, target: Callable[..., None], args: tuple[Any, ...],
     log(f"{n} population workers: pids {', '.join(str(p.pid) for p in procs)}")
 
     received: list[int] = []
+    joined: set[int] = set()  # reaped: their pids may belong to another process by now
 
     def forward(signum: int, frame: Any) -> None:
         received.append(signum)
-        for proc in procs:
-            if proc.exitcode is None and proc.pid is not None:
-                os.kill(proc.pid, signum)
+        for i, proc in enumerate(procs):
+            if i not in joined and proc.pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(proc.pid, signum)
 
     previous = {sig: signal.signal(sig, forward) for sig in SIGNALS}
     try:
-        for proc in procs:
+        for i, proc in enumerate(procs):
             proc.join()
+            joined.add(i)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
