@@ -121,6 +121,11 @@ def test_bad_input_is_one_line(orion, capsys):
         population.script_of(["python", "train.py", "--lr", "1"])
     assert population.main(["--population", "0", "-n", "x"]) == 2
     assert capsys.readouterr().err.startswith("error: --population K")
+    # what Orion's parser refuses: its error line alone, not its 26-line usage before it
+    assert population.main(["--population", "2", "-n", "x", "-c", str(orion.root / "no.yaml"),
+                            "python", "scripts/ppo.py"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: argument -c/--config: can't open") and err.count("\n") == 1
 
 
 SMALL = ("--steps-per-epoch", "256", "--num-envs", "2", "--eval-episodes", "2")

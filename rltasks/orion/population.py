@@ -26,6 +26,7 @@ their script trains them, one at a time. ``--n-workers N`` runs N such workers a
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import sys
 import tempfile
@@ -136,7 +137,7 @@ def open_hunt(hunt_args: list[str]) -> tuple[Any, Any, dict[str, Any]]:
 
         parser = OrionArgsParser()
         load_modules_parser(parser)
-        args, _ = parser.parse(["hunt", *hunt_args])
+        args = parse_hunt_args(parser, hunt_args)
         args["root"], args["leafs"] = None, []
         experiment = experiment_builder.build_from_args(args)
     config = experiment_builder.get_cmd_config(args)
@@ -149,6 +150,22 @@ def open_hunt(hunt_args: list[str]) -> tuple[Any, Any, dict[str, Any]]:
     client = ExperimentClient(experiment, heartbeat=worker["heartbeat"])
     beat_at_heartbeat(client)
     return client, consumer, worker
+
+
+def parse_hunt_args(parser: Any, hunt_args: list[str]) -> dict[str, Any]:
+    """``orion hunt``'s arguments parsed by Orion's parser; a one-line ``ValueError`` for
+    what it refuses (argparse prints its whole usage before the error line)."""
+    said = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(said):
+            args, _ = parser.parse(["hunt", *hunt_args])
+    except SystemExit as done:
+        if done.code in (0, None):  # --help, printed to stdout
+            raise
+        lines = said.getvalue().strip().splitlines() or ["bad arguments"]
+        raise ValueError(f"{lines[-1].partition('error: ')[2] or lines[-1]} "
+                         f"(orion hunt --help lists its options; {USAGE})") from None
+    return args
 
 
 def beat_at_heartbeat(client: Any) -> None:
