@@ -317,6 +317,8 @@ def test_n_workers_starts_that_many_workers_each_on_its_own_budget(orion):
                           env=orion.env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert re.search(r"^2 population workers: pids \d+, \d+$", done.stderr, re.M), done.stderr
+    # Orion's own logging still reaches stderr (its note on the config's old `algorithms` key)
+    assert "algorithms is deprecated" in done.stderr
     assert done.stderr.count("population of 1: trials") == 2
     assert json.loads(done.stdout.strip().splitlines()[-1]) == {
         "completed": 2, "broken": 0, "interrupted": 0}

@@ -156,15 +156,16 @@ def parse_hunt_args(parser: Any, hunt_args: list[str]) -> dict[str, Any]:
     """``orion hunt``'s arguments parsed by Orion's parser; a one-line ``ValueError`` for
     what it refuses (argparse prints its whole usage before the error line)."""
     said = io.StringIO()
-    try:
+    try:  # argparse alone: Orion's ``parse`` then sets up its logging on the stderr it finds
         with contextlib.redirect_stderr(said):
-            args, _ = parser.parse(["hunt", *hunt_args])
+            parser.parser.parse_args(["hunt", *hunt_args])
     except SystemExit as done:
         if done.code in (0, None):  # --help, printed to stdout
             raise
         lines = said.getvalue().strip().splitlines() or ["bad arguments"]
         raise ValueError(f"{lines[-1].partition('error: ')[2] or lines[-1]} "
                          f"(orion hunt --help lists its options; {USAGE})") from None
+    args, _ = parser.parse(["hunt", *hunt_args])
     return args
 
 
