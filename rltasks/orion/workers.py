@@ -17,7 +17,6 @@ them up and chooses the exit code.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import multiprocessing as mp
 import os
 import signal
@@ -26,6 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 from rltasks.trial.preempt import SIGNALS, interrupt_code
+from rltasks.trial.seeds import die_with_parent
 
 #: the counts every worker reports
 COUNTS = ("completed", "broken", "interrupted")
@@ -86,10 +86,7 @@ def _detached(supervisor: int, target: Callable[..., None], args: tuple[Any, ...
     """``target(*args)`` in a process group of its own, SIGTERMed if the supervisor dies."""
     if hasattr(os, "setpgid"):
         os.setpgid(0, 0)
-    try:  # Linux: PR_SET_PDEATHSIG (1)
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
-    except (OSError, AttributeError):  # not Linux: the worker ends its round, then exits
-        pass
+    die_with_parent(signal.SIGTERM)  # not Linux: the worker ends its round, then exits
     if os.getppid() != supervisor:  # the supervisor died before the call above
         os.kill(os.getpid(), signal.SIGTERM)
     target(*args)

@@ -11,6 +11,7 @@ its seeds die with it when it is SIGKILLed (Linux: ``PR_SET_PDEATHSIG``).
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -30,14 +31,16 @@ from rltasks.trial.workdir import WorkdirLock
 SEED_STATISTICS = ("objective_std", "return_min", "return_max")
 
 
-def _die_with_parent() -> None:
-    """In a seed's process (Linux): SIGKILL it when the parent dies, e.g. SIGKILLed with its
-    Orion worker, so no orphan keeps training or holds its working dir when Orion reruns the
-    trial (the seed's last checkpoint is intact: writes are atomic)."""
+def die_with_parent(signum: int = signal.SIGKILL) -> None:
+    """In a child process (Linux; nothing elsewhere): the kernel sends it ``signum`` when its
+    parent dies, even by SIGKILL. A seed's process is SIGKILLed, e.g. with its Orion worker,
+    so no orphan keeps training or holds its working dir when Orion reruns the trial (the
+    seed's last checkpoint is intact: writes are atomic); a population worker is SIGTERMed
+    (``rltasks.orion.workers``), so it stops at an epoch end."""
     import ctypes
 
     try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signum)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
 
@@ -94,7 +97,7 @@ class ProcessSlots:
 
 def _seed_process(_: int, command: list[str]) -> subprocess.Popen:
     return subprocess.Popen(command, env=_child_env(), stdout=subprocess.DEVNULL,
-                            preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+                            preexec_fn=die_with_parent if sys.platform == "linux" else None)
 
 
 def mean_results(per_seed: list[dict[str, Any]], task_name: str, options: dict[str, Any],
