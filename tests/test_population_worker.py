@@ -370,3 +370,6 @@ def test_the_supervisors_exit_code_from_its_workers():
                     "to re-queue once their heartbeat is old"]
     assert exit_code([130, 0], ok, said.append) == 130
     assert exit_code([1, 1], Counter(completed=0, broken=2, interrupted=0), said.append) == 1
+    said.clear()  # every trial broke in workers that ended well: 1, no worker named
+    assert exit_code([0, 0], Counter(completed=0, broken=2, interrupted=0), said.append) == 1
+    assert not said

@@ -36,7 +36,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from rltasks.orion.workers import supervise
+from rltasks.orion.workers import exit_code, supervise
 from rltasks.population import lockstep_group
 from rltasks.tasks import REGISTRY
 from rltasks.trial.agent import AGENT, resolve_agent
@@ -82,12 +82,14 @@ def main(argv: list[str] | None = None) -> int:
         code, counts = supervise(workers, worker_process, (size, hunt_args), stderr_log)
     else:
         code, counts = work(Worker(client, consumer, settings, size))
+        code = exit_code([code], counts, stderr_log)
     print(json.dumps(counts))
     return code
 
 
 def work(worker: Worker) -> tuple[int, dict[str, int]]:
-    """Run ``worker`` to its end; (its exit code, its counts)."""
+    """Run ``worker`` to its end; (Orion's interrupt code if a signal stopped it, else 0;
+    its counts). ``workers.exit_code`` makes the command's code of them."""
     try:
         worker.run()
     except Preempted as err:
@@ -95,7 +97,7 @@ def work(worker: Worker) -> tuple[int, dict[str, int]]:
         return interrupt_code(), worker.counts
     finally:
         worker.client.close()
-    return (1 if worker.counts["broken"] and not worker.counts["completed"] else 0), worker.counts
+    return 0, worker.counts
 
 
 def worker_process(size: int, hunt_args: list[str], pipe: Any) -> None:

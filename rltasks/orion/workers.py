@@ -21,7 +21,7 @@ import multiprocessing as mp
 import os
 import signal
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from rltasks.trial.preempt import SIGNALS, interrupt_code
@@ -92,11 +92,13 @@ def _detached(supervisor: int, target: Callable[..., None], args: tuple[Any, ...
     target(*args)
 
 
-def exit_code(codes: list[int | None], counts: Counter[str], log: Callable[[str], None]
+def exit_code(codes: list[int | None], counts: Mapping[str, int], log: Callable[[str], None]
               ) -> int:
-    """The supervisor's code: Orion's interrupt code if a worker was interrupted, 1 if a
-    worker died (a signal, a crash) or no trial completed and some broke, else 0."""
-    died = [(i, c) for i, c in enumerate(codes) if c not in (0, 1, interrupt_code())]
+    """The command's code from its workers' (each 0, or Orion's interrupt code if a signal
+    stopped it: ``population.work``) and their summed counts: the interrupt code if a worker
+    was interrupted, 1 if a worker died (a signal, a crash) or no trial completed and some
+    broke, else 0."""
+    died = [(i, c) for i, c in enumerate(codes) if c not in (0, interrupt_code())]
     for i, code in died:
         log(f"population worker {i} died (exit code {code}): the trials it held are Orion's to "
             f"re-queue once their heartbeat is old")
