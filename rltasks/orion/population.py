@@ -242,7 +242,8 @@ class Worker:
             except CompletedExperiment:
                 break
             except BrokenExperiment as err:  # --exp-max-broken trials broke
-                self.log(f"the experiment is broken ({err}): no more trials; `orion status` "
+                why = f" ({err})" if str(err) else ""  # another worker's find: Orion says nothing
+                self.log(f"the experiment is broken{why}: no more trials; `orion status` "
                          f"shows them, their errors are above")
                 break
         return trials
